@@ -1,0 +1,330 @@
+"""Safetensors checkpoints: weights plus string metadata that rebuilds and vouches for a model.
+
+Formats (DESIGN §4):
+- model:    format = "modelupdate-model/1", tensors = the state dict.
+- ensemble: format = "modelupdate-ensemble/1", tensors "member{i}.<name>",
+            plus member_count, member_seeds, member_metrics.
+Every structured value in the header is a JSON string. Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import nn
+
+from . import __version__
+from .errors import CheckpointError, MismatchError, OutputError
+from .models import build_model
+
+MODEL_FORMAT = "modelupdate-model/1"
+ENSEMBLE_FORMAT = "modelupdate-ensemble/1"
+PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt"}
+REQUIRED_KEYS = (
+    "format", "arch", "arch_args", "num_classes", "classes", "input_shape", "normalization",
+    "dataset", "dataset_fingerprint", "config", "metrics", "modelupdate_version", "torch_version",
+)
+JSON_KEYS = {"arch_args", "num_classes", "classes", "input_shape", "normalization", "config", "metrics",
+             "member_count", "member_seeds", "member_metrics", "update"}
+
+
+@dataclass
+class ModelMeta:
+    """Everything needed to rebuild and trust a model, beside its weights."""
+
+    arch: str
+    arch_args: dict[str, Any]
+    classes: list[str]
+    input_shape: tuple[int, int, int]
+    normalization: dict[str, list[float]]
+    dataset: str
+    dataset_fingerprint: str
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    # for an updated model: method, parameters, parent_sha256, reference_sha256
+    update: dict[str, Any] = field(default_factory=dict)
+    format: str = MODEL_FORMAT
+    member_seeds: list[int] = field(default_factory=list)
+    member_metrics: list[dict[str, Any]] = field(default_factory=list)
+    modelupdate_version: str = __version__
+    torch_version: str = torch.__version__
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def is_ensemble(self) -> bool:
+        return self.format == ENSEMBLE_FORMAT
+
+    def to_header(self) -> dict[str, str]:
+        header = {
+            "format": self.format,
+            "arch": self.arch,
+            "arch_args": json.dumps(self.arch_args, sort_keys=True),
+            "num_classes": json.dumps(self.num_classes),
+            "classes": json.dumps(self.classes),
+            "input_shape": json.dumps(list(self.input_shape)),
+            "normalization": json.dumps(self.normalization),
+            "dataset": self.dataset,
+            "dataset_fingerprint": self.dataset_fingerprint,
+            "config": json.dumps(self.config, sort_keys=True),
+            "metrics": json.dumps(self.metrics, sort_keys=True),
+            "modelupdate_version": self.modelupdate_version,
+            "torch_version": self.torch_version,
+        }
+        if self.update:
+            header["update"] = json.dumps(self.update, sort_keys=True)
+            for key in ("parent_sha256", "reference_sha256"):
+                if self.update.get(key):
+                    header[key] = self.update[key]
+        if self.is_ensemble:
+            header["member_count"] = json.dumps(len(self.member_seeds))
+            header["member_seeds"] = json.dumps(self.member_seeds)
+            header["member_metrics"] = json.dumps(self.member_metrics, sort_keys=True)
+        return header
+
+    @classmethod
+    def from_header(cls, header: dict[str, str], path: Path) -> ModelMeta:
+        missing = [k for k in REQUIRED_KEYS if k not in header]
+        if missing:
+            raise CheckpointError(f"{path}: not a modelupdate checkpoint (metadata lacks {', '.join(missing)})")
+        if header["format"] not in (MODEL_FORMAT, ENSEMBLE_FORMAT):
+            raise CheckpointError(
+                f"{path}: metadata field 'format' is {header['format']!r}; expected {MODEL_FORMAT} or {ENSEMBLE_FORMAT}")
+        values: dict[str, Any] = {}
+        for key, raw in header.items():
+            if key in JSON_KEYS:
+                try:
+                    values[key] = json.loads(raw)
+                except json.JSONDecodeError:
+                    raise CheckpointError(f"{path}: metadata field {key!r} is not valid JSON") from None
+            else:
+                values[key] = raw
+        _expect(path, "arch_args", values["arch_args"], dict)
+        _expect(path, "classes", values["classes"], list)
+        if not values["classes"] or not all(isinstance(c, str) for c in values["classes"]):
+            raise CheckpointError(f"{path}: metadata field 'classes' must be a non-empty list of strings")
+        if values["num_classes"] != len(values["classes"]):
+            raise CheckpointError(f"{path}: metadata 'num_classes' = {values['num_classes']} but 'classes' lists "
+                                  f"{len(values['classes'])}")
+        shape = values["input_shape"]
+        if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(s, int) and s > 0 for s in shape)):
+            raise CheckpointError(f"{path}: metadata field 'input_shape' must be [C, H, W] positive integers, got {shape}")
+        norm = values["normalization"]
+        if not (isinstance(norm, dict) and len(norm.get("mean", [])) == shape[0] == len(norm.get("std", []))):
+            raise CheckpointError(f"{path}: metadata field 'normalization' must hold 'mean' and 'std' with one value "
+                                  f"per channel ({shape[0]})")
+        _expect(path, "config", values["config"], dict)
+        _expect(path, "metrics", values["metrics"], dict)
+        meta = cls(
+            arch=values["arch"], arch_args=values["arch_args"], classes=values["classes"],
+            input_shape=tuple(shape), normalization=norm, dataset=values["dataset"],
+            dataset_fingerprint=values["dataset_fingerprint"], config=values["config"],
+            metrics=values["metrics"], update=values.get("update", {}) or {}, format=values["format"],
+            modelupdate_version=values["modelupdate_version"], torch_version=values["torch_version"],
+        )
+        if meta.is_ensemble:
+            seeds = values.get("member_seeds")
+            if not isinstance(seeds, list) or not seeds or values.get("member_count") != len(seeds):
+                raise CheckpointError(f"{path}: ensemble metadata 'member_count' / 'member_seeds' missing or inconsistent")
+            meta.member_seeds = seeds
+            meta.member_metrics = values.get("member_metrics") or []
+        return meta
+
+
+def _expect(path: Path, key: str, value: Any, typ: type) -> None:
+    if not isinstance(value, typ):
+        raise CheckpointError(f"{path}: metadata field {key!r} must be a JSON {typ.__name__}")
+
+
+# --------------------------------------------------------------------------- files
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write to a temp file beside ``path``, fsync, then rename over it."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise OutputError(f"{path}: cannot write (folder {directory} does not exist)")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror})") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise OutputError(f"{path}: cannot write ({exc.strerror})") from None
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read tensors and string metadata, with one-line errors for every way a file can be wrong."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: file not found")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not a file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror})") from None
+    if _looks_like_pickle(data) or path.suffix.lower() in PICKLE_SUFFIXES:
+        raise CheckpointError(
+            f"{path}: looks like a PyTorch pickle; modelupdate never unpickles files. Convert it where you trust it: "
+            f"safetensors.torch.save_file(model.state_dict(), 'model.safetensors'), or export predictions "
+            f"(.npz/.csv) for flip-report")
+    if len(data) < 8:
+        raise CheckpointError(f"{path}: truncated ({len(data)} bytes); expected a safetensors file")
+    (header_len,) = struct.unpack("<Q", data[:8])
+    if header_len > len(data) - 8 or header_len > 100_000_000:
+        raise CheckpointError(f"{path}: truncated or not a safetensors file (header length {header_len}, "
+                              f"file size {len(data)})")
+    try:
+        header = json.loads(data[8 : 8 + header_len])
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CheckpointError(f"{path}: not a safetensors file (header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: not a safetensors file (header is not a JSON object)")
+    metadata = header.get("__metadata__") or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise CheckpointError(f"{path}: safetensors metadata must map strings to strings")
+    try:
+        tensors = st_load(data)
+    except Exception as exc:  # safetensors raises its own SafetensorError
+        raise CheckpointError(f"{path}: corrupted safetensors data ({str(exc).splitlines()[0]})") from None
+    return tensors, metadata
+
+
+def _looks_like_pickle(data: bytes) -> bool:
+    return data[:2] == b"\x80\x02" or data[:1] == b"\x80" and len(data) > 1 and data[1] in (2, 3, 4, 5) \
+        or data[:4] == b"PK\x03\x04"
+
+
+def read_meta(path: str | Path) -> ModelMeta:
+    _, header = read_safetensors(path)
+    return ModelMeta.from_header(header, Path(path))
+
+
+def save_model(path: str | Path, model: nn.Module, meta: ModelMeta) -> None:
+    """Write one model checkpoint atomically."""
+    state = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
+    atomic_write_bytes(path, st_save(state, metadata=meta.to_header()))
+
+
+def save_ensemble(path: str | Path, members: list[nn.Module], meta: ModelMeta) -> None:
+    """Write every member (tensors prefixed ``member{i}.``) into one file atomically."""
+    if len(members) != len(meta.member_seeds):
+        raise ValueError("save_ensemble: one seed per member expected")
+    meta.format = ENSEMBLE_FORMAT
+    tensors: dict[str, torch.Tensor] = {}
+    for i, member in enumerate(members):
+        for k, v in unwrap(member).state_dict().items():
+            tensors[f"member{i}.{k}"] = v.detach().cpu().contiguous()
+    atomic_write_bytes(path, st_save(tensors, metadata=meta.to_header()))
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module under DDP / torch.compile wrappers."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
+@dataclass
+class LoadedModel:
+    """A checkpoint rebuilt: ``model`` maps normalised images to logits (an ensemble: mean logits)."""
+
+    path: Path
+    meta: ModelMeta
+    model: nn.Module
+    members: list[nn.Module]
+    sha256: str
+
+
+def load_checkpoint(path: str | Path, *, ensemble_mode: str = "auto") -> LoadedModel:
+    """Read, validate and rebuild a model or ensemble checkpoint (eval mode, CPU)."""
+    path = Path(path)
+    tensors, header = read_safetensors(path)
+    meta = ModelMeta.from_header(header, path)
+    if meta.is_ensemble:
+        members = []
+        for i in range(len(meta.member_seeds)):
+            prefix = f"member{i}."
+            state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            if not state:
+                raise CheckpointError(f"{path}: ensemble lists {len(meta.member_seeds)} members but has no tensors "
+                                      f"for member {i}")
+            members.append(_rebuild(path, meta, state))
+        from .reference import EnsembleReference
+
+        model: nn.Module = EnsembleReference(members, mode=ensemble_mode)
+    else:
+        model = _rebuild(path, meta, tensors)
+        members = [model]
+    model.eval()
+    return LoadedModel(path=path, meta=meta, model=model, members=members, sha256=sha256_file(path))
+
+
+def _rebuild(path: Path, meta: ModelMeta, state: dict[str, torch.Tensor]) -> nn.Module:
+    try:
+        model = build_model(meta.arch, meta.num_classes, meta.input_shape, meta.arch_args)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: cannot rebuild architecture {meta.arch!r} ({exc})") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not fit architecture {meta.arch!r}: {first}") from None
+    return model.eval()
+
+
+def check_compatible(a: ModelMeta, a_name: str, b: ModelMeta | Any, b_name: str) -> None:
+    """Raise MismatchError naming the first field in which two models (or model and data) disagree.
+
+    ``b`` may be a ModelMeta or a data.DatasetInfo.
+    """
+    b_classes = list(b.classes)
+    b_shape = tuple(b.input_shape)
+    b_norm = b.normalization
+    if list(a.classes) != b_classes:
+        if len(a.classes) != len(b_classes):
+            raise MismatchError(f"{a_name} has {len(a.classes)} classes but {b_name} has {len(b_classes)}")
+        diff = next(i for i, (x, y) in enumerate(zip(a.classes, b_classes, strict=True)) if x != y)
+        raise MismatchError(f"class names differ between {a_name} and {b_name}: class {diff} is "
+                            f"{a.classes[diff]!r} vs {b_classes[diff]!r}")
+    if tuple(a.input_shape) != b_shape:
+        raise MismatchError(f"input shape differs: {a_name} expects {list(a.input_shape)}, {b_name} {list(b_shape)}")
+    if not _close(a.normalization, b_norm):
+        raise MismatchError(f"normalisation differs: {a_name} uses {a.normalization}, {b_name} {b_norm}")
+
+
+def _close(x: dict, y: dict) -> bool:
+    try:
+        return all(abs(float(p) - float(q)) < 1e-6 for k in ("mean", "std") for p, q in zip(x[k], y[k], strict=True))
+    except (KeyError, ValueError, TypeError):
+        return False

@@ -1,0 +1,204 @@
+"""The `modelupdate` command line. Each command: parse options, build configs, call one
+workflow, render its result. Errors from the library become one line on stderr and an exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .config import DataConfig, TrainConfig
+from .errors import ModelUpdateError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Replace a deployed classifier with a better one without regressions (ELODI).")
+out_console = Console()
+err_console = Console(stderr=True)
+T = TypeVar("T")
+
+# --------------------------------------------------------------------------- shared options
+
+Data = Annotated[str, typer.Option("--data", help="Dataset: fashion-mnist, mnist, cifar10, cifar100, "
+                                   "imagefolder:PATH or synthetic.")]
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Folder holding the dataset files.")]
+Download = Annotated[bool, typer.Option("--download", help="Download the dataset through torchvision if missing.")]
+ValFraction = Annotated[float, typer.Option("--val-fraction", help="Share of train held out for validation.")]
+TrainSubset = Annotated[str | None, typer.Option("--train-subset", help="Train on a seeded subset: a fraction "
+                                                 "(0.33) or a count (20000).")]
+SplitSeed = Annotated[int, typer.Option("--split-seed", help="Seed of the validation split and the subset.")]
+NoAugment = Annotated[bool, typer.Option("--no-augment", help="Turn off train-time augmentation.")]
+ImageSize = Annotated[int, typer.Option("--image-size", help="imagefolder: resize images to this size.")]
+Arch = Annotated[str, typer.Option("--arch", help="Architecture (see `modelupdate models`) or package.module:factory.")]
+ArchArgs = Annotated[str, typer.Option("--arch-args", help="Architecture arguments as a JSON object, e.g. '{\"width\": 48}'.")]
+Epochs = Annotated[int, typer.Option("--epochs", help="Training epochs.")]
+BatchSize = Annotated[int, typer.Option("--batch-size", help="Batch size per process.")]
+Lr = Annotated[float | None, typer.Option("--lr", help="Peak learning rate [default: 0.1*batch/256 for SGD, 2e-3 for AdamW].")]
+Optimizer = Annotated[str, typer.Option("--optimizer", help="sgd (nesterov momentum) or adamw.")]
+WeightDecay = Annotated[float, typer.Option("--weight-decay", help="Weight decay (not on biases / norms).")]
+LabelSmoothing = Annotated[float, typer.Option("--label-smoothing", help="Label smoothing of the cross-entropy.")]
+Warmup = Annotated[float, typer.Option("--warmup-epochs", help="Linear warm-up before the cosine decay.")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of initialisation, data order and augmentation.")]
+Device = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.")]
+Amp = Annotated[str, typer.Option("--amp", help="Mixed precision: off, auto, bf16, fp16 (fp16: CUDA only).")]
+ChannelsLast = Annotated[bool, typer.Option("--channels-last", help="channels_last memory format.")]
+Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the model.")]
+Deterministic = Annotated[bool, typer.Option("--deterministic", help="Deterministic algorithms (bitwise resume on CPU).")]
+SyncBn = Annotated[bool, typer.Option("--sync-bn", help="SyncBatchNorm under torchrun.")]
+CheckpointEvery = Annotated[int, typer.Option("--checkpoint-every", help="Steps between resumable-state saves.")]
+Out = Annotated[Path, typer.Option("--out", help="Output checkpoint (.safetensors).")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run of the same command.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Plain per-epoch log lines instead of a progress bar.")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def data_config(data: str, data_dir: Path | None, download: bool, val_fraction: float, train_subset: str | None,
+                split_seed: int, no_augment: bool, image_size: int) -> DataConfig:
+    return DataConfig(name=data, data_dir=str(data_dir) if data_dir else None, download=download,
+                      val_fraction=val_fraction, train_subset=train_subset, split_seed=split_seed,
+                      augment=not no_augment, image_size=image_size)
+
+
+def train_config(arch: str, arch_args: str, epochs: int, batch_size: int, lr: float | None, optimizer: str,
+                 weight_decay: float, label_smoothing: float, warmup_epochs: float, seed: int, device: str,
+                 amp: str, channels_last: bool, compile: bool, deterministic: bool, sync_bn: bool,
+                 checkpoint_every: int) -> TrainConfig:
+    try:
+        parsed_args = json.loads(arch_args)
+    except json.JSONDecodeError:
+        raise typer.BadParameter(f"expected a JSON object, got {arch_args!r}", param_hint="--arch-args") from None
+    if not isinstance(parsed_args, dict):
+        raise typer.BadParameter(f"expected a JSON object, got {arch_args!r}", param_hint="--arch-args")
+    return TrainConfig(arch=arch, arch_args=parsed_args, epochs=epochs, batch_size=batch_size, lr=lr,
+                       optimizer=optimizer, weight_decay=weight_decay, label_smoothing=label_smoothing,
+                       warmup_epochs=warmup_epochs, seed=seed, device=device, amp=amp, channels_last=channels_last,
+                       compile=compile, deterministic=deterministic, sync_bn=sync_bn,
+                       checkpoint_every=checkpoint_every)
+
+
+def run(fn: Callable[[], T]) -> T:
+    """Call the library; turn its errors into one line on stderr and an exit code."""
+    debug = bool(os.environ.get("MODELUPDATE_DEBUG"))
+    try:
+        return fn()
+    except ModelUpdateError as exc:
+        if debug:
+            raise
+        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted: the resumable state was saved; rerun the same command with --resume",
+                          markup=False, highlight=False)
+        raise typer.Exit(130) from None
+
+
+def is_rank0() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+@app.callback()
+def main_callback(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if debug:
+        os.environ["MODELUPDATE_DEBUG"] = "1"
+    if version:
+        out_console.print(f"modelupdate {__version__}")
+        raise typer.Exit(0)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@app.command("models")
+def models_cmd() -> None:
+    """List the registered architectures."""
+    from .models import ARCHS
+
+    table = Table(title="architectures")
+    table.add_column("name")
+    table.add_column("description")
+    for name in sorted(ARCHS):
+        table.add_row(name, ARCHS[name][1])
+    out_console.print(table)
+
+
+@app.command("info")
+def info_cmd(checkpoint: Annotated[Path, typer.Argument(help="A model or ensemble .safetensors file.")],
+             as_json: JsonOut = False) -> None:
+    """Show a checkpoint's metadata."""
+    from .checkpoint import read_meta
+
+    meta = run(lambda: read_meta(checkpoint))
+    header = meta.to_header()
+    if as_json:
+        print(json.dumps({k: _maybe_json(v) for k, v in header.items()}, indent=2, sort_keys=True))
+        return
+    table = Table(title=str(checkpoint), show_lines=False)
+    table.add_column("field")
+    table.add_column("value", overflow="fold")
+    for key, value in header.items():
+        table.add_row(key, value)
+    out_console.print(table)
+
+
+def _maybe_json(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+@app.command("train")
+def train_cmd(
+    out: Out = Path("model.safetensors"), data: Data = "synthetic", arch: Arch = "cnn-s", arch_args: ArchArgs = "{}",
+    epochs: Epochs = 2, batch_size: BatchSize = 128, lr: Lr = None, optimizer: Optimizer = "sgd",
+    weight_decay: WeightDecay = 5e-4, label_smoothing: LabelSmoothing = 0.0, warmup_epochs: Warmup = 0.5,
+    seed: Seed = 0, device: Device = "auto", amp: Amp = "off", channels_last: ChannelsLast = False,
+    compile: Compile = False, deterministic: Deterministic = False, sync_bn: SyncBn = False,
+    checkpoint_every: CheckpointEvery = 200, data_dir: DataDir = None, download: Download = False,
+    val_fraction: ValFraction = 0.1, train_subset: TrainSubset = None, split_seed: SplitSeed = 0,
+    no_augment: NoAugment = False, image_size: ImageSize = 32, resume: Resume = False, quiet: Quiet = False,
+) -> None:
+    """Train one model (the old model, or a plain baseline) and write its checkpoint."""
+    from .progress import ProgressPrinter
+    from .workflows.train import train
+
+    result = run(lambda: train(
+        data_config(data, data_dir, download, val_fraction, train_subset, split_seed, no_augment, image_size),
+        train_config(arch, arch_args, epochs, batch_size, lr, optimizer, weight_decay, label_smoothing,
+                     warmup_epochs, seed, device, amp, channels_last, compile, deterministic, sync_bn,
+                     checkpoint_every),
+        out, resume=resume, on_event=ProgressPrinter(quiet=quiet, label=arch)))
+    if is_rank0():
+        _print_model_summary(result.out, result.meta.metrics, result.seconds)
+
+
+def _print_model_summary(out: Path, metrics: dict[str, Any], seconds: float) -> None:
+    table = Table(title=f"wrote {out}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, label in (("test_error_rate", "test error rate"), ("val_error_rate", "val error rate"),
+                       ("test_nfr", "test NFR vs old"), ("ensemble_test_error_rate", "ensemble test error rate")):
+        if metrics.get(key) is not None:
+            table.add_row(label, f"{100 * metrics[key]:.2f}%")
+    if metrics.get("test_negative_flips") is not None:
+        table.add_row("test negative flips", str(metrics["test_negative_flips"]))
+    table.add_row("training time", f"{seconds:.1f} s")
+    out_console.print(table)
+
+
+def main() -> None:
+    app(prog_name="modelupdate")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,413 @@
+"""Train / evaluate / predict loops: device, AMP, DDP, resumable state.
+
+The training loop reads top to bottom in ``fit``: lr, forward, loss, backward,
+step, log; evaluate and save at epoch end. Randomness of a step (augmentation,
+dropout) is derived from (seed, epoch, step), and data order from (seed,
+epoch), so a run resumed from a saved step draws what the uninterrupted run
+would have drawn. Library code: it reports through ``on_event`` and never prints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from safetensors.torch import save as st_save
+from torch import nn
+
+from .checkpoint import atomic_write_bytes, read_safetensors, unwrap
+from .config import TrainConfig
+from .data import Batch, Dataset, DatasetInfo, Split, eval_batches, train_batches, train_order
+from .errors import CheckpointError, ConfigError, TrainingDiverged
+
+Event = dict[str, Any]
+EventHandler = Callable[[Event], None]
+# An objective maps (student logits [B, C], batch) to (scalar loss, named parts for the log).
+Objective = Callable[[torch.Tensor, Batch], tuple[torch.Tensor, dict[str, float]]]
+
+
+# --------------------------------------------------------------------------- runtime
+
+
+@dataclass
+class Runtime:
+    """Where and how this process computes."""
+
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+    amp_dtype: torch.dtype | None = None
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+
+def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """cuda, then mps, then cpu; or the device the user named."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank % torch.cuda.device_count())
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device: expected auto, cpu, cuda, cuda:N or mps, got {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+    return device
+
+
+def setup_runtime(cfg: TrainConfig) -> Runtime:
+    """Pick the device, join the torchrun process group if there is one, set determinism and AMP."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = select_device(cfg.device, local_rank)
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=backend)
+    if device.type == "cpu" and world > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // min(world, os.cpu_count() or 1)))
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=False)
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return Runtime(device=device, rank=rank, world=world, amp_dtype=amp_dtype(cfg.amp, device))
+
+
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    if amp == "off":
+        return None
+    if amp == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if amp == "fp16" and device.type != "cuda":
+        raise ConfigError("--amp fp16: needs a CUDA device (use bf16 on CPU, or off)")
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def all_reduce_sum(values: torch.Tensor, runtime: Runtime) -> torch.Tensor:
+    """Sum a tensor of counts over ranks (pooled counts, never averaged rates)."""
+    if runtime.distributed:
+        values = values.to(runtime.device if runtime.device.type == "cuda" else "cpu")
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values.cpu()
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+def lr_at(step: int, total_steps: int, warmup_steps: int, base_lr: float) -> float:
+    """Linear warm-up to ``base_lr`` over ``warmup_steps``, then cosine decay to 0 at ``total_steps``."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD (nesterov) or AdamW; no weight decay on biases and norm parameters."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    lr = cfg.resolved_lr()
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def cross_entropy_objective(label_smoothing: float = 0.0) -> Objective:
+    def objective(logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        loss = F.cross_entropy(logits.float(), batch.targets, label_smoothing=label_smoothing)
+        return loss, {}
+
+    return objective
+
+
+# --------------------------------------------------------------------------- resumable state
+
+
+def save_train_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, progress: dict[str, Any]) -> None:
+    """Model + optimizer tensors + JSON progress, in one safetensors file (no pickle), atomically."""
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
+    opt_state = optimizer.state_dict()
+    scalars: dict[str, Any] = {}
+    for pid, pstate in opt_state["state"].items():
+        for name, value in pstate.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{pid}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{pid}.{name}"] = value
+    meta = {
+        "format": "modelupdate-train-state/1",
+        "progress": json.dumps(progress, sort_keys=True),
+        "optim_groups": json.dumps([{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]}
+                                    for g in opt_state["param_groups"]]),
+        "optim_scalars": json.dumps(scalars),
+    }
+    atomic_write_bytes(path, st_save(tensors, metadata=meta))
+
+
+def load_train_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    tensors, meta = read_safetensors(path)
+    if meta.get("format") != "modelupdate-train-state/1":
+        raise CheckpointError(f"{path}: not a modelupdate training state (format {meta.get('format')!r})")
+    model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        unwrap(model).load_state_dict(model_state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: saved state does not fit this model ({str(exc).splitlines()[0]}); "
+                              f"was the command changed since the run started?") from None
+    state: dict[int, dict[str, Any]] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, pid, name = k.split(".", 2)
+            state.setdefault(int(pid), {})[name] = v
+    for k, v in json.loads(meta["optim_scalars"]).items():
+        pid, name = k.split(".", 1)
+        state.setdefault(int(pid), {})[name] = v
+    optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["optim_groups"])})
+    return json.loads(meta["progress"])
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, split: Split, info: DatasetInfo, runtime: Runtime, *,
+                   batch_size: int = 1024, channels_last: bool = False, shard: bool = True
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits [N, C] (float32, CPU), targets [N], ids [N] of this rank's shard (all of it when shard=False)."""
+    was_training = model.training
+    model.eval()
+    rank, world = (runtime.rank, runtime.world) if shard else (0, 1)
+    outs, targets, ids = [], [], []
+    for batch in eval_batches(split, info, batch_size=batch_size, device=runtime.device, rank=rank, world=world,
+                              channels_last=channels_last):
+        with runtime.autocast():
+            logits = model(batch.images)
+        outs.append(logits.float().cpu())
+        targets.append(batch.targets.cpu())
+        ids.append(batch.ids.cpu())
+    model.train(was_training)
+    if not outs:
+        return torch.empty(0, 0), torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
+    return torch.cat(outs), torch.cat(targets), torch.cat(ids)
+
+
+def gather_predictions(logits: torch.Tensor, targets: torch.Tensor, ids: torch.Tensor, runtime: Runtime):
+    """All ranks' shards concatenated in id order (for files written by rank 0)."""
+    if not runtime.distributed:
+        return logits, targets, ids
+    parts: list[Any] = [None] * runtime.world
+    dist.all_gather_object(parts, (logits.numpy(), targets.numpy(), ids.numpy()))
+    lg = torch.cat([torch.from_numpy(p[0]) for p in parts if len(p[2])])
+    tg = torch.cat([torch.from_numpy(p[1]) for p in parts if len(p[2])])
+    ix = torch.cat([torch.from_numpy(p[2]) for p in parts if len(p[2])])
+    order = ix.argsort()
+    return lg[order], tg[order], ix[order]
+
+
+def accuracy_counts(logits: torch.Tensor, targets: torch.Tensor, runtime: Runtime) -> dict[str, Any]:
+    """Pooled correct / total over ranks, and the error rate they give."""
+    correct = (logits.argmax(1) == targets).sum() if len(targets) else torch.tensor(0)
+    counts = all_reduce_sum(torch.tensor([int(correct), len(targets)], dtype=torch.long), runtime)
+    n = int(counts[1])
+    return {"n": n, "correct": int(counts[0]), "error_rate": (1 - int(counts[0]) / n) if n else None}
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, Any]] = field(default_factory=list)
+    steps: int = 0
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+    resumed_from_step: int | None = None
+
+
+def fit(
+    model: nn.Module,
+    data: Dataset,
+    cfg: TrainConfig,
+    runtime: Runtime,
+    *,
+    objective: Objective | None = None,
+    epoch_metrics: Callable[[nn.Module], dict[str, Any]] | None = None,
+    on_event: EventHandler | None = None,
+    state_path: Path | None = None,
+    resume: bool = False,
+    prepare_batch: Callable[[Batch], Batch] | None = None,
+) -> FitResult:
+    """Train ``model`` in place on ``data.train``; evaluate on ``data.val`` after each epoch.
+
+    ``objective`` defaults to cross-entropy with ``cfg.label_smoothing``.
+    ``epoch_metrics(model)`` adds metrics (e.g. NFR against the old model) to each epoch's log.
+    ``state_path``: where the resumable state is written every ``cfg.checkpoint_every`` steps,
+    at each epoch end and on SIGINT/SIGTERM; with ``resume`` the run continues from it.
+    """
+    emit = on_event or (lambda event: None)
+    objective = objective or cross_entropy_objective(cfg.label_smoothing)
+    model.to(runtime.device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if cfg.sync_bn and runtime.distributed:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    optimizer = make_optimizer(model, cfg)
+    train_model: nn.Module = model
+    if runtime.distributed:
+        ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    if cfg.compile:
+        train_model = torch.compile(train_model)
+    scaler = torch.amp.GradScaler("cuda", enabled=runtime.amp_dtype == torch.float16)
+
+    n_train = len(data.train)
+    if n_train == 0:
+        raise ConfigError("the training split is empty")
+    steps_per_epoch = math.ceil(len(train_order(n_train, seed=cfg.seed, epoch=0, rank=runtime.rank,
+                                                world=runtime.world, batch_size=cfg.batch_size)) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup_steps = int(round(cfg.warmup_epochs * steps_per_epoch))
+    base_lr = cfg.resolved_lr()
+
+    result = FitResult()
+    start_epoch, start_step = 0, 0
+    if resume and state_path is not None and state_path.exists():
+        progress = load_train_state(state_path, model, optimizer)
+        start_epoch, start_step = progress["epoch"], progress["step"]
+        result.history = progress.get("history", [])
+        result.resumed_from_step = start_epoch * steps_per_epoch + start_step
+        emit({"type": "resume", "epoch": start_epoch, "step": start_step, "path": str(state_path)})
+
+    stop = {"signal": None}
+
+    def save_state(epoch: int, step: int) -> None:
+        if state_path is not None and runtime.is_main:
+            save_train_state(state_path, model, optimizer, {"epoch": epoch, "step": step,
+                                                            "history": result.history, "config": cfg.to_dict()})
+
+    def on_signal(signum, frame):  # finish the step, save, then stop
+        stop["signal"] = signum
+
+    old_handlers = {}
+    if runtime.is_main:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            try:
+                old_handlers[s] = signal.signal(s, on_signal)
+            except ValueError:  # not the main thread
+                pass
+
+    emit({"type": "start", "epochs": cfg.epochs, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+          "n_train": n_train, "device": str(runtime.device), "world": runtime.world, "start_epoch": start_epoch,
+          "start_step": start_step})
+    t_start = time.perf_counter()
+    images_seen = 0
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            train_model.train()
+            loss_sum = torch.zeros((), device=runtime.device)
+            loss_count = 0
+            t_epoch = time.perf_counter()
+            first = start_step if epoch == start_epoch else 0
+            for step, batch in train_batches(data.train, data.info, batch_size=cfg.batch_size, seed=cfg.seed,
+                                             epoch=epoch, start_step=first, device=runtime.device,
+                                             rank=runtime.rank, world=runtime.world,
+                                             channels_last=cfg.channels_last):
+                global_step = epoch * steps_per_epoch + step
+                lr = lr_at(global_step, total_steps, warmup_steps, base_lr)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                torch.manual_seed((cfg.seed * 7_919 + global_step) % (2**63))  # dropout etc., resumable
+                if prepare_batch is not None:
+                    batch = prepare_batch(batch)
+                with runtime.autocast():
+                    logits = train_model(batch.images)
+                    loss, parts = objective(logits, batch)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                loss_sum += loss.detach()
+                loss_count += 1
+                images_seen += batch.targets.shape[0] * runtime.world
+                if (step + 1) % 20 == 0 or step + 1 == steps_per_epoch:
+                    mean_loss = float(loss_sum) / loss_count
+                    if not math.isfinite(mean_loss):
+                        save_hint = f"; the last good state is in {state_path}" if state_path else ""
+                        raise TrainingDiverged(
+                            f"loss became {mean_loss} at epoch {epoch + 1}, step {step + 1}{save_hint}; "
+                            f"try a lower --lr (now {base_lr:g}) or --amp off")
+                    elapsed = time.perf_counter() - t_start
+                    emit({"type": "step", "epoch": epoch, "step": step + 1, "steps_per_epoch": steps_per_epoch,
+                          "global_step": global_step + 1, "total_steps": total_steps, "loss": mean_loss, "lr": lr,
+                          "images_per_second": images_seen / max(elapsed, 1e-9)} | parts)
+                if cfg.checkpoint_every and (global_step + 1) % cfg.checkpoint_every == 0 \
+                        and step + 1 < steps_per_epoch:
+                    save_state(epoch, step + 1)
+                if stop["signal"] is not None:
+                    save_state(epoch, step + 1)
+                    raise KeyboardInterrupt
+            train_loss = float(loss_sum) / max(loss_count, 1)
+            if not math.isfinite(train_loss):
+                raise TrainingDiverged(f"loss became {train_loss} in epoch {epoch + 1}; try a lower --lr")
+            record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss,
+                                      "epoch_seconds": time.perf_counter() - t_epoch, "lr": lr_at(
+                                          (epoch + 1) * steps_per_epoch - 1, total_steps, warmup_steps, base_lr)}
+            if len(data.val):
+                logits_v, targets_v, _ = predict_logits(model, data.val, data.info, runtime,
+                                                        batch_size=cfg.eval_batch_size,
+                                                        channels_last=cfg.channels_last)
+                record["val_error_rate"] = accuracy_counts(logits_v, targets_v, runtime)["error_rate"]
+            if epoch_metrics is not None:
+                record |= epoch_metrics(model)
+            result.history.append(record)
+            emit({"type": "epoch"} | record)
+            save_state(epoch + 1, 0)
+    finally:
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+    result.seconds = time.perf_counter() - t_start
+    result.steps = total_steps
+    result.images_per_second = images_seen / max(result.seconds, 1e-9)
+    return result
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)

@@ -1,0 +1,161 @@
+"""Architecture registry: small CNNs for the CPU and torchvision families.
+
+Every factory takes ``(num_classes, input_shape, **arch_args)`` and returns an
+``nn.Module`` mapping float ``[B, C, H, W]`` to logits ``[B, num_classes]``.
+Its name and ``arch_args`` are stored in the checkpoint so the model rebuilds
+itself from the file alone.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+
+Factory = Callable[..., nn.Module]
+ARCHS: dict[str, tuple[Factory, str]] = {}
+
+
+def register(name: str, summary: str):
+    def wrap(fn: Factory) -> Factory:
+        ARCHS[name] = (fn, summary)
+        return fn
+
+    return wrap
+
+
+def known_archs() -> list[str]:
+    return sorted(ARCHS)
+
+
+def build_model(arch: str, num_classes: int, input_shape: tuple[int, int, int], arch_args: dict[str, Any] | None = None) -> nn.Module:
+    """Build ``arch`` (a registered name or ``package.module:factory``)."""
+    args = dict(arch_args or {})
+    if arch in ARCHS:
+        factory = ARCHS[arch][0]
+    elif ":" in arch:
+        factory = _import_factory(arch)
+    else:
+        raise ConfigError(f"--arch: unknown architecture {arch!r}; known: {', '.join(known_archs())} or package.module:factory")
+    try:
+        return factory(num_classes=num_classes, input_shape=tuple(input_shape), **args)
+    except TypeError as exc:
+        raise ConfigError(f"--arch {arch}: bad architecture arguments {args} ({exc})") from None
+
+
+def _import_factory(spec: str) -> Factory:
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"--arch {spec}: cannot import module {module_name!r} ({exc})") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ConfigError(f"--arch {spec}: {module_name!r} has no callable {attr!r}")
+    return factory
+
+
+# --------------------------------------------------------------------------- small CNNs
+
+
+def _conv_bn(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class SmallCNN(nn.Module):
+    """VGG-style CNN: stages of 3x3 conv-BN-ReLU blocks, 2x2 max-pool between, GAP, linear."""
+
+    def __init__(self, num_classes: int, in_channels: int, widths: list[list[int]], dropout: float = 0.0):
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = in_channels
+        for i, stage in enumerate(widths):
+            for cout in stage:
+                layers += _conv_bn(cin, cout)
+                cin = cout
+            if i < len(widths) - 1:
+                layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.head = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(torch.flatten(self.pool(self.features(x)), 1)))
+
+
+@register("cnn-s", "2 stages (16, 32), ~6k params; fast, weak: the typical 'old' model")
+def cnn_s(num_classes: int, input_shape: tuple, width: int = 16) -> nn.Module:
+    return SmallCNN(num_classes, input_shape[0], [[width], [2 * width]])
+
+
+@register("cnn-m", "3 stages (32, 64x2, 128), ~170k params; clearly stronger than cnn-s")
+def cnn_m(num_classes: int, input_shape: tuple, width: int = 32) -> nn.Module:
+    return SmallCNN(num_classes, input_shape[0], [[width], [2 * width, 2 * width], [4 * width]])
+
+
+@register("tiny", "one 8-channel conv; for tests only")
+def tiny(num_classes: int, input_shape: tuple, width: int = 8) -> nn.Module:
+    return SmallCNN(num_classes, input_shape[0], [[width]])
+
+
+# --------------------------------------------------------------------------- torchvision
+
+
+def _small(input_shape: tuple) -> bool:
+    return max(input_shape[1], input_shape[2]) <= 64
+
+
+def _replace_conv(conv: nn.Conv2d, in_channels: int, kernel: int | None = None, stride: int | None = None) -> nn.Conv2d:
+    k = kernel if kernel is not None else conv.kernel_size[0]
+    s = stride if stride is not None else conv.stride[0]
+    return nn.Conv2d(in_channels, conv.out_channels, k, stride=s, padding=k // 2 if k > 1 else 0, bias=conv.bias is not None)
+
+
+def _resnet(name: str):
+    def factory(num_classes: int, input_shape: tuple, **kw: Any) -> nn.Module:
+        import torchvision
+
+        model = getattr(torchvision.models, name)(weights=None, num_classes=num_classes, **kw)
+        if _small(input_shape):  # CIFAR-style stem: 3x3 stride 1, no max-pool
+            model.conv1 = _replace_conv(model.conv1, input_shape[0], kernel=3, stride=1)
+            model.maxpool = nn.Identity()
+        elif input_shape[0] != 3:
+            model.conv1 = _replace_conv(model.conv1, input_shape[0])
+        return model
+
+    return factory
+
+
+def _features_stem(name: str, small_kernel: int | None, small_stride: int):
+    def factory(num_classes: int, input_shape: tuple, **kw: Any) -> nn.Module:
+        import torchvision
+
+        model = getattr(torchvision.models, name)(weights=None, num_classes=num_classes, **kw)
+        conv = model.features[0][0]
+        if _small(input_shape):
+            model.features[0][0] = _replace_conv(conv, input_shape[0], kernel=small_kernel, stride=small_stride)
+        elif input_shape[0] != 3:
+            model.features[0][0] = _replace_conv(conv, input_shape[0])
+        return model
+
+    return factory
+
+
+for _name in ("resnet18", "resnet34", "resnet50"):
+    register(_name, f"torchvision {_name}; 3x3 stride-1 stem without max-pool for inputs <= 64 px")(_resnet(_name))
+register("mobilenet_v3_small", "torchvision mobilenet_v3_small; stride-1 stem for small inputs")(
+    _features_stem("mobilenet_v3_small", None, 1))
+register("efficientnet_b0", "torchvision efficientnet_b0; stride-1 stem for small inputs")(
+    _features_stem("efficientnet_b0", None, 1))
+register("convnext_tiny", "torchvision convnext_tiny; 1x1 stride-1 patchify stem for small inputs")(
+    _features_stem("convnext_tiny", 1, 1))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
