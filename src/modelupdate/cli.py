@@ -3,10 +3,13 @@ workflow, render its result. Errors from the library become one line on stderr a
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -157,8 +160,7 @@ def _maybe_json(value: str) -> Any:
         return value
 
 
-@app.command("train")
-def train_cmd(
+def _training_options(
     out: Out = Path("model.safetensors"), data: Data = "synthetic", arch: Arch = "cnn-s", arch_args: ArchArgs = "{}",
     epochs: Epochs = 2, batch_size: BatchSize = 128, lr: Lr = None, optimizer: Optimizer = "sgd",
     weight_decay: WeightDecay = 5e-4, label_smoothing: LabelSmoothing = 0.0, warmup_epochs: Warmup = 0.5,
@@ -167,17 +169,112 @@ def train_cmd(
     checkpoint_every: CheckpointEvery = 200, data_dir: DataDir = None, download: Download = False,
     val_fraction: ValFraction = 0.1, train_subset: TrainSubset = None, split_seed: SplitSeed = 0,
     no_augment: NoAugment = False, image_size: ImageSize = 32, resume: Resume = False, quiet: Quiet = False,
-) -> None:
+) -> TrainingRun:
+    """The options every training command shares (one place for their names, help and defaults)."""
+    return TrainingRun(
+        out=out,
+        data=data_config(data, data_dir, download, val_fraction, train_subset, split_seed, no_augment, image_size),
+        train=train_config(arch, arch_args, epochs, batch_size, lr, optimizer, weight_decay, label_smoothing,
+                           warmup_epochs, seed, device, amp, channels_last, compile, deterministic, sync_bn,
+                           checkpoint_every),
+        resume=resume, quiet=quiet)
+
+
+@dataclass
+class TrainingRun:
+    out: Path
+    data: DataConfig
+    train: TrainConfig
+    resume: bool
+    quiet: bool
+
+
+def training_command(fn: Callable[..., None]) -> Callable[..., None]:
+    """Give a command the shared training options; it receives them as one ``run: TrainingRun``."""
+    shared = inspect.signature(_training_options, eval_str=True).parameters
+    own = [p for name, p in inspect.signature(fn, eval_str=True).parameters.items() if name != "job"]
+
+    @functools.wraps(fn)
+    def wrapper(**kwargs: Any) -> None:
+        shared_kwargs = {name: kwargs.pop(name) for name in shared}
+        job = run(lambda: _training_options(**shared_kwargs))
+        return fn(job=job, **kwargs)
+
+    wrapper.__signature__ = inspect.Signature(own + list(shared.values()))  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {k: v for k, v in fn.__annotations__.items() if k != "job"} | {
+        k: v for k, v in _training_options.__annotations__.items() if k != "return"}
+    return wrapper
+
+
+@app.command("train")
+@training_command
+def train_cmd(job: TrainingRun) -> None:
     """Train one model (the old model, or a plain baseline) and write its checkpoint."""
     from .progress import ProgressPrinter
     from .workflows.train import train
 
-    result = run(lambda: train(
-        data_config(data, data_dir, download, val_fraction, train_subset, split_seed, no_augment, image_size),
-        train_config(arch, arch_args, epochs, batch_size, lr, optimizer, weight_decay, label_smoothing,
-                     warmup_epochs, seed, device, amp, channels_last, compile, deterministic, sync_bn,
-                     checkpoint_every),
-        out, resume=resume, on_event=ProgressPrinter(quiet=quiet, label=arch)))
+    result = run(lambda: train(job.data, job.train, job.out, resume=job.resume,
+                               on_event=ProgressPrinter(quiet=job.quiet, label=job.train.arch)))
+    if is_rank0():
+        _print_model_summary(result.out, result.meta.metrics, result.seconds)
+
+
+@app.command("ensemble-train")
+@training_command
+def ensemble_train_cmd(
+    job: TrainingRun,
+    members: Annotated[int, typer.Option("--members", "-m", help="Number of members (seeds seed..seed+M-1).")] = 4,
+) -> None:
+    """Train M members of one architecture into one ensemble file (the ELODI reference)."""
+    from .progress import ProgressPrinter
+    from .workflows.ensemble_train import ensemble_train
+
+    result = run(lambda: ensemble_train(job.data, job.train, job.out, members, resume=job.resume,
+                                        on_event=ProgressPrinter(quiet=job.quiet, label=job.train.arch)))
+    if is_rank0():
+        table = Table(title=f"wrote {result.out} ({members} members)")
+        for col in ("member", "seed", "test error rate"):
+            table.add_column(col, justify="right")
+        for i, m in enumerate(result.member_metrics):
+            table.add_row(str(i), str(m["seed"]), f"{100 * m['test_error_rate']:.2f}%")
+        table.add_row("ensemble", "", f"{100 * result.meta.metrics['test_error_rate']:.2f}%")
+        out_console.print(table)
+
+
+@app.command("ldi-train")
+@training_command
+def ldi_train_cmd(
+    job: TrainingRun,
+    old: Annotated[Path | None, typer.Option("--old", help="The deployed (old) model: NFR is measured against it; "
+                                             "the reference of ldi-old, kd, fd-*, new-error.")] = None,
+    reference: Annotated[Path | None, typer.Option("--reference", help="Reference ensemble (or model) for "
+                                                   "--method elodi.")] = None,
+    method: Annotated[str, typer.Option("--method", help="elodi, ldi-old, kd, fd-kl, fd-lm, new-error or ce.")] = "elodi",
+    alpha: Annotated[float | None, typer.Option("--alpha", help="Weight of the method's loss: (1-a)*CE + a*loss.")] = None,
+    xi: Annotated[float | None, typer.Option("--xi", help="LDI margin: logit differences up to xi cost nothing.")] = None,
+    p: Annotated[float, typer.Option("--p", help="LDI exponent.")] = 2.0,
+    topk: Annotated[int | None, typer.Option("--topk", help="LDI over the union of the top-K classes of "
+                                             "reference and student, per sample.")] = None,
+    exclude_target: Annotated[bool | None, typer.Option("--exclude-target/--all-classes", help="Leave the true "
+                                                        "class out of the LDI loss.")] = None,
+    tau: Annotated[float | None, typer.Option("--tau", help="Temperature of kd and fd-kl.")] = None,
+    fd_a: Annotated[float, typer.Option("--fd-a", help="Focal distillation: weight of every sample.")] = 1.0,
+    fd_b: Annotated[float, typer.Option("--fd-b", help="Focal distillation: extra weight where the old model is "
+                                        "right.")] = 5.0,
+    reference_cache: Annotated[Path | None, typer.Option("--reference-cache", help="Precompute the reference's "
+                                                         "logits on un-augmented train images into this file "
+                                                         "(reused if it exists).")] = None,
+) -> None:
+    """Train the new model against a reference ensemble (ELODI) or with a baseline method."""
+    from .config import UpdateConfig
+    from .progress import ProgressPrinter
+    from .workflows.ldi_train import ldi_train
+
+    update = run(lambda: UpdateConfig(method=method, alpha=alpha, xi=xi, p=p, topk=topk,
+                                      exclude_target=exclude_target, tau=tau, fd_a=fd_a, fd_b=fd_b))
+    result = run(lambda: ldi_train(job.data, job.train, update, job.out, old=old, reference=reference,
+                                   reference_cache=reference_cache, resume=job.resume,
+                                   on_event=ProgressPrinter(quiet=job.quiet, label=method)))
     if is_rank0():
         _print_model_summary(result.out, result.meta.metrics, result.seconds)
 

@@ -53,7 +53,8 @@ class DataConfig(_JsonMixin):
     synthetic_classes: int = 4
     synthetic_size: int = 12
     synthetic_channels: int = 1
-    synthetic_train: int = 512
+    # 2048: 14 steps per epoch at batch 128, enough for 2 epochs of cnn-s to learn it
+    synthetic_train: int = 2048
     synthetic_test: int = 256
     # imagefolder only: images are resized to this square size
     image_size: int = 32

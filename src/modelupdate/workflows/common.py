@@ -87,3 +87,43 @@ class TrainedModel:
     history: list[dict[str, Any]]
     seconds: float
     images_per_second: float
+
+
+def local_runtime(runtime: Runtime) -> Runtime:
+    """The same device, seen as a single process (an ensemble member trained alone on one rank)."""
+    return Runtime(device=runtime.device, rank=0, world=1, amp_dtype=runtime.amp_dtype)
+
+
+def train_one(data: Dataset, data_cfg: DataConfig, cfg: TrainConfig, runtime: Runtime, out: Path, *,
+              resume: bool, on_event: EventHandler | None, objective=None, epoch_metrics=None,
+              final_metrics=None, update: dict[str, Any] | None = None, label: str | None = None) -> TrainedModel:
+    """Build a seeded model, fit it, measure it on test, and write its checkpoint (rank 0).
+
+    ``final_metrics(model) -> dict`` adds metrics (e.g. test NFR vs the old model) to the metadata.
+    """
+    from ..checkpoint import save_model
+    from ..engine import fit
+    from ..models import build_model
+
+    info = data.info
+    model = seeded_model(lambda: build_model(cfg.arch, info.num_classes, info.input_shape, cfg.arch_args), cfg.seed)
+    extra = {"member_label": label} if label else {}
+    log = JsonlLog(log_path_for(out) if runtime.is_main else None, on_event if runtime.is_main else None, extra)
+
+    result = fit(model, data, cfg, runtime, objective=objective, epoch_metrics=epoch_metrics, on_event=log,
+                 state_path=state_path_for(out), resume=resume)
+
+    metrics = test_metrics(model, data, runtime, cfg) | {
+        "val_error_rate": result.history[-1].get("val_error_rate") if result.history else None,
+        "train_seconds": result.seconds, "images_per_second": result.images_per_second,
+        "epochs_completed": len(result.history),
+    }
+    if final_metrics is not None:
+        metrics |= final_metrics(model)
+    meta = model_meta(info, data_cfg, cfg, metrics, update)
+    if runtime.is_main:
+        save_model(out, model, meta)
+        log({"type": "done", "out": str(out)} | metrics)
+        state_path_for(out).unlink(missing_ok=True)
+    return TrainedModel(out=out, meta=meta, history=result.history, seconds=result.seconds,
+                        images_per_second=result.images_per_second)

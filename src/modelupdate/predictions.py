@@ -1,0 +1,488 @@
+"""Prediction files: how any framework's model joins a flip report.
+
+Three formats are read, two written:
+
+- ``.npz`` (read/write): arrays ``ids`` int [N], ``targets`` int [N], and
+  ``logits`` float [N, C] and/or ``preds`` int [N]; optional ``num_classes``
+  (scalar int) and ``classes`` (1-D string array). Loaded with
+  ``allow_pickle=False``: a pickle is refused, never run.
+- ``.csv`` (read): header naming the columns ``id,target,pred`` (any order,
+  extra columns ignored), one integer row per sample. No logits, so no margin
+  analysis; the class count is then inferred from the labels.
+- ``.safetensors`` (read/write), the tool's own: tensors ``ids``, ``targets``,
+  ``preds`` (int64) and ``logits`` (float32, optional); string metadata
+  ``format = "modelupdate-predictions/1"``, ``num_classes``, ``classes`` (a JSON
+  list, or absent) and free provenance keys (checkpoint sha256, dataset, ...).
+
+Every problem raises :class:`PredictionFileError` with one line naming the file
+and the field; old and new files that do not fit together raise
+:class:`MismatchError`. Writes are atomic (temp file in the same folder, fsync,
+rename).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import warnings
+import zipfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from modelupdate.errors import MismatchError, OutputError, PredictionFileError
+
+PREDICTIONS_FORMAT = "modelupdate-predictions/1"
+SUFFIXES = (".npz", ".csv", ".safetensors")
+CSV_COLUMNS = ("id", "target", "pred")
+
+#: rows checked at a time for NaN/Inf, so no [N, C] bool temporary is made
+_CHUNK_ROWS = 65_536
+
+
+@dataclass
+class Predictions:
+    """One model's outputs on a labelled set, one entry per sample.
+
+    ids: int64 [N] (unique); targets: int64 [N]; preds: int64 [N];
+    logits: float32 [N, C] or None (label-only files); num_classes: C, or None
+    when a label-only file does not say (``align`` then infers it);
+    classes: C names or None; source: where it came from, for messages;
+    meta: free string provenance (written to and read from safetensors metadata).
+    """
+
+    ids: np.ndarray
+    targets: np.ndarray
+    preds: np.ndarray
+    logits: np.ndarray | None
+    num_classes: int | None
+    classes: list[str] | None = None
+    source: str = "<memory>"
+    meta: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    @classmethod
+    def from_arrays(
+        cls,
+        ids: np.ndarray,
+        targets: np.ndarray,
+        logits: np.ndarray | None = None,
+        preds: np.ndarray | None = None,
+        num_classes: int | None = None,
+        classes: Sequence[str] | None = None,
+        source: str = "<memory>",
+        meta: dict[str, str] | None = None,
+    ) -> Predictions:
+        """Validated Predictions from raw arrays (``preds`` default to argmax of ``logits``).
+
+        Raises PredictionFileError naming ``source`` and the field at fault.
+        """
+        return _build(source, ids=ids, targets=targets, logits=logits, preds=preds,
+                      num_classes=num_classes, classes=classes, meta=meta or {})
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _fail(source: str, what: str) -> PredictionFileError:
+    return PredictionFileError(f"{source}: {what}".replace("\n", " "))
+
+
+def _examples(values: np.ndarray, k: int = 3) -> str:
+    shown = ", ".join(str(int(v)) for v in values[:k])
+    return shown + (", ..." if values.size > k else "")
+
+
+def _int_vector(source: str, name: str, array: np.ndarray) -> np.ndarray:
+    array = np.asarray(array)
+    if array.dtype.kind not in "iu":
+        raise _fail(source, f"field '{name}' has dtype {array.dtype}; expected integers")
+    if array.ndim != 1:
+        raise _fail(source, f"field '{name}' has shape {array.shape}; expected [N]")
+    if array.dtype == np.uint64 and array.size and array.max() > np.iinfo(np.int64).max:
+        raise _fail(source, f"field '{name}' has values above the int64 range")
+    return array.astype(np.int64, copy=False)
+
+
+def _logits(source: str, array: np.ndarray) -> np.ndarray:
+    array = np.asarray(array)
+    if array.dtype.kind != "f":
+        raise _fail(source, f"field 'logits' has dtype {array.dtype}; expected floats")
+    if array.ndim != 2:
+        raise _fail(source, f"field 'logits' has shape {array.shape}; expected [N, C]")
+    if array.shape[1] < 2:
+        raise _fail(source, f"field 'logits' has {array.shape[1]} class(es); expected at least 2")
+    # float64 -> float32 copies; values beyond float32 become Inf and are caught below
+    with np.errstate(over="ignore"):
+        array = np.ascontiguousarray(array, dtype=np.float32)
+    for start in range(0, array.shape[0], _CHUNK_ROWS):
+        finite = np.isfinite(array[start:start + _CHUNK_ROWS]).all(axis=1)
+        if not finite.all():
+            row = start + int(np.flatnonzero(~finite)[0])
+            raise _fail(source, f"field 'logits' contains NaN or Inf (first in row {row})")
+    return array
+
+
+def _check_range(source: str, name: str, labels: np.ndarray, num_classes: int | None) -> None:
+    if labels.size == 0:
+        return
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0:
+        raise _fail(source, f"field '{name}' has negative class {low}; expected [0, C)")
+    if num_classes is not None and high >= num_classes:
+        raise _fail(source, f"field '{name}' has class {high}, outside [0, {num_classes})")
+
+
+def _build(
+    source: str,
+    *,
+    ids: np.ndarray | None,
+    targets: np.ndarray | None,
+    logits: np.ndarray | None,
+    preds: np.ndarray | None,
+    num_classes: int | None,
+    classes: Sequence[str] | None,
+    meta: dict[str, str],
+) -> Predictions:
+    """Check everything that can be wrong with one prediction set, cheapest first."""
+    if ids is None:
+        raise _fail(source, "missing field 'ids'")
+    if targets is None:
+        raise _fail(source, "missing field 'targets'")
+    if logits is None and preds is None:
+        raise _fail(source, "missing field 'logits' or 'preds' (one of them is needed)")
+    ids = _int_vector(source, "ids", ids)
+    targets = _int_vector(source, "targets", targets)
+    if preds is not None:
+        preds = _int_vector(source, "preds", preds)
+    if ids.size == 0:
+        raise _fail(source, "contains no samples (field 'ids' is empty)")
+    n = ids.shape[0]
+    for name, array in (("targets", targets), ("preds", preds)):
+        if array is not None and array.shape[0] != n:
+            raise _fail(source, f"field '{name}' has {array.shape[0]} entries; 'ids' has {n}")
+
+    if logits is not None:
+        logits = _logits(source, logits)
+        if logits.shape[0] != n:
+            raise _fail(source, f"field 'logits' has {logits.shape[0]} rows; 'ids' has {n}")
+        width = logits.shape[1]
+        if num_classes is not None and num_classes != width:
+            raise _fail(source, f"field 'num_classes' says {num_classes} but 'logits' has "
+                        f"{width} columns")
+        num_classes = width
+    if num_classes is not None and num_classes < 1:
+        raise _fail(source, f"field 'num_classes' is {num_classes}; expected >= 1")
+    if classes is not None:
+        classes = [str(c) for c in classes]
+        if num_classes is None:
+            num_classes = len(classes)
+        if len(classes) != num_classes:
+            raise _fail(source, f"field 'classes' has {len(classes)} names for "
+                        f"{num_classes} classes")
+
+    _check_range(source, "targets", targets, num_classes)
+    if preds is not None:
+        _check_range(source, "preds", preds, num_classes)
+    if logits is not None:
+        argmax = logits.argmax(axis=1)
+        if preds is None:
+            preds = argmax.astype(np.int64)
+        else:
+            # a stored label must be *a* maximal logit (ties may resolve either way)
+            rows = np.arange(n)
+            wrong = np.flatnonzero(logits[rows, preds] < logits[rows, argmax])
+            if wrong.size:
+                raise _fail(source, f"field 'preds' disagrees with argmax of 'logits' for "
+                            f"{wrong.size} samples (e.g. id {int(ids[wrong[0]])})")
+
+    # ids already strictly increasing (the usual dataset order) need no sort to be unique
+    increasing = bool(np.all(ids[1:] > ids[:-1]))
+    sorted_ids = ids if increasing else np.sort(ids)
+    repeated = sorted_ids[1:][sorted_ids[1:] == sorted_ids[:-1]]
+    if repeated.size:
+        unique = np.unique(repeated)
+        raise _fail(source, f"field 'ids' has {unique.size} duplicated ids "
+                    f"(e.g. {_examples(unique)}); ids must be unique")
+    assert preds is not None
+    return Predictions(ids=ids, targets=targets, preds=preds, logits=logits,
+                       num_classes=num_classes, classes=classes, source=source, meta=dict(meta))
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def read_predictions(path: str | os.PathLike) -> Predictions:
+    """Read and validate a ``.npz``, ``.csv`` or predictions ``.safetensors`` file."""
+    path = Path(path)
+    source = str(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise _fail(source, f"unknown extension '{path.suffix}'; expected one of "
+                    f"{', '.join(SUFFIXES)}")
+    if not path.is_file():
+        raise _fail(source, "no such file" if not path.exists() else "not a regular file")
+    if path.stat().st_size == 0:
+        raise _fail(source, "file is empty")
+    reader = {".npz": _read_npz, ".csv": _read_csv, ".safetensors": _read_safetensors}[suffix]
+    return reader(path, source)
+
+
+def _read_npz(path: Path, source: str) -> Predictions:
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic.startswith(b"\x93NUMPY"):
+        raise _fail(source, "is a single .npy array; expected an .npz archive of named arrays")
+    if magic[:1] == b"\x80":
+        raise _fail(source, "is a Python pickle; modelupdate never unpickles files")
+    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        raise _fail(source, "is not an .npz (zip) archive")
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            for name in ("ids", "targets", "logits", "preds", "num_classes", "classes"):
+                if name in npz.files:
+                    try:
+                        arrays[name] = npz[name]
+                    except ValueError as exc:
+                        if "pickle" in str(exc) or "Object arrays" in str(exc):
+                            raise _fail(source, f"field '{name}' holds pickled Python objects; "
+                                        "modelupdate never unpickles") from None
+                        raise
+    except PredictionFileError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError,
+            NotImplementedError, RuntimeError) as exc:  # what a damaged zip can raise
+        raise _fail(source, f"cannot read .npz archive ({type(exc).__name__}: {exc})") from None
+    num_classes = None
+    if "num_classes" in arrays:
+        value = arrays["num_classes"]
+        if value.dtype.kind not in "iu" or value.size != 1:
+            raise _fail(source, "field 'num_classes' must be one integer")
+        num_classes = int(value.reshape(()))
+    classes = None
+    if "classes" in arrays:
+        value = arrays["classes"]
+        if value.dtype.kind != "U" or value.ndim != 1:
+            raise _fail(source, f"field 'classes' has dtype {value.dtype} and shape "
+                        f"{value.shape}; expected a 1-D string array")
+        classes = [str(c) for c in value]
+    return _build(source, ids=arrays.get("ids"), targets=arrays.get("targets"),
+                  logits=arrays.get("logits"), preds=arrays.get("preds"),
+                  num_classes=num_classes, classes=classes, meta={})
+
+
+def _read_csv(path: Path, source: str) -> Predictions:
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            header_line = fh.readline()
+    except UnicodeDecodeError:
+        raise _fail(source, "is not a UTF-8 text file") from None
+    header = [h.strip().lower() for h in header_line.strip().split(",")]
+    missing = [c for c in CSV_COLUMNS if c not in header]
+    if missing:
+        raise _fail(source, f"header {header_line.strip()!r} lacks column(s) "
+                    f"{', '.join(missing)}; expected 'id,target,pred'")
+    columns = [header.index(c) for c in CSV_COLUMNS]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "input contained no data"
+            table = np.loadtxt(path, dtype=np.int64, delimiter=",", skiprows=1,
+                               usecols=columns, ndmin=2, encoding="utf-8-sig")
+    except ValueError as exc:
+        raise _fail(source, f"cannot read rows as integers ({exc})") from None
+    if table.shape[0] == 0:
+        raise _fail(source, "contains no samples (only a header)")
+    return _build(source, ids=table[:, 0].copy(), targets=table[:, 1].copy(),
+                  preds=table[:, 2].copy(), logits=None, num_classes=None, classes=None,
+                  meta={})
+
+
+def _read_safetensors(path: Path, source: str) -> Predictions:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="np") as fh:
+            metadata = fh.metadata() or {}
+            if metadata.get("format") != PREDICTIONS_FORMAT:
+                raise _fail(source, f"metadata 'format' is {metadata.get('format')!r}; "
+                            f"expected {PREDICTIONS_FORMAT!r} (a model checkpoint is not "
+                            "a prediction file)")
+            arrays = {name: fh.get_tensor(name) for name in fh.keys()
+                      if name in ("ids", "targets", "logits", "preds")}
+    except PredictionFileError:
+        raise
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise _fail(source, f"cannot read safetensors file ({exc})") from None
+    num_classes = None
+    if "num_classes" in metadata:
+        try:
+            num_classes = int(metadata["num_classes"])
+        except ValueError:
+            raise _fail(source, f"metadata 'num_classes' is {metadata['num_classes']!r}; "
+                        "expected an integer") from None
+    classes = None
+    if metadata.get("classes"):
+        try:
+            classes = json.loads(metadata["classes"])
+        except json.JSONDecodeError:
+            raise _fail(source, "metadata 'classes' is not valid JSON") from None
+        if classes is not None and (not isinstance(classes, list)
+                                    or not all(isinstance(c, str) for c in classes)):
+            raise _fail(source, "metadata 'classes' must be a JSON list of strings")
+    meta = {k: v for k, v in metadata.items() if k not in ("format", "num_classes", "classes")}
+    return _build(source, ids=arrays.get("ids"), targets=arrays.get("targets"),
+                  logits=arrays.get("logits"), preds=arrays.get("preds"),
+                  num_classes=num_classes, classes=classes, meta=meta)
+
+
+def is_predictions_file(path: str | os.PathLike) -> bool:
+    """True for ``.npz``/``.csv``, and for a ``.safetensors`` whose metadata says predictions.
+
+    Lets a command take "a checkpoint, an ensemble or a prediction file" in one option.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".npz", ".csv"):
+        return True
+    if suffix != ".safetensors":
+        return False
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="np") as fh:
+            return (fh.metadata() or {}).get("format") == PREDICTIONS_FORMAT
+    except Exception:  # unreadable: let the checkpoint loader give the real error
+        return False
+
+
+# --------------------------------------------------------------------------- writers
+
+
+def write_predictions(path: str | os.PathLike, predictions: Predictions) -> Path:
+    """Write ``.npz`` or predictions ``.safetensors`` atomically; returns the path."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".npz", ".safetensors"):
+        raise PredictionFileError(f"{path}: cannot write extension '{path.suffix}'; "
+                                  "expected .npz or .safetensors")
+    p = predictions
+    tensors = {
+        "ids": np.ascontiguousarray(p.ids, dtype=np.int64),
+        "targets": np.ascontiguousarray(p.targets, dtype=np.int64),
+        "preds": np.ascontiguousarray(p.preds, dtype=np.int64),
+    }
+    if p.logits is not None:
+        tensors["logits"] = np.ascontiguousarray(p.logits, dtype=np.float32)
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write here ({exc.strerror})") from None
+    try:
+        if suffix == ".npz":
+            if p.num_classes is not None:
+                tensors["num_classes"] = np.asarray(p.num_classes, dtype=np.int64)
+            if p.classes is not None:
+                tensors["classes"] = np.asarray(p.classes, dtype=str)
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, **tensors)
+                fh.flush()
+                os.fsync(fh.fileno())
+        else:
+            os.close(fd)
+            from safetensors.numpy import save_file
+
+            metadata = {**p.meta, "format": PREDICTIONS_FORMAT}
+            if p.num_classes is not None:
+                metadata["num_classes"] = str(p.num_classes)
+            if p.classes is not None:
+                metadata["classes"] = json.dumps(list(p.classes))
+            save_file(tensors, tmp_name, metadata=metadata)
+            with open(tmp_name, "rb") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp_name, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp_name)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        raise
+    return path
+
+
+# --------------------------------------------------------------------------- alignment
+
+
+def _take(p: Predictions, index: np.ndarray) -> Predictions:
+    return dataclasses.replace(
+        p, ids=p.ids[index], targets=p.targets[index], preds=p.preds[index],
+        logits=None if p.logits is None else p.logits[index],
+    )
+
+
+def align(old: Predictions, new: Predictions) -> tuple[Predictions, Predictions]:
+    """Put ``new`` in ``old``'s sample order and make both agree on classes.
+
+    Returns ``(old, new)`` with equal ``ids``, equal ``num_classes`` and the same
+    ``classes`` (whichever file names them). When the ids already match in order
+    nothing is copied. Raises MismatchError naming counts and example ids when the
+    id sets differ, targets differ for an id, or the class counts/names disagree.
+    """
+    names = f"old {old.source} vs new {new.source}"
+    if not np.array_equal(old.ids, new.ids):
+        sorted_old, sorted_new = np.sort(old.ids), np.sort(new.ids)
+        if not np.array_equal(sorted_old, sorted_new):
+            only_old = np.setdiff1d(sorted_old, sorted_new, assume_unique=True)
+            only_new = np.setdiff1d(sorted_new, sorted_old, assume_unique=True)
+            raise MismatchError(
+                f"sample ids differ ({names}): {only_old.size} only in old "
+                f"(e.g. {_examples(only_old) or 'none'}), {only_new.size} only in new "
+                f"(e.g. {_examples(only_new) or 'none'}); both must cover the same samples"
+            )
+        order_new = np.argsort(new.ids, kind="stable")
+        new = _take(new, order_new[np.searchsorted(new.ids[order_new], old.ids)])
+
+    differ = np.flatnonzero(old.targets != new.targets)
+    if differ.size:
+        i = int(differ[0])
+        raise MismatchError(
+            f"targets differ for {differ.size} of {len(old)} samples ({names}), e.g. id "
+            f"{int(old.ids[i])}: old {int(old.targets[i])}, new {int(new.targets[i])}"
+        )
+
+    if old.num_classes is not None and new.num_classes is not None:
+        if old.num_classes != new.num_classes:
+            raise MismatchError(f"class counts differ ({names}): old {old.num_classes}, "
+                                f"new {new.num_classes}")
+        num_classes = old.num_classes
+    elif old.num_classes is not None or new.num_classes is not None:
+        num_classes = old.num_classes if old.num_classes is not None else new.num_classes
+        for side, p in (("old", old), ("new", new)):
+            top = int(p.preds.max())
+            if top >= num_classes:
+                raise MismatchError(f"{side} {p.source} predicts class {top} but the other "
+                                    f"file has {num_classes} classes")
+    else:
+        num_classes = int(max(old.preds.max(), new.preds.max(), old.targets.max())) + 1
+
+    if old.classes is not None and new.classes is not None and old.classes != new.classes:
+        pairs = zip(old.classes, new.classes, strict=False)
+        first = next((i for i, (a, b) in enumerate(pairs) if a != b),
+                     min(len(old.classes), len(new.classes)))
+        raise MismatchError(f"class names differ ({names}) at index {first}")
+    classes = old.classes if old.classes is not None else new.classes
+    if classes is not None and len(classes) != num_classes:
+        raise MismatchError(f"{len(classes)} class names for {num_classes} classes ({names})")
+    old = dataclasses.replace(old, num_classes=num_classes, classes=classes)
+    new = dataclasses.replace(new, num_classes=num_classes, classes=classes)
+    return old, new

@@ -1,0 +1,93 @@
+"""`modelupdate ensemble-train`: M members with seeds seed..seed+M-1, written as one ensemble file.
+
+Each member is trained with exactly the recipe of `train` and kept as its own
+checkpoint in ``<out>.members/`` until the ensemble is assembled, so a killed
+run rerun with ``--resume`` keeps the members already finished (and resumes the
+one that was interrupted from its saved state). Under torchrun the members are
+spread over the processes (member i on rank i mod world); rank 0 assembles.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from ..checkpoint import ModelMeta, load_checkpoint, save_ensemble
+from ..config import DataConfig, TrainConfig
+from ..data import load_dataset
+from ..engine import EventHandler, accuracy_counts, predict_logits, setup_runtime
+from ..errors import ConfigError
+from ..reference import EnsembleReference
+from .common import check_output_path, local_runtime, model_meta, train_one
+
+
+@dataclass
+class TrainedEnsemble:
+    out: Path
+    meta: ModelMeta
+    member_metrics: list[dict[str, Any]]
+    seconds: float
+
+
+def members_dir_for(out: Path) -> Path:
+    return out.with_name(out.name.removesuffix(".safetensors") + ".members")
+
+
+def ensemble_train(data_cfg: DataConfig, cfg: TrainConfig, out: Path, members: int, *, resume: bool = False,
+                   on_event: EventHandler | None = None) -> TrainedEnsemble:
+    out = Path(out)
+    if members < 1:
+        raise ConfigError(f"--members: expected a positive integer, got {members}")
+    check_output_path(out, resume=resume)
+    runtime = setup_runtime(cfg)
+    data = load_dataset(data_cfg)
+    member_dir = members_dir_for(out)
+    if member_dir.exists() and not resume:
+        raise ConfigError(f"--out {out}: an interrupted run left {member_dir}; pass --resume to keep its "
+                          f"finished members, or delete it to start over")
+    member_dir.mkdir(exist_ok=True)
+
+    # Each rank trains its share of the members, alone (no gradient sync between members).
+    alone = local_runtime(runtime)
+    seconds = 0.0
+    for index in range(runtime.rank, members, runtime.world):
+        path = member_dir / f"member{index}.safetensors"
+        if path.exists():
+            if on_event and runtime.is_main:
+                on_event({"type": "message", "text": f"member {index + 1}/{members}: kept {path}"})
+            continue
+        member_cfg = replace(cfg, seed=cfg.seed + index)
+        label = f"member {index + 1}/{members}"
+        trained = train_one(data, data_cfg, member_cfg, alone, path, resume=resume,
+                            on_event=on_event if runtime.is_main else None, label=label)
+        seconds += trained.seconds
+    if runtime.distributed:
+        dist.barrier()
+
+    # Assemble (rank 0): the members' own metrics and the ensemble's.
+    loaded = [load_checkpoint(member_dir / f"member{i}.safetensors") for i in range(members)]
+    ensemble = EnsembleReference([m.model for m in loaded]).to(runtime.device)
+    logits, targets, _ = predict_logits(ensemble, data.test, data.info, runtime, batch_size=cfg.eval_batch_size)
+    test = accuracy_counts(logits, targets, runtime)
+    member_metrics = [m.meta.metrics | {"seed": cfg.seed + i} for i, m in enumerate(loaded)]
+    member_ers = [m["test_error_rate"] for m in member_metrics]
+    metrics = {
+        "test_error_rate": test["error_rate"], "test_n": test["n"], "test_correct": test["correct"],
+        "member_test_error_rate_mean": sum(member_ers) / len(member_ers),
+        "train_seconds": sum(m.get("train_seconds", 0.0) for m in member_metrics),
+    }
+    meta = model_meta(data.info, data_cfg, cfg, metrics)
+    meta.member_seeds = [cfg.seed + i for i in range(members)]
+    meta.member_metrics = member_metrics
+    if runtime.is_main:
+        save_ensemble(out, [m.model for m in loaded], meta)
+        shutil.rmtree(member_dir, ignore_errors=True)
+    if runtime.distributed:
+        dist.barrier()
+    torch.set_grad_enabled(True)
+    return TrainedEnsemble(out=out, meta=meta, member_metrics=member_metrics, seconds=seconds)

@@ -1,0 +1,191 @@
+"""`modelupdate ldi-train`: train the new model against a reference (ELODI) or a baseline method.
+
+Reads top to bottom: check inputs agree -> load data, old model and reference ->
+build the objective of the chosen method -> train with the shared engine ->
+measure error and flips against the old model -> write the checkpoint with
+the method, its parameters and the sha256 of the old model and the reference.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save as st_save
+
+from .. import losses
+from ..checkpoint import LoadedModel, atomic_write_bytes, check_compatible, load_checkpoint, read_safetensors, \
+    sha256_file
+from ..config import DataConfig, TrainConfig, UpdateConfig
+from ..data import Batch, Dataset, load_dataset
+from ..engine import EventHandler, Runtime, all_reduce_sum, predict_logits, setup_runtime
+from ..errors import ConfigError, MismatchError
+from ..reference import CachedReference
+from .common import TrainedModel, check_output_path, train_one
+
+NEEDS_OLD = {"ldi-old", "kd", "fd-kl", "fd-lm", "new-error"}
+
+
+def ldi_train(data_cfg: DataConfig, cfg: TrainConfig, update_cfg: UpdateConfig, out: Path, *,
+              old: Path | None = None, reference: Path | None = None, reference_cache: Path | None = None,
+              resume: bool = False, on_event: EventHandler | None = None) -> TrainedModel:
+    out = Path(out)
+    ucfg = update_cfg.resolved()
+    _check_method_inputs(ucfg.method, old, reference, reference_cache)
+    check_output_path(out, resume=resume)
+    runtime = setup_runtime(cfg)
+    data = load_dataset(data_cfg)
+
+    old_model = _load_against_data(old, "--old", data) if old else None
+    if ucfg.method == "elodi":
+        teacher = _load_against_data(reference, "--reference", data)
+    elif ucfg.method == "ce":
+        teacher = None
+    else:  # every other method holds the student against the old model
+        teacher = old_model
+    if teacher is not None:
+        teacher.model.to(runtime.device)
+        if cfg.channels_last:
+            teacher.model.to(memory_format=torch.channels_last)
+    if old_model is not None and old_model is not teacher:
+        old_model.model.to(runtime.device)
+
+    cache = None
+    if reference_cache is not None and teacher is not None:
+        cache = load_or_build_reference_cache(reference_cache, teacher, data, runtime, cfg)
+    objective = make_objective(ucfg, teacher, cache, cfg.label_smoothing, runtime)
+
+    epoch_metrics = final_metrics = None
+    if old_model is not None:
+        epoch_metrics = flip_metrics_on(old_model, data, "val", runtime, cfg)
+        final_metrics = flip_metrics_on(old_model, data, "test", runtime, cfg)
+    update = {
+        "method": ucfg.method, "params": ucfg.to_dict(),
+        "parent_sha256": old_model.sha256 if old_model else None,
+        "reference_sha256": teacher.sha256 if teacher is not None and ucfg.method == "elodi" else None,
+        "reference_members": len(teacher.members) if teacher is not None else None,
+        "reference_cache": str(reference_cache) if cache is not None else None,
+    }
+    return train_one(data, data_cfg, cfg, runtime, out, resume=resume, on_event=on_event, objective=objective,
+                     epoch_metrics=epoch_metrics, final_metrics=final_metrics, update=update,
+                     label=f"{ucfg.method} {cfg.arch}")
+
+
+def _check_method_inputs(method: str, old: Path | None, reference: Path | None, cache: Path | None) -> None:
+    if method == "elodi" and reference is None:
+        raise ConfigError("--method elodi: needs --reference ENSEMBLE.safetensors (train one with ensemble-train)")
+    if method in NEEDS_OLD and old is None:
+        raise ConfigError(f"--method {method}: needs --old OLD.safetensors")
+    if method != "elodi" and reference is not None:
+        raise ConfigError(f"--reference: only used by --method elodi (got --method {method})")
+    if method == "ce" and cache is not None:
+        raise ConfigError("--reference-cache: --method ce has no reference to cache")
+
+
+def _load_against_data(path: Path | None, option: str, data: Dataset) -> LoadedModel:
+    assert path is not None
+    loaded = load_checkpoint(path)
+    try:
+        check_compatible(loaded.meta, f"{option} {path}", data.info, f"--data {data.info.name}")
+    except MismatchError as exc:
+        raise MismatchError(str(exc)) from None
+    return loaded
+
+
+# --------------------------------------------------------------------------- objective
+
+
+def make_objective(ucfg: UpdateConfig, teacher: LoadedModel | None, cache: CachedReference | None,
+                   label_smoothing: float, runtime: Runtime):
+    """(student logits [B, C], batch) -> (loss, parts). The teacher sees the same augmented batch
+    (online), or its logits come from ``cache`` by sample id (un-augmented images)."""
+    alpha, method = float(ucfg.alpha), ucfg.method
+
+    def teacher_logits(batch: Batch) -> torch.Tensor:
+        if cache is not None:
+            return cache.lookup(batch.ids)
+        with torch.no_grad():
+            return teacher.model(batch.images).float()  # type: ignore[union-attr]
+
+    def objective(logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        logits = logits.float()
+        ce = F.cross_entropy(logits, batch.targets, label_smoothing=label_smoothing, reduction="none")
+        if method == "ce":
+            return ce.mean(), {}
+        t = teacher_logits(batch)
+        if method in ("elodi", "ldi-old"):
+            aux = losses.ldi_loss(logits, t, batch.targets, xi=float(ucfg.xi), p=ucfg.p, topk=ucfg.topk,
+                                  exclude_target=bool(ucfg.exclude_target))
+        elif method == "kd":
+            aux = losses.kd_loss(logits, t, tau=float(ucfg.tau))
+        elif method in ("fd-kl", "fd-lm"):
+            aux = losses.focal_distillation_loss(logits, t, batch.targets, a=ucfg.fd_a, b=ucfg.fd_b,
+                                                 distance=method[3:], tau=float(ucfg.tau))
+        else:  # new-error: (1-α)·CE on all + α·CE on the samples the old model gets right
+            aux = ce * (t.argmax(1) == batch.targets).float()
+        return losses.combined_objective(ce, aux, alpha), {"aux": float(aux.detach().mean())}
+
+    return objective
+
+
+# --------------------------------------------------------------------------- reference cache
+
+
+def load_or_build_reference_cache(path: Path, teacher: LoadedModel, data: Dataset, runtime: Runtime,
+                                  cfg: TrainConfig) -> CachedReference:
+    """Reference logits of the un-augmented training split, keyed by sample id.
+
+    Computed once and stored (safetensors) with the reference's sha256; reused when it still fits.
+    """
+    path = Path(path)
+    if path.exists():
+        tensors, meta = read_safetensors(path)
+        if meta.get("reference_sha256") != teacher.sha256 or meta.get("dataset_fingerprint") != \
+                data.info.fingerprint or "logits" not in tensors or "ids" not in tensors:
+            raise MismatchError(f"--reference-cache {path}: made for another reference or dataset; "
+                                f"delete it to rebuild")
+        missing = set(data.train.ids.tolist()) - set(tensors["ids"].tolist())
+        if missing:
+            raise MismatchError(f"--reference-cache {path}: lacks {len(missing)} training ids "
+                                f"(another split?); delete it to rebuild")
+        return CachedReference(tensors["logits"], tensors["ids"]).to(runtime.device)
+    logits, _, ids = predict_logits(teacher.model, data.train, data.info, runtime, batch_size=cfg.eval_batch_size,
+                                    shard=False)
+    if runtime.is_main:
+        meta = {"format": "modelupdate-reference-cache/1", "reference_sha256": teacher.sha256,
+                "dataset_fingerprint": data.info.fingerprint, "augmented": "false"}
+        atomic_write_bytes(path, st_save({"logits": logits.contiguous(), "ids": ids.contiguous()}, metadata=meta))
+    return CachedReference(logits, ids).to(runtime.device)
+
+
+# --------------------------------------------------------------------------- flips vs the old model
+
+
+def flip_metrics_on(old: LoadedModel, data: Dataset, split_name: str, runtime: Runtime, cfg: TrainConfig):
+    """A function model -> {<split>_nfr, <split>_negative_flips, ...}: pooled counts over ranks."""
+    split = data.split(split_name)
+    cached: dict[str, torch.Tensor] = {}
+
+    def measure(model: torch.nn.Module) -> dict[str, Any]:
+        if "old" not in cached:
+            old_logits, targets, _ = predict_logits(old.model, split, data.info, runtime,
+                                                    batch_size=cfg.eval_batch_size)
+            cached["old"] = old_logits.argmax(1) == targets
+            cached["targets"] = targets
+        new_logits, targets, _ = predict_logits(model, split, data.info, runtime, batch_size=cfg.eval_batch_size,
+                                                channels_last=cfg.channels_last)
+        old_ok, new_ok = cached["old"], new_logits.argmax(1) == targets
+        counts = all_reduce_sum(torch.tensor([len(targets), int((old_ok & ~new_ok).sum()),
+                                              int((~old_ok & new_ok).sum()), int(old_ok.sum())]), runtime)
+        n, neg, pos, old_correct = (int(c) for c in counts)
+        return {f"{split_name}_nfr": neg / n if n else None, f"{split_name}_negative_flips": neg,
+                f"{split_name}_positive_flips": pos, f"{split_name}_old_error_rate": 1 - old_correct / n if n else None}
+
+    return measure
+
+
+def describe(update: dict[str, Any]) -> str:
+    return json.dumps(update, sort_keys=True)

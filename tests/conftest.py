@@ -1,0 +1,50 @@
+"""Shared fixtures: a CLI runner in a real subprocess, tiny synthetic data and one trained model."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from modelupdate.config import DataConfig, TrainConfig
+
+# Small enough that a model trains in about a second on one busy CPU core.
+TINY_DATA = dict(name="synthetic", synthetic_train=256, synthetic_test=64, synthetic_size=8, synthetic_classes=4)
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+def tiny_data_config(**overrides) -> DataConfig:
+    return DataConfig(**(TINY_DATA | overrides))
+
+
+def tiny_train_config(**overrides) -> TrainConfig:
+    values = dict(arch="tiny", epochs=1, batch_size=64, device="cpu", eval_batch_size=256)
+    return TrainConfig(**(values | overrides))
+
+
+@pytest.fixture
+def run_cli():
+    """``run_cli(*args, timeout=120) -> (returncode, stdout, stderr)`` of ``python -m modelupdate ARGS``."""
+
+    def runner(*args: str | os.PathLike, timeout: float = 120, cwd: str | os.PathLike | None = None):
+        env = dict(os.environ)
+        env.pop("MODELUPDATE_DEBUG", None)
+        env["COLUMNS"] = "200"  # rich wraps tables to the terminal width; keep lines whole
+        proc = subprocess.run([sys.executable, "-m", "modelupdate", *map(str, args)], capture_output=True,
+                              text=True, timeout=timeout, env=env, cwd=cwd)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    return runner
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory) -> Path:
+    """A tiny synthetic model trained once per session through the library; returns its checkpoint path."""
+    from modelupdate.workflows.train import train
+
+    out = tmp_path_factory.mktemp("trained") / "tiny.safetensors"
+    train(tiny_data_config(), tiny_train_config(), out)
+    return out

@@ -1,0 +1,107 @@
+"""Gates: threshold parsing and evaluation on value / interval ends."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from modelupdate.errors import ConfigError
+from modelupdate.gates import GateSpec, evaluate_gates, parse_threshold
+from modelupdate.metrics import flip_summary, per_class_table
+
+# Same ten samples as test_metrics: N=10, old correct 6, new correct 5, 2 negative flips,
+# 1 positive flip. NFR = 0.2 (Wilson [0.056682, 0.509838]); BTC = 4/6 (Wilson
+# [0.299993, 0.903229]); per-class NFR: class 0 0/4, class 1 1/3, class 2 1/3.
+TARGETS = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+OLD = np.array([0, 1, 2, 0, 1, 2, 1, 0, 0, 2])
+NEW = np.array([0, 1, 2, 0, 2, 0, 0, 2, 1, 2])
+SUMMARY = flip_summary(OLD, NEW, TARGETS)
+PER_CLASS = per_class_table(OLD, NEW, TARGETS, 3, ["a", "b", "c"])
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("2%", 0.02), ("0.02", 0.02), (" 2.5 % ", 0.025), ("0", 0.0), ("150%", 1.5), (0.1, 0.1)],
+)
+def test_parse_threshold(text, value):
+    assert parse_threshold(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [("two", "cannot read 'two'"), ("", "cannot read ''"), ("nan", "not finite"),
+     ("-1%", "is negative"), ("%", "cannot read")],
+)
+def test_parse_threshold_errors_are_one_line(text, fragment):
+    with pytest.raises(ConfigError, match=fragment) as info:
+        parse_threshold(text, name="max-nfr")
+    assert str(info.value).startswith("max-nfr: ")
+
+
+def test_parse_threshold_negative_allowed_for_er_increase():
+    assert parse_threshold("-0.5%", allow_negative=True) == pytest.approx(-0.005)
+
+
+def test_gate_on_must_be_value_or_upper():
+    with pytest.raises(ConfigError, match="gate-on"):
+        GateSpec(gate_on="lower")
+
+
+def test_gates_on_value():
+    gates = evaluate_gates(SUMMARY, PER_CLASS, GateSpec(
+        max_nfr=0.2, max_rel_nfr=0.6, max_er=0.5, max_er_increase=0.1, min_btc=0.7,
+        max_class_nfr=0.34))
+    got = {g.name: (g.value, g.passed) for g in gates}
+    assert got["max-nfr"] == (pytest.approx(0.2), True)  # 0.2 <= 0.2
+    assert got["max-rel-nfr"] == (pytest.approx(2 / 3), False)  # 0.667 > 0.6
+    assert got["max-er"] == (pytest.approx(0.5), True)
+    assert got["max-er-increase"] == (pytest.approx(0.1), True)  # 0.5 - 0.4
+    assert got["min-btc"] == (pytest.approx(4 / 6), False)  # 0.667 < 0.7
+    assert got["max-class-nfr"] == (pytest.approx(1 / 3), True)  # worst class 1/3
+    assert [g.name for g in gates] == ["max-nfr", "max-rel-nfr", "max-er", "max-er-increase",
+                                       "min-btc", "max-class-nfr"]
+    worst = next(g for g in gates if g.name == "max-class-nfr")
+    assert "worst class 1 (b)" in worst.detail
+    assert gates[0].as_dict() == {"name": "max-nfr", "threshold": 0.2,
+                                  "value": pytest.approx(0.2), "passed": True}
+
+
+def test_gates_on_upper_use_pessimistic_interval_end():
+    gates = evaluate_gates(SUMMARY, PER_CLASS, GateSpec(
+        max_nfr=0.5, min_btc=0.3, max_er_increase=0.3, gate_on="upper"))
+    got = {g.name: g for g in gates}
+    # NFR upper end 0.509838 > 0.5 fails although the value 0.2 passes
+    assert got["max-nfr"].value == pytest.approx(0.509838, abs=1e-6)
+    assert not got["max-nfr"].passed
+    assert "95% CI upper end" in got["max-nfr"].detail
+    # BTC uses the *lower* end: Wilson(4, 6) lower = 0.299993 < 0.3
+    assert got["min-btc"].value == pytest.approx(SUMMARY.btc.ci95[0])
+    assert got["min-btc"].value < 0.3 and not got["min-btc"].passed
+    assert "lower end" in got["min-btc"].detail
+    # ER increase upper end: 0.1 + 0.270679 (Newcombe, see test_metrics) > 0.3
+    assert got["max-er-increase"].value == pytest.approx(0.370679, abs=1e-5)
+    assert not got["max-er-increase"].passed
+
+
+def test_gate_on_undefined_value_fails_and_says_so():
+    # new model makes no errors: relative NFR undefined; old model always right: BEC n/a
+    summary = flip_summary(np.array([1, 1]), np.array([0, 1]), np.array([0, 1]))
+    per_class = per_class_table(np.array([1, 1]), np.array([0, 1]), np.array([0, 1]), 2)
+    [gate] = evaluate_gates(summary, per_class, GateSpec(max_rel_nfr=10.0))
+    assert gate.value is None and not gate.passed
+    assert "undefined" in gate.detail and "fails" in gate.detail
+    # old never right: BTC undefined
+    summary = flip_summary(np.array([1, 1]), np.array([0, 1]), np.array([0, 0]))
+    [gate] = evaluate_gates(summary, per_class, GateSpec(min_btc=0.0, gate_on="upper"))
+    assert gate.value is None and not gate.passed
+
+
+def test_class_nfr_skips_classes_without_samples():
+    per_class = per_class_table(OLD, NEW, TARGETS, 5)  # classes 3, 4 have no samples
+    [gate] = evaluate_gates(SUMMARY, per_class, GateSpec(max_class_nfr=0.5))
+    assert gate.passed and gate.value == pytest.approx(1 / 3)
+
+
+def test_no_gates():
+    assert evaluate_gates(SUMMARY, PER_CLASS, GateSpec()) == []
+    assert GateSpec().is_empty() and not GateSpec(max_er=0.1).is_empty()

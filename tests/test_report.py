@@ -1,0 +1,282 @@
+"""flip_report / compare workflows and their renderers (JSON, Markdown, HTML, rich, CSV)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from modelupdate.errors import ConfigError, MismatchError
+from modelupdate.gates import GateSpec
+from modelupdate.predictions import Predictions
+from modelupdate.report import (
+    compare_html,
+    compare_json,
+    compare_markdown,
+    compare_rich,
+    flip_report_html,
+    flip_report_json,
+    flip_report_markdown,
+    flip_report_rich,
+    flip_report_to_dict,
+    flips_csv,
+)
+from modelupdate.workflows.compare import compare
+from modelupdate.workflows.flip_report import flip_report
+
+# Hand case of test_metrics, as logits (one-hot at the predicted class), three classes.
+TARGETS = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+OLD = np.array([0, 1, 2, 0, 1, 2, 1, 0, 0, 2])
+NEW = np.array([0, 1, 2, 0, 2, 0, 0, 2, 1, 2])
+IDS = np.arange(1000, 1010)
+
+
+def one_hot(preds: np.ndarray, scale: float = 2.0) -> np.ndarray:
+    logits = np.zeros((preds.size, 3), dtype=np.float32)
+    logits[np.arange(preds.size), preds] = scale
+    return logits
+
+
+def predictions(preds: np.ndarray, source: str, logits: bool = True,
+                classes: list[str] | None = None) -> Predictions:
+    if logits:
+        return Predictions.from_arrays(IDS, TARGETS, logits=one_hot(preds), classes=classes,
+                                       source=source)
+    return Predictions.from_arrays(IDS, TARGETS, preds=preds, source=source)
+
+
+@pytest.fixture
+def report():
+    return flip_report(predictions(OLD, "old.npz", classes=["cat", "dog <b>", "emu"]),
+                       predictions(NEW, "new.npz"),
+                       GateSpec(max_nfr=0.25, max_er=0.4, min_btc=0.5))
+
+
+def render(renderable) -> str:
+    console = Console(width=160, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    console.print(renderable)
+    return console.export_text()
+
+
+# --------------------------------------------------------------------------- workflow
+
+
+def test_flip_report_hand_case(report):
+    c = report.summary.counts
+    assert (c.n, c.negative_flips, c.positive_flips) == (10, 2, 1)
+    assert [g.passed for g in report.gates] == [True, False, True]  # ER_new 0.5 > 0.4
+    assert not report.passed
+    assert report.margins is not None
+    assert report.classes == ["cat", "dog <b>", "emu"]
+    # flipped samples in file order: 4 (neg), 5 (neg), 6 (pos)
+    assert report.flips.ids.tolist() == [1004, 1005, 1006]
+    assert report.flips.kind.tolist() == [-1, -1, 1]
+
+
+def test_flip_report_aligns_by_id_and_skips_margins_without_logits():
+    order = np.array([9, 3, 1, 0, 2, 4, 5, 6, 7, 8])
+    new = Predictions.from_arrays(IDS[order], TARGETS[order], preds=NEW[order], source="n.csv")
+    r = flip_report(predictions(OLD, "o.csv", logits=False), new)
+    assert r.summary.counts.negative_flips == 2
+    assert r.margins is None and r.passed and r.gates == []
+    assert "n/a (needs logits" in render(flip_report_rich(r))
+
+
+def test_flip_report_rejects_mismatched_ids():
+    new = Predictions.from_arrays(IDS + 1, TARGETS, preds=NEW)
+    with pytest.raises(MismatchError, match="sample ids differ"):
+        flip_report(predictions(OLD, "o"), new)
+
+
+def test_compare_rows_pareto_and_pairwise():
+    old = predictions(OLD, "old")
+    same = predictions(OLD, "same")  # no flips, ER 0.4
+    worse = predictions(NEW, "worse")  # NFR 0.2, ER 0.5: dominated by "same"
+    fixer = predictions(TARGETS, "perfect")  # ER 0, NFR 0: dominates everything
+    result = compare(old, {"same": same, "worse": worse, "perfect": fixer},
+                     {"worse": {"params": 1234, "ms_per_image": 0.5}})
+    assert [r.name for r in result.rows] == ["same", "worse", "perfect"]
+    assert [r.pareto for r in result.rows] == [False, False, True]
+    assert result.rows[1].params == 1234 and result.rows[1].ms_per_image == 0.5
+    assert result.rows[0].params is None
+    assert result.rows[2].summary.rel_nfr.value is None  # no new errors: undefined
+    pairs = {(t.a, t.b): t for t in result.pairwise}
+    assert set(pairs) == {("same", "worse"), ("same", "perfect"), ("worse", "perfect")}
+    # "worse" flips samples 4 and 5, the others none: 0 vs 2 -> p = 2 * 1/4 = 0.5
+    assert (pairs[("same", "worse")].a_only, pairs[("same", "worse")].b_only) == (0, 2)
+    assert pairs[("same", "worse")].p_value == pytest.approx(0.5)
+
+
+def test_compare_needs_a_candidate():
+    with pytest.raises(ConfigError, match="at least one candidate"):
+        compare(predictions(OLD, "old"), {})
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def test_json_schema_keys_and_values(report):
+    data = json.loads(flip_report_json(report))
+    assert set(data) == {"schema", "counts", "metrics", "mcnemar_p", "per_class", "gates",
+                         "passed"}
+    assert data["schema"] == 1
+    assert data["counts"] == {"n": 10, "old_correct": 6, "new_correct": 5,
+                              "negative_flips": 2, "positive_flips": 1}
+    assert set(data["metrics"]) == {"er_old", "er_new", "nfr", "pfr", "rel_nfr", "nfi", "btc",
+                                    "bec"}
+    for metric in data["metrics"].values():
+        assert set(metric) == {"value", "ci95"}
+        assert len(metric["ci95"]) == 2
+    assert data["metrics"]["nfr"]["value"] == pytest.approx(0.2)
+    assert data["mcnemar_p"] == 1.0
+    assert data["passed"] is False
+    assert data["gates"][1] == {"name": "max-er", "threshold": 0.4, "value": 0.5,
+                                "passed": False}
+    row = data["per_class"][1]
+    assert row["class"] == 1 and row["name"] == "dog <b>" and row["negative_flips"] == 1
+    assert row["nfr"]["value"] == pytest.approx(1 / 3)
+
+
+def test_json_undefined_values_are_null_not_zero():
+    # new model perfect: rel_nfr and nfi undefined; old model never right on class 1 ...
+    r = flip_report(predictions(OLD, "o"), predictions(TARGETS, "n"), GateSpec(max_rel_nfr=1.0))
+    data = json.loads(flip_report_json(r))
+    assert data["metrics"]["rel_nfr"] == {"value": None, "ci95": None}
+    assert data["metrics"]["nfi"] == {"value": None, "ci95": None}
+    assert data["metrics"]["er_new"]["value"] == 0.0  # a real zero stays 0
+    assert data["gates"] == [{"name": "max-rel-nfr", "threshold": 1.0, "value": None,
+                              "passed": False}]
+    assert "NaN" not in flip_report_json(r)
+
+
+def test_json_class_without_samples_is_null():
+    old = Predictions.from_arrays(IDS, TARGETS, logits=np.pad(one_hot(OLD), ((0, 0), (0, 1))))
+    new = Predictions.from_arrays(IDS, TARGETS, logits=np.pad(one_hot(NEW), ((0, 0), (0, 1))))
+    data = flip_report_to_dict(flip_report(old, new))
+    assert data["per_class"][3]["n"] == 0
+    assert data["per_class"][3]["old_acc"] == {"value": None, "ci95": None}
+
+
+def test_compare_json():
+    data = json.loads(compare_json(compare(predictions(OLD, "o"), {"a": predictions(NEW, "a"),
+                                                                   "b": predictions(OLD, "b")})))
+    assert data["schema"] == 1 and data["n"] == 10
+    assert [c["name"] for c in data["candidates"]] == ["a", "b"]
+    assert set(data["candidates"][0]) == {"name", "source", "counts", "metrics", "mcnemar_p",
+                                          "params", "ms_per_image", "pareto"}
+    assert data["candidates"][0]["params"] is None
+    assert data["pairwise"][0]["a_only_negative_flips"] == 2
+
+
+# --------------------------------------------------------------------------- text
+
+
+def test_markdown_contains_tables_and_verdict(report):
+    md = flip_report_markdown(report)
+    assert md.startswith("## modelupdate flip report: FAIL")
+    assert "| metric | value | counts | 95% CI |" in md
+    assert "| NFR (negative flips) | 20.00% | 2/10 | [5.67%, 50.98%] |" in md
+    assert "| max-er | 40.00% | 50.00% | FAIL |" in md
+    assert "| 1 dog &lt;b&gt; | 3 |" in md  # per-class row, class name escaped
+    assert "### Margin analysis" in md
+
+
+def test_markdown_folds_long_class_tables():
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 30, 300)
+    old = Predictions.from_arrays(np.arange(300), targets, preds=rng.integers(0, 30, 300),
+                                  num_classes=30)
+    new = Predictions.from_arrays(np.arange(300), targets, preds=rng.integers(0, 30, 300),
+                                  num_classes=30)
+    md = flip_report_markdown(flip_report(old, new), max_classes=5)
+    assert "<details><summary>All classes</summary>" in md
+
+
+def test_rich_report_shows_na_and_banner():
+    r = flip_report(predictions(OLD, "o"), predictions(TARGETS, "n"), GateSpec(max_rel_nfr=1.0))
+    text = render(flip_report_rich(r))
+    assert "relative NFR" in text and "n/a" in text
+    assert "FAIL" in text and "max-rel-nfr" in text and "undefined" in text
+    text = render(flip_report_rich(flip_report(predictions(OLD, "o"), predictions(OLD, "n"))))
+    assert "PASS" in text and "no gates set" in text
+
+
+def test_rich_compare_marks_pareto():
+    result = compare(predictions(OLD, "o"), {"a": predictions(NEW, "a"),
+                                             "b": predictions(TARGETS, "b")})
+    text = render(compare_rich(result))
+    assert "b *" in text and "Pairwise" in text
+    assert "compare" in compare_markdown(result) and "| b * |" in compare_markdown(result)
+
+
+def test_flips_csv(report):
+    assert flips_csv(report).splitlines() == [
+        "id,target,old_pred,new_pred,flip",
+        "1004,1,1,2,negative",
+        "1005,2,2,0,negative",
+        "1006,0,1,0,positive",
+    ]
+
+
+# --------------------------------------------------------------------------- HTML
+
+
+class _Collector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        for name, value in attrs:
+            if name in ("src", "href", "xlink:href", "action") and value:
+                self.urls.append(value)
+
+
+def check_self_contained(page: str) -> _Collector:
+    parser = _Collector()
+    parser.feed(page)
+    assert page.startswith("<!DOCTYPE html>")
+    assert "svg" in parser.tags
+    assert "script" not in parser.tags and "link" not in parser.tags
+    assert parser.urls == []  # nothing to fetch: no src/href at all
+    assert not re.search(r"(src|href)\s*=\s*[\"']?\s*(https?:)?//", page)
+    assert "http://" not in page and "https://" not in page
+    assert "@import" not in page and "url(" not in page
+    return parser
+
+
+def test_html_is_one_self_contained_file_with_svg(report):
+    page = flip_report_html(report)
+    parser = check_self_contained(page)
+    assert parser.tags.count("svg") == 3  # per-class flips + two margin histograms
+    assert "dog &lt;b&gt;" in page and "dog <b>" not in page  # class names are escaped
+
+
+def test_html_without_logits_and_compare_html():
+    r = flip_report(predictions(OLD, "o", logits=False), predictions(NEW, "n", logits=False))
+    parser = check_self_contained(flip_report_html(r))
+    assert parser.tags.count("svg") == 1
+    result = compare(predictions(OLD, "o"), {"a": predictions(NEW, "a")})
+    check_self_contained(compare_html(result))
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="no headless chromium here")
+def test_html_opens_in_headless_browser(report, tmp_path):
+    path = tmp_path / "report.html"
+    path.write_text(flip_report_html(report), encoding="utf-8")
+    done = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
+         "--dump-dom", path.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0
+    assert "<svg" in done.stdout and "modelupdate flip report" in done.stdout
+    assert "Uncaught" not in done.stderr and "Failed to load resource" not in done.stderr
