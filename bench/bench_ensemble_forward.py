@@ -1,7 +1,7 @@
 """Time an ensemble reference's forward: batched (vmap over stacked weights) vs loop.
 
-Not a test: prints both times and their ratio. A ratio below 1 means the
-batched path is faster.
+Not a test: prints both times and their ratio (batched time / loop time; below 1
+means the batched path is faster), and the mode ``auto`` picks on the device.
 
     PYTHONPATH=src python bench/bench_ensemble_forward.py --members 4 --batch-size 256
 """
@@ -110,7 +110,11 @@ def main() -> None:
     print(f"max |batched - loop| logit difference: {difference:.2e}")
     print(f"loop forward:    {loop_seconds * 1e3:9.2f} ms (median)")
     print(f"batched forward: {batched_seconds * 1e3:9.2f} ms (median)")
-    print(f"batched/loop speed ratio: {batched_seconds / loop_seconds:.2f}")
+    ratio = batched_seconds / loop_seconds
+    print(f"batched/loop time ratio: {ratio:.2f} (below 1: batched is faster)")
+    auto = EnsembleReference(members, mode="auto").to(device)
+    print(f"mode='auto' uses on {device.type}: {auto.active_mode}"
+          f"{f' ({auto.fallback_reason})' if auto.fallback_reason else ''}")
 
 
 if __name__ == "__main__":

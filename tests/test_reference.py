@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from modelupdate import reference as reference_module
 from modelupdate.reference import CachedReference, EnsembleReference, ModelReference
 
 NUM_CLASSES = 5
@@ -83,7 +84,31 @@ def test_batched_and_loop_give_the_same_logits(inputs: torch.Tensor) -> None:
     torch.testing.assert_close(per_member, loop.member_logits(inputs), atol=1e-5, rtol=0)
 
 
-def test_auto_uses_batched_for_one_architecture(inputs: torch.Tensor) -> None:
+@pytest.fixture
+def batched_pays_off_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``auto`` treat this CPU like an accelerator, where it tries the batched forward."""
+    monkeypatch.setattr(reference_module, "batched_pays_off", lambda device: True)
+
+
+def test_auto_loops_on_the_cpu(inputs: torch.Tensor) -> None:
+    reference = EnsembleReference(make_members())
+    assert reference.active_mode == "loop"
+    assert reference.fallback_reason == reference_module.CPU_LOOP_REASON
+    torch.testing.assert_close(
+        reference(inputs), manual_mean(make_members(), inputs), atol=1e-5, rtol=0
+    )
+    assert reference._stacked is None  # never stacked: the batched path was not taken
+
+
+def test_auto_prefers_batched_off_the_cpu() -> None:
+    assert reference_module.batched_pays_off(torch.device("cuda", 0))
+    assert reference_module.batched_pays_off(torch.device("mps"))
+    assert not reference_module.batched_pays_off(torch.device("cpu"))
+
+
+def test_auto_uses_batched_for_one_architecture(
+    inputs: torch.Tensor, batched_pays_off_here: None
+) -> None:
     reference = EnsembleReference(make_members())
     assert reference.active_mode == "batched"
     torch.testing.assert_close(
@@ -91,6 +116,7 @@ def test_auto_uses_batched_for_one_architecture(inputs: torch.Tensor) -> None:
     )
     assert reference.active_mode == "batched"
     assert reference.fallback_reason is None
+    assert reference._stacked is not None  # the batched path ran
 
 
 def test_reference_stays_in_eval_mode_after_train(inputs: torch.Tensor) -> None:
@@ -116,7 +142,9 @@ def test_reference_output_carries_no_gradient(inputs: torch.Tensor) -> None:
     assert not any(parameter.requires_grad for parameter in reference.parameters())
 
 
-def test_auto_falls_back_to_loop_for_different_classes(inputs: torch.Tensor) -> None:
+def test_auto_falls_back_to_loop_for_different_classes(
+    inputs: torch.Tensor, batched_pays_off_here: None
+) -> None:
     members = [TinyCNN(), TinyMLP()]
     reference = EnsembleReference(members)
     assert reference.active_mode == "loop"
@@ -124,9 +152,22 @@ def test_auto_falls_back_to_loop_for_different_classes(inputs: torch.Tensor) -> 
     torch.testing.assert_close(reference(inputs), manual_mean(members, inputs))
 
 
-def test_auto_falls_back_to_loop_for_different_configurations() -> None:
+def test_auto_falls_back_to_loop_for_different_configurations(batched_pays_off_here: None) -> None:
     reference = EnsembleReference([TinyCNN(channels=4), TinyCNN(channels=6)])
     assert reference.active_mode == "loop"
+    assert reference.fallback_reason == "member 1 is configured differently from member 0"
+
+
+def test_auto_loops_for_a_single_member(batched_pays_off_here: None) -> None:
+    reference = EnsembleReference(make_members(1))
+    assert reference.active_mode == "loop"
+    assert reference.fallback_reason == "a single member has nothing to batch"
+
+
+def test_forced_modes_ignore_the_device() -> None:
+    assert EnsembleReference(make_members(2), mode="batched").active_mode == "batched"
+    assert EnsembleReference(make_members(2), mode="loop").active_mode == "loop"
+    assert EnsembleReference(make_members(2), mode="batched").fallback_reason is None
 
 
 def test_batched_mode_refuses_members_it_cannot_stack() -> None:
@@ -136,14 +177,18 @@ def test_batched_mode_refuses_members_it_cannot_stack() -> None:
         EnsembleReference([TinyCNN(), TinyMLP()], mode="batched")
 
 
-def test_auto_falls_back_to_loop_when_vmap_fails_at_first_call(inputs: torch.Tensor) -> None:
+def test_auto_falls_back_to_loop_when_vmap_fails_at_first_call(
+    inputs: torch.Tensor, batched_pays_off_here: None
+) -> None:
     members = make_members(3, DataDependentCNN)
     reference = EnsembleReference(members)
     assert reference.active_mode == "batched"  # looks stackable until tried
     logits = reference(inputs)
     assert reference.active_mode == "loop"
     assert reference.fallback_reason.startswith("batched forward failed")
+    assert reference._stacked is None  # the stacked copy is freed
     torch.testing.assert_close(logits, manual_mean(members, inputs))
+    torch.testing.assert_close(reference(inputs), logits)  # the loop, for good
     # Forced batched mode lets the vmap error through.
     with pytest.raises(RuntimeError):
         EnsembleReference(make_members(3, DataDependentCNN), mode="batched")(inputs)

@@ -268,15 +268,34 @@ def test_html_without_logits_and_compare_html():
     check_self_contained(compare_html(result))
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="no headless chromium here")
-def test_html_opens_in_headless_browser(report, tmp_path):
-    path = tmp_path / "report.html"
-    path.write_text(flip_report_html(report), encoding="utf-8")
-    done = subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
-         "--dump-dom", path.as_uri()],
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def open_in_chromium(path, profile) -> subprocess.CompletedProcess:
+    """Render ``path`` in headless chromium (own profile, no network side traffic), dump the DOM;
+    ``--enable-logging=stderr --v=0`` puts console errors such as 'Uncaught ...' on stderr."""
+    return subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run",
+         f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", "--dump-dom",
+         path.as_uri()],
         capture_output=True, text=True, timeout=120,
     )
-    assert done.returncode == 0
-    assert "<svg" in done.stdout and "modelupdate flip report" in done.stdout
-    assert "Uncaught" not in done.stderr and "Failed to load resource" not in done.stderr
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no headless chromium here")
+def test_html_opens_in_headless_browser(report, tmp_path):
+    pages = {
+        "report.html": (flip_report_html(report), "modelupdate flip report"),
+        "compare.html": (compare_html(compare(predictions(OLD, "o"),
+                                              {"a": predictions(NEW, "a"),
+                                               "b": predictions(OLD, "b")})),
+                         "modelupdate compare"),
+    }
+    for name, (page, title) in pages.items():
+        path = tmp_path / name
+        path.write_text(page, encoding="utf-8")
+        done = open_in_chromium(path, tmp_path / f"profile-{name}")
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "<svg" in done.stdout and title in done.stdout and "<table>" in done.stdout
+        assert "Uncaught" not in done.stderr and "Failed to load resource" not in done.stderr

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,8 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from . import __version__
-from .errors import CheckpointError, MismatchError, OutputError
+from .atomic import atomic_write_bytes  # noqa: F401  (re-exported: the one atomic writer)
+from .errors import CheckpointError, MismatchError
 from .models import build_model
 
 MODEL_FORMAT = "modelupdate-model/1"
@@ -151,30 +150,6 @@ def _expect(path: Path, key: str, value: Any, typ: type) -> None:
 # --------------------------------------------------------------------------- files
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temp file beside ``path``, fsync, then rename over it."""
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise OutputError(f"{path}: cannot write (folder {directory} does not exist)")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write ({exc.strerror})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise OutputError(f"{path}: cannot write ({exc.strerror})") from None
-
-
 def sha256_file(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -222,6 +197,9 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
 
 
 def _looks_like_pickle(data: bytes) -> bool:
+    # A safetensors header of 0x0280..0x0580 bytes also starts with 0x80 0x02..0x05; its JSON starts at byte 8.
+    if data[8:9] == b"{":
+        return False
     return data[:2] == b"\x80\x02" or data[:1] == b"\x80" and len(data) > 1 and data[1] in (2, 3, 4, 5) \
         or data[:4] == b"PK\x03\x04"
 

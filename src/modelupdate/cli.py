@@ -106,16 +106,21 @@ def is_rank0() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        out_console.print(f"modelupdate {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def main_callback(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    # eager: handled before click asks for a command, so `modelupdate --version` alone works
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True,
+                                          callback=_print_version)] = False,
 ) -> None:
     if debug:
         os.environ["MODELUPDATE_DEBUG"] = "1"
-    if version:
-        out_console.print(f"modelupdate {__version__}")
-        raise typer.Exit(0)
 
 
 # --------------------------------------------------------------------------- commands
@@ -291,6 +296,9 @@ def _print_model_summary(out: Path, metrics: dict[str, Any], seconds: float) -> 
         table.add_row("test negative flips", str(metrics["test_negative_flips"]))
     table.add_row("training time", f"{seconds:.1f} s")
     out_console.print(table)
+
+
+from . import cli_analysis  # noqa: E402,F401  (registers predict, flip-report, compare)
 
 
 def main() -> None:

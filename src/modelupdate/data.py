@@ -195,8 +195,10 @@ def read_idx(path: Path) -> torch.Tensor:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DataError(f"{path}: not an unsigned-byte IDX file")
     ndim = data[3]
-    dims = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
     expected = 4 + 4 * ndim
+    if len(data) < expected:
+        raise DataError(f"{path}: truncated IDX file (header needs {expected} bytes, got {len(data)})")
+    dims = struct.unpack(">" + "I" * ndim, data[4:expected])
     count = 1
     for d in dims:
         count *= d
@@ -422,7 +424,7 @@ def augment_batch(images: torch.Tensor, spec: AugmentSpec, gen: torch.Generator)
 def shard_indices(n: int, rank: int, world: int) -> torch.Tensor:
     """Contiguous, non-overlapping, unpadded shard for evaluation (pooled counts stay exact)."""
     per = (n + world - 1) // world
-    return torch.arange(rank * per, min(n, (rank + 1) * per))
+    return torch.arange(min(n, rank * per), min(n, (rank + 1) * per))  # late ranks of a small set: empty
 
 
 def train_order(n: int, *, seed: int, epoch: int, rank: int, world: int, batch_size: int) -> list[int]:

@@ -9,6 +9,7 @@ would have drawn. Library code: it reports through ``on_event`` and never prints
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
@@ -93,6 +94,7 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group(backend=backend)
+        atexit.register(teardown_runtime)  # at the end of the command, however it ends
     if device.type == "cpu" and world > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // min(world, os.cpu_count() or 1)))
     if cfg.deterministic:
@@ -124,6 +126,29 @@ def all_reduce_sum(values: torch.Tensor, runtime: Runtime) -> torch.Tensor:
         values = values.to(runtime.device if runtime.device.type == "cuda" else "cpu")
         dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return values.cpu()
+
+
+def broadcast_from_main(model: nn.Module, runtime: Runtime) -> None:
+    """Give every rank rank 0's weights and buffers, in place.
+
+    Under DDP the gradients are averaged, but BatchNorm running statistics are not:
+    each rank's last forward updates them from its own batch. Synced at each epoch
+    end, every rank's shard of a sharded evaluation is scored by exactly the model
+    that rank 0 saves, so pooled counts equal a single-process evaluation.
+    """
+    if not runtime.distributed:
+        return
+    for tensor in unwrap(model).state_dict().values():  # detached views of the module's own storage
+        dist.broadcast(tensor, src=0)
+
+
+def teardown_runtime() -> None:
+    """Leave the torchrun process group (if this process joined one), so that torchrun exits cleanly.
+
+    Registered with ``atexit`` by ``setup_runtime``; safe to call more than once.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 # --------------------------------------------------------------------------- schedule
@@ -288,6 +313,9 @@ def fit(
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     if cfg.sync_bn and runtime.distributed:
+        if runtime.device.type != "cuda":  # torch's SyncBatchNorm runs on GPUs only
+            raise ConfigError(f"--sync-bn: SyncBatchNorm needs CUDA devices, not {runtime.device.type}; "
+                              f"leave it out (each epoch ends with every rank taking rank 0's statistics)")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = make_optimizer(model, cfg)
     train_model: nn.Module = model
@@ -309,19 +337,24 @@ def fit(
 
     result = FitResult()
     start_epoch, start_step = 0, 0
+    resumed_loss: tuple[float, int] = (0.0, 0)
     if resume and state_path is not None and state_path.exists():
         progress = load_train_state(state_path, model, optimizer)
         start_epoch, start_step = progress["epoch"], progress["step"]
+        resumed_loss = (progress.get("epoch_loss_sum", 0.0), progress.get("epoch_loss_count", 0))
         result.history = progress.get("history", [])
         result.resumed_from_step = start_epoch * steps_per_epoch + start_step
         emit({"type": "resume", "epoch": start_epoch, "step": start_step, "path": str(state_path)})
 
     stop = {"signal": None}
 
-    def save_state(epoch: int, step: int) -> None:
+    def save_state(epoch: int, step: int, loss_sum: float = 0.0, loss_count: int = 0) -> None:
         if state_path is not None and runtime.is_main:
+            # the epoch's loss so far too: a resumed epoch then logs the mean over all its steps
             save_train_state(state_path, model, optimizer, {"epoch": epoch, "step": step,
-                                                            "history": result.history, "config": cfg.to_dict()})
+                                                            "history": result.history, "config": cfg.to_dict(),
+                                                            "epoch_loss_sum": loss_sum,
+                                                            "epoch_loss_count": loss_count})
 
     def on_signal(signum, frame):  # finish the step, save, then stop
         stop["signal"] = signum
@@ -344,6 +377,8 @@ def fit(
             train_model.train()
             loss_sum = torch.zeros((), device=runtime.device)
             loss_count = 0
+            if epoch == start_epoch and start_step > 0:
+                loss_sum, loss_count = torch.tensor(resumed_loss[0], device=runtime.device), resumed_loss[1]
             t_epoch = time.perf_counter()
             first = start_step if epoch == start_epoch else 0
             for step, batch in train_batches(data.train, data.info, batch_size=cfg.batch_size, seed=cfg.seed,
@@ -367,26 +402,31 @@ def fit(
                 loss_sum += loss.detach()
                 loss_count += 1
                 images_seen += batch.targets.shape[0] * runtime.world
-                if (step + 1) % 20 == 0 or step + 1 == steps_per_epoch:
+                log_now = (step + 1) % 20 == 0 or step + 1 == steps_per_epoch
+                save_now = bool(cfg.checkpoint_every) and (global_step + 1) % cfg.checkpoint_every == 0 \
+                    and step + 1 < steps_per_epoch
+                if log_now or save_now or stop["signal"] is not None:  # never save a state after a NaN step
                     mean_loss = float(loss_sum) / loss_count
                     if not math.isfinite(mean_loss):
-                        save_hint = f"; the last good state is in {state_path}" if state_path else ""
+                        saved = state_path is not None and state_path.exists()
+                        save_hint = f"; the last good state is in {state_path}" if saved else ""
                         raise TrainingDiverged(
                             f"loss became {mean_loss} at epoch {epoch + 1}, step {step + 1}{save_hint}; "
                             f"try a lower --lr (now {base_lr:g}) or --amp off")
+                if log_now:
                     elapsed = time.perf_counter() - t_start
                     emit({"type": "step", "epoch": epoch, "step": step + 1, "steps_per_epoch": steps_per_epoch,
                           "global_step": global_step + 1, "total_steps": total_steps, "loss": mean_loss, "lr": lr,
                           "images_per_second": images_seen / max(elapsed, 1e-9)} | parts)
-                if cfg.checkpoint_every and (global_step + 1) % cfg.checkpoint_every == 0 \
-                        and step + 1 < steps_per_epoch:
-                    save_state(epoch, step + 1)
+                if save_now:
+                    save_state(epoch, step + 1, float(loss_sum), loss_count)
                 if stop["signal"] is not None:
-                    save_state(epoch, step + 1)
+                    save_state(epoch, step + 1, float(loss_sum), loss_count)
                     raise KeyboardInterrupt
             train_loss = float(loss_sum) / max(loss_count, 1)
             if not math.isfinite(train_loss):
                 raise TrainingDiverged(f"loss became {train_loss} in epoch {epoch + 1}; try a lower --lr")
+            broadcast_from_main(model, runtime)  # BatchNorm statistics differ between ranks
             record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss,
                                       "epoch_seconds": time.perf_counter() - t_epoch, "lr": lr_at(
                                           (epoch + 1) * steps_per_epoch - 1, total_steps, warmup_steps, base_lr)}

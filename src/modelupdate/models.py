@@ -68,40 +68,53 @@ def _conv_bn(cin: int, cout: int) -> list[nn.Module]:
 
 
 class SmallCNN(nn.Module):
-    """VGG-style CNN: stages of 3x3 conv-BN-ReLU blocks, 2x2 max-pool between, GAP, linear."""
+    """VGG-style CNN: stages of 3x3 conv-BN-ReLU blocks with 2x2 max-pool after each stage but the
+    last (or after every stage with ``pool_last``), then a head: global average pooling + linear
+    (``hidden=0``), or flatten + one hidden layer (keeps where a feature is; cheap at 7x7)."""
 
-    def __init__(self, num_classes: int, in_channels: int, widths: list[list[int]], dropout: float = 0.0):
+    def __init__(self, num_classes: int, input_shape: tuple, widths: list[list[int]], hidden: int = 0,
+                 dropout: float = 0.0, pool_last: bool = False):
         super().__init__()
         layers: list[nn.Module] = []
-        cin = in_channels
+        cin, size = input_shape[0], (input_shape[1], input_shape[2])
         for i, stage in enumerate(widths):
             for cout in stage:
                 layers += _conv_bn(cin, cout)
                 cin = cout
-            if i < len(widths) - 1:
+            if i < len(widths) - 1 or pool_last:
                 layers.append(nn.MaxPool2d(2))
+                size = (size[0] // 2, size[1] // 2)
         self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.head = nn.Linear(cin, num_classes)
+        if hidden > 0:
+            self.head = nn.Sequential(
+                nn.Flatten(), nn.Linear(cin * size[0] * size[1], hidden), nn.ReLU(inplace=True),
+                nn.Dropout(dropout), nn.Linear(hidden, num_classes))
+        else:
+            self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
+                                      nn.Linear(cin, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(torch.flatten(self.pool(self.features(x)), 1)))
+        return self.head(self.features(x))
 
 
 @register("cnn-s", "2 stages (16, 32), ~6k params; fast, weak: the typical 'old' model")
 def cnn_s(num_classes: int, input_shape: tuple, width: int = 16) -> nn.Module:
-    return SmallCNN(num_classes, input_shape[0], [[width], [2 * width]])
+    return SmallCNN(num_classes, input_shape, [[width], [2 * width]])
 
 
 @register("cnn-m", "3 stages (32, 64x2, 128), ~170k params; clearly stronger than cnn-s")
-def cnn_m(num_classes: int, input_shape: tuple, width: int = 32) -> nn.Module:
-    return SmallCNN(num_classes, input_shape[0], [[width], [2 * width, 2 * width], [4 * width]])
+def cnn_m(num_classes: int, input_shape: tuple, width: int = 32, variant: str = "a") -> nn.Module:
+    if variant == "a":
+        return SmallCNN(num_classes, input_shape, [[width], [2 * width]], hidden=128, dropout=0.25, pool_last=True)
+    if variant == "b":
+        return SmallCNN(num_classes, input_shape, [[width], [2 * width, 2 * width], [4 * width]], hidden=128,
+                        dropout=0.25, pool_last=False)
+    return SmallCNN(num_classes, input_shape, [[width], [2 * width, 2 * width], [4 * width]])
 
 
 @register("tiny", "one 8-channel conv; for tests only")
 def tiny(num_classes: int, input_shape: tuple, width: int = 8) -> nn.Module:
-    return SmallCNN(num_classes, input_shape[0], [[width]])
+    return SmallCNN(num_classes, input_shape, [[width]])
 
 
 # --------------------------------------------------------------------------- torchvision

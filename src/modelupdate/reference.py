@@ -8,7 +8,8 @@ ensemble, as LDI (DESIGN.md section 2) compares logits directly.
 all at once (``batched``: the members' weights stacked along a new leading
 axis and the forward ``torch.vmap``-ed over it). Both give the same numbers;
 batched launches one kernel per layer instead of M, which pays off on an
-accelerator with small members.
+accelerator with small members. On the CPU it does not: there the loop is
+faster (see ``EnsembleReference`` and docs/performance.md), so ``auto`` loops there.
 """
 
 from __future__ import annotations
@@ -23,6 +24,19 @@ from torch.func import functional_call, stack_module_state, vmap
 __all__ = ["CachedReference", "EnsembleReference", "ModelReference"]
 
 ENSEMBLE_MODES = ("auto", "batched", "loop")
+
+# Why "auto" loops on the CPU (the message ``fallback_reason`` gives there).
+CPU_LOOP_REASON = "on the CPU the loop is faster than the batched (vmapped) forward"
+
+
+def batched_pays_off(device: torch.device) -> bool:
+    """Whether ``auto`` tries the batched forward for inputs on ``device``.
+
+    Measured with bench/bench_ensemble_forward.py (cnn-m, M=4, batch 256, 2-core
+    CPU): the vmapped forward took 1.6-3.8x the loop's time on the CPU (see
+    ``EnsembleReference``); an accelerator gains from M times fewer kernel launches.
+    """
+    return device.type != "cpu"
 
 
 def _batching_obstacle(members: Sequence[nn.Module]) -> str | None:
@@ -63,9 +77,18 @@ class EnsembleReference(nn.Module):
             and they are put (and kept) in eval mode.
         mode: ``"loop"`` runs members one after another; ``"batched"`` stacks
             their weights and vmaps one forward over them (members must share
-            one architecture, else ``ValueError``); ``"auto"`` (default) uses
-            batched when the members share one architecture and falls back to
-            the loop for good if the first batched call raises.
+            one architecture, else ``ValueError``); ``"auto"`` (default) loops
+            for inputs on the CPU, and elsewhere (CUDA, MPS) uses batched when
+            the members share one architecture, falling back to the loop for
+            good if the first batched call raises.
+
+    Why ``auto`` loops on the CPU: measured with bench/bench_ensemble_forward.py
+    (cnn-m members, M=4, batch 256, Fashion-MNIST-sized inputs, 2-core CPU), the
+    batched forward took 1.6-3.8x as long as the loop. vmap folds the members into
+    the channel axis (grouped convolutions) and reshapes between layers; on the CPU
+    those kernels and copies cost more than M ordinary calls, while the batched
+    path's gain, M times fewer kernel launches, only matters on an accelerator.
+    The forced ``"batched"`` mode still runs it anywhere.
 
     The stacked weights are built lazily, on the first batched call, from the
     members' current parameters and buffers, and rebuilt after anything that
@@ -93,10 +116,10 @@ class EnsembleReference(nn.Module):
         for parameter in self.members.parameters():
             parameter.requires_grad_(False)
         self.mode = mode
-        # Why the loop is used in "auto" mode (None while batched is in use).
-        self.fallback_reason: str | None = obstacle if mode == "auto" else None
+        # Why "auto" uses the loop whatever the device (None while batched may be used).
+        self._fallback: str | None = obstacle if mode == "auto" else None
         if mode == "auto" and obstacle is None and len(members) == 1:
-            self.fallback_reason = "a single member has nothing to batch"
+            self._fallback = "a single member has nothing to batch"
         self._batched_verified = False
         self._stacked: tuple[dict[str, Tensor], dict[str, Tensor]] | None = None
         self._skeleton: nn.Module | None = None
@@ -109,9 +132,29 @@ class EnsembleReference(nn.Module):
         return len(self.members)
 
     @property
+    def device(self) -> torch.device:
+        """Where the members' weights live (the inputs must be there too)."""
+        first = next(iter(self.members.parameters()), None)
+        return first.device if first is not None else torch.device("cpu")
+
+    @property
+    def fallback_reason(self) -> str | None:
+        """Why ``auto`` mode uses the loop on the members' device (None when it tries batched)."""
+        if self.mode != "auto":
+            return None
+        if self._fallback is not None:
+            return self._fallback
+        return None if batched_pays_off(self.device) else CPU_LOOP_REASON
+
+    @property
     def active_mode(self) -> str:
-        """The path the next forward takes: ``"batched"`` or ``"loop"``."""
-        if self.mode == "loop" or (self.mode == "auto" and self.fallback_reason is not None):
+        """The path the next forward on the members' device takes: ``"batched"`` or ``"loop"``."""
+        return self._mode_for(self.device)
+
+    def _mode_for(self, device: torch.device) -> str:
+        if self.mode != "auto":
+            return self.mode
+        if self._fallback is not None or not batched_pays_off(device):
             return "loop"
         return "batched"
 
@@ -170,7 +213,7 @@ class EnsembleReference(nn.Module):
     def member_logits(self, x: Tensor) -> Tensor:
         """``[B, ...]`` inputs → ``[M, B, C]`` raw logits of every member."""
         self._ensure_eval()
-        if self.active_mode == "loop":
+        if self._mode_for(x.device) == "loop":
             return self._loop_logits(x)
         if self.mode == "batched" or self._batched_verified:
             return self._batched_logits(x)
@@ -181,7 +224,7 @@ class EnsembleReference(nn.Module):
             logits = self._batched_logits(x)
         except Exception as error:  # noqa: BLE001 - any failure means "use the loop"
             logits = self._loop_logits(x)  # if this raises too, the input is at fault
-            self.fallback_reason = f"batched forward failed: {type(error).__name__}: {error}"
+            self._fallback = f"batched forward failed: {type(error).__name__}: {error}"
             self._stacked = None  # free the stacked copy
             return logits
         self._batched_verified = True

@@ -44,12 +44,15 @@ def ensemble_train(data_cfg: DataConfig, cfg: TrainConfig, out: Path, members: i
     if members < 1:
         raise ConfigError(f"--members: expected a positive integer, got {members}")
     check_output_path(out, resume=resume)
-    runtime = setup_runtime(cfg)
-    data = load_dataset(data_cfg)
     member_dir = members_dir_for(out)
-    if member_dir.exists() and not resume:
+    left_over = member_dir.exists()  # every rank looks before any rank creates it (barrier below)
+    runtime = setup_runtime(cfg)
+    if runtime.distributed:
+        dist.barrier()
+    if left_over and not resume:
         raise ConfigError(f"--out {out}: an interrupted run left {member_dir}; pass --resume to keep its "
                           f"finished members, or delete it to start over")
+    data = load_dataset(data_cfg)
     member_dir.mkdir(exist_ok=True)
 
     # Each rank trains its share of the members, alone (no gradient sync between members).

@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""The ELODI experiment on Fashion-MNIST, rerunnable with one command (`make reproduce`).
+
+Scenario (issue 3): the old model is cnn-s trained on a third of the training
+split; every new model is cnn-m trained on all of it with the same epoch
+budget; the ELODI reference is an ensemble of M cnn-m members trained with that
+budget too. Methods: ce, kd, fd-lm, ldi-old, elodi, plus the reference
+ensemble itself (the paragon). A second scenario replays the update for a
+team whose old model was itself trained with ELODI (against an ensemble of
+cnn-s on the same third).
+
+Every step is a real `modelupdate` command, printed before it runs; a step
+whose checkpoint exists is skipped, and an interrupted one is resumed, so the
+script continues where it stopped. The summary (mean ± std over seeds, test
+split, no seed picking) goes to <out>/results.json and <out>/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "modelupdate"]
+SUBSET = "0.3333"
+
+
+def plan(a: argparse.Namespace) -> list[tuple[str, list[str], Path]]:
+    """(name, command, output) for every run, in order."""
+    out = Path(a.out)
+    common = ["--data", a.data, "--epochs", str(a.epochs), "--quiet", "--resume"]
+    runs: list[tuple[str, list[str], Path]] = []
+
+    def add(name: str, args: list[str]) -> None:
+        path = out / f"{name}.safetensors"
+        runs.append((name, CLI + args + common + ["--out", str(path)], path))
+
+    add("old", ["train", "--arch", a.old_arch, "--train-subset", SUBSET, "--seed", "0"])
+    add("reference", ["ensemble-train", "--arch", a.new_arch, "--members", str(a.members), "--seed", "100"])
+    old, ref = str(out / "old.safetensors"), str(out / "reference.safetensors")
+    for seed in range(a.seeds):
+        for method in ("ce", "elodi"):
+            extra = ["--reference", ref] if method == "elodi" else []
+            add(f"new-{method}-s{seed}", ["ldi-train", "--method", method, "--old", old, "--arch", a.new_arch,
+                                          "--seed", str(seed)] + extra)
+    for seed in range(a.baseline_seeds):
+        for method in ("fd-lm", "ldi-old", "kd"):
+            add(f"new-{method}-s{seed}", ["ldi-train", "--method", method, "--old", old, "--arch", a.new_arch,
+                                          "--seed", str(seed)])
+    if a.second_update:
+        add("old-reference", ["ensemble-train", "--arch", a.old_arch, "--members", str(a.members),
+                              "--train-subset", SUBSET, "--seed", "200"])
+        add("old-elodi", ["ldi-train", "--method", "elodi", "--reference", str(out / "old-reference.safetensors"),
+                          "--arch", a.old_arch, "--train-subset", SUBSET, "--seed", "0"])
+    return runs
+
+
+def run_all(runs: list[tuple[str, list[str], Path]], log_dir: Path, jobs: int = 1) -> None:
+    """Run every missing step; with jobs > 1, independent steps run side by side (one thread each).
+
+    A step waits for the checkpoints its command reads (--old, --reference).
+    """
+    import threading
+
+    pending = [r for r in runs if not r[2].exists()]
+    for name, _, path in runs:
+        if path.exists():
+            print(f"[skip] {name}: {path} exists", flush=True)
+    lock = threading.Lock()
+    failed: list[str] = []
+    env = dict(os.environ)
+    if jobs > 1:
+        env["OMP_NUM_THREADS"] = "1"
+
+    def needs(cmd: list[str]) -> list[Path]:
+        return [Path(cmd[i + 1]) for i, c in enumerate(cmd[:-1]) if c in ("--old", "--reference")]
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if failed or not pending:
+                    return
+                ready = [r for r in pending if all(p.exists() for p in needs(r[1]))]
+                if not ready:
+                    job = None
+                else:
+                    job = ready[0]
+                    pending.remove(job)
+            if job is None:
+                time.sleep(5)
+                continue
+            name, cmd, path = job
+            shown = " ".join(shlex.quote(c) for c in ["modelupdate"] + cmd[3:])
+            print(f"[run ] {name}: {shown}", flush=True)
+            t0 = time.time()
+            with open(log_dir / f"{name}.log", "a") as log:
+                rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+            if rc != 0:
+                with lock:
+                    failed.append(f"{name} failed with exit code {rc}; see {log_dir / (name + '.log')}")
+                return
+            print(f"[done] {name}: {time.time() - t0:.0f} s", flush=True)
+
+    threads = [threading.Thread(target=worker) for _ in range(max(1, jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failed:
+        sys.exit("; ".join(failed))
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def test_predictions(path: Path, data, cache: dict):
+    """argmax predictions and targets on the test split (cached per file)."""
+    import torch
+
+    from modelupdate.checkpoint import load_checkpoint
+    from modelupdate.engine import Runtime, predict_logits
+
+    if path not in cache:
+        loaded = load_checkpoint(path)
+        logits, targets, _ = predict_logits(loaded.model, data.test, data.info, Runtime(torch.device("cpu")))
+        cache[path] = (logits.argmax(1).numpy(), targets.numpy(), loaded.meta)
+    return cache[path]
+
+
+def mean_std(values: list[float]) -> dict:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "n": len(values), "values": values}
+
+
+def summarise(a: argparse.Namespace, runs) -> dict:
+    from modelupdate.config import DataConfig
+    from modelupdate.data import load_dataset
+    from modelupdate.metrics import flip_summary
+
+    out = Path(a.out)
+    data = load_dataset(DataConfig(name=a.data))
+    cache: dict = {}
+    olds = {"old": out / "old.safetensors"}
+    if a.second_update and (out / "old-elodi.safetensors").exists():
+        olds["old-elodi"] = out / "old-elodi.safetensors"
+    result: dict = {"epochs": a.epochs, "members": a.members, "data": a.data, "scenarios": {}}
+    cpu_seconds = 0.0
+    for _, _, path in runs:
+        if path.exists():
+            meta = test_predictions(path, data, cache)[2]
+            cpu_seconds += float(meta.metrics.get("train_seconds") or 0.0)
+    result["train_seconds_total"] = cpu_seconds
+    for old_name, old_path in olds.items():
+        old_pred, targets, old_meta = test_predictions(old_path, data, cache)
+        rows: dict[str, dict] = {}
+        for name, _, path in runs:
+            if not (name.startswith("new-") or name == "reference") or not path.exists():
+                continue
+            method = "paragon (reference ensemble)" if name == "reference" else name.rsplit("-s", 1)[0][4:]
+            new_pred, _, _ = test_predictions(path, data, cache)
+            s = flip_summary(old_pred, new_pred, targets)
+            row = rows.setdefault(method, {"er": [], "nfr": [], "neg_flips": [], "runs": []})
+            row["er"].append(100 * s.er_new.value)
+            row["nfr"].append(100 * s.nfr.value)
+            row["neg_flips"].append(s.counts.negative_flips)
+            row["runs"].append(name)
+        result["scenarios"][old_name] = {
+            "old_error_rate": 100 * float((old_pred != targets).mean()),
+            "methods": {m: {"er": mean_std(r["er"]), "nfr": mean_std(r["nfr"]), "neg_flips": r["neg_flips"],
+                            "runs": r["runs"]} for m, r in rows.items()},
+        }
+    return result
+
+
+def markdown(result: dict) -> str:
+    lines = [f"Fashion-MNIST, test split (10,000 images); {result['epochs']} epochs for every single model; "
+             f"reference = {result['members']} members. Mean ± std over seeds (n = seeds)."]
+    for old_name, sc in result["scenarios"].items():
+        lines += ["", f"### Old model: `{old_name}` (test ER {sc['old_error_rate']:.2f}%)", "",
+                  "| method | n | ER % | NFR % | negative flips |", "|---|---|---|---|---|"]
+        for method, r in sc["methods"].items():
+            lines.append(f"| {method} | {r['er']['n']} | {r['er']['mean']:.2f} ± {r['er']['std']:.2f} | "
+                         f"{r['nfr']['mean']:.2f} ± {r['nfr']['std']:.2f} | {', '.join(map(str, r['neg_flips']))} |")
+    lines += ["", f"Total training time (sum of runs): {result['train_seconds_total'] / 60:.1f} min."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="runs/reproduce")
+    p.add_argument("--data", default="fashion-mnist")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--members", type=int, default=4)
+    p.add_argument("--seeds", type=int, default=3, help="seeds of ce and elodi")
+    p.add_argument("--baseline-seeds", type=int, default=2, help="seeds of kd, fd-lm, ldi-old")
+    p.add_argument("--old-arch", default="cnn-s")
+    p.add_argument("--new-arch", default="cnn-m")
+    p.add_argument("--no-second-update", dest="second_update", action="store_false")
+    p.add_argument("--jobs", type=int, default=1, help="steps run side by side (1 thread each when > 1)")
+    p.add_argument("--summary-only", action="store_true")
+    p.add_argument("--dry-run", action="store_true", help="print the commands only")
+    a = p.parse_args()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = plan(a)
+    if a.dry_run:
+        for name, cmd, _ in runs:
+            print(name + ": modelupdate " + " ".join(shlex.quote(c) for c in cmd[3:]))
+        return
+    if not a.summary_only:
+        run_all(runs, out, a.jobs)
+    result = summarise(a, runs)
+    (out / "results.json").write_text(json.dumps(result, indent=2))
+    (out / "results.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
