@@ -45,11 +45,13 @@ def plan(a: argparse.Namespace) -> list[tuple[str, list[str], Path]]:
     add("old", ["train", "--arch", a.old_arch, "--train-subset", SUBSET, "--seed", "0"])
     add("reference", ["ensemble-train", "--arch", a.new_arch, "--members", str(a.members), "--seed", "100"])
     old, ref = str(out / "old.safetensors"), str(out / "reference.safetensors")
+    # Listed in priority order: a step runs as soon as the checkpoints it reads exist.
     for seed in range(a.seeds):
-        for method in ("ce", "elodi"):
-            extra = ["--reference", ref] if method == "elodi" else []
-            add(f"new-{method}-s{seed}", ["ldi-train", "--method", method, "--old", old, "--arch", a.new_arch,
-                                          "--seed", str(seed)] + extra)
+        add(f"new-ce-s{seed}", ["ldi-train", "--method", "ce", "--old", old, "--arch", a.new_arch,
+                                "--seed", str(seed)])
+    for seed in range(a.seeds):
+        add(f"new-elodi-s{seed}", ["ldi-train", "--method", "elodi", "--old", old, "--reference", ref,
+                                   "--arch", a.new_arch, "--seed", str(seed)])
     for seed in range(a.baseline_seeds):
         for method in ("fd-lm", "ldi-old", "kd"):
             add(f"new-{method}-s{seed}", ["ldi-train", "--method", method, "--old", old, "--arch", a.new_arch,
@@ -59,6 +61,13 @@ def plan(a: argparse.Namespace) -> list[tuple[str, list[str], Path]]:
                               "--train-subset", SUBSET, "--seed", "200"])
         add("old-elodi", ["ldi-train", "--method", "elodi", "--reference", str(out / "old-reference.safetensors"),
                           "--arch", a.old_arch, "--train-subset", SUBSET, "--seed", "0"])
+    if a.sweep:
+        # ELODI variants on seed 0, to be judged on the VALIDATION split (val_error_rate / val_nfr in
+        # each checkpoint's log), never on test.
+        for tag, flags in (("a0.8-all", ["--alpha", "0.8", "--all-classes"]),
+                           ("a0.5-all", ["--alpha", "0.5", "--all-classes"])):
+            add(f"sweep-elodi-{tag}-s0", ["ldi-train", "--method", "elodi", "--old", old, "--reference", ref,
+                                          "--arch", a.new_arch, "--seed", "0"] + flags)
     return runs
 
 
@@ -203,6 +212,7 @@ def main() -> None:
     p.add_argument("--old-arch", default="cnn-s")
     p.add_argument("--new-arch", default="cnn-m")
     p.add_argument("--no-second-update", dest="second_update", action="store_false")
+    p.add_argument("--no-sweep", dest="sweep", action="store_false", help="skip the ELODI variants (val split)")
     p.add_argument("--jobs", type=int, default=1, help="steps run side by side (1 thread each when > 1)")
     p.add_argument("--summary-only", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="print the commands only")

