@@ -86,9 +86,10 @@ def train_config(arch: str, arch_args: str, epochs: int, batch_size: int, lr: fl
                        checkpoint_every=checkpoint_every)
 
 
-def run(fn: Callable[[], T]) -> T:
+def run(fn: Callable[[], T], *, on_interrupt: str = "interrupted") -> T:
     """Call the library; turn its errors into one line on stderr and an exit code."""
     debug = bool(os.environ.get("MODELUPDATE_DEBUG"))
+    # a training command's Ctrl-C: the engine saved its state before re-raising
     try:
         return fn()
     except ModelUpdateError as exc:
@@ -97,9 +98,11 @@ def run(fn: Callable[[], T]) -> T:
         err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        err_console.print("interrupted: the resumable state was saved; rerun the same command with --resume",
-                          markup=False, highlight=False)
+        err_console.print(on_interrupt, markup=False, highlight=False)
         raise typer.Exit(130) from None
+
+
+RESUME_HINT = "interrupted: the resumable state was saved; rerun the same command with --resume"
 
 
 def is_rank0() -> bool:
@@ -219,7 +222,7 @@ def train_cmd(job: TrainingRun) -> None:
     from .workflows.train import train
 
     result = run(lambda: train(job.data, job.train, job.out, resume=job.resume,
-                               on_event=ProgressPrinter(quiet=job.quiet, label=job.train.arch)))
+                               on_event=ProgressPrinter(quiet=job.quiet, label=job.train.arch)), on_interrupt=RESUME_HINT)
     if is_rank0():
         _print_model_summary(result.out, result.meta.metrics, result.seconds)
 
@@ -235,7 +238,7 @@ def ensemble_train_cmd(
     from .workflows.ensemble_train import ensemble_train
 
     result = run(lambda: ensemble_train(job.data, job.train, job.out, members, resume=job.resume,
-                                        on_event=ProgressPrinter(quiet=job.quiet, label=job.train.arch)))
+                                        on_event=ProgressPrinter(quiet=job.quiet, label=job.train.arch)), on_interrupt=RESUME_HINT)
     if is_rank0():
         table = Table(title=f"wrote {result.out} ({members} members)")
         for col in ("member", "seed", "test error rate"):
@@ -279,7 +282,7 @@ def ldi_train_cmd(
                                       exclude_target=exclude_target, tau=tau, fd_a=fd_a, fd_b=fd_b))
     result = run(lambda: ldi_train(job.data, job.train, update, job.out, old=old, reference=reference,
                                    reference_cache=reference_cache, resume=job.resume,
-                                   on_event=ProgressPrinter(quiet=job.quiet, label=method)))
+                                   on_event=ProgressPrinter(quiet=job.quiet, label=method)), on_interrupt=RESUME_HINT)
     if is_rank0():
         _print_model_summary(result.out, result.meta.metrics, result.seconds)
 

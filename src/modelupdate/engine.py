@@ -207,6 +207,13 @@ def save_train_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimi
     atomic_write_bytes(path, st_save(tensors, metadata=meta))
 
 
+def state_is_finite(model: nn.Module, optimizer: torch.optim.Optimizer) -> bool:
+    """No NaN / Inf in the model's floating-point weights and buffers, nor in the optimizer's state."""
+    tensors = list(unwrap(model).state_dict().values())
+    tensors += [v for pstate in optimizer.state.values() for v in pstate.values() if torch.is_tensor(v)]
+    return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
+
+
 def load_train_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     tensors, meta = read_safetensors(path)
     if meta.get("format") != "modelupdate-train-state/1":
@@ -350,6 +357,12 @@ def fit(
 
     def save_state(epoch: int, step: int, loss_sum: float = 0.0, loss_count: int = 0) -> None:
         if state_path is not None and runtime.is_main:
+            # a finite loss does not make finite weights: the update after it may overflow (huge --lr),
+            # and a state with NaN / Inf weights must never replace the last good one
+            if not state_is_finite(model, optimizer):
+                good = f"; the last good state is in {state_path}" if state_path.exists() else ""
+                raise TrainingDiverged(f"weights became NaN or Inf by epoch {epoch + (step > 0)}, step {step}"
+                                       f"{good}; try a lower --lr (now {base_lr:g}) or --amp off")
             # the epoch's loss so far too: a resumed epoch then logs the mean over all its steps
             save_train_state(state_path, model, optimizer, {"epoch": epoch, "step": step,
                                                             "history": result.history, "config": cfg.to_dict(),

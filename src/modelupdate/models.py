@@ -97,9 +97,11 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x))
 
 
-@register("cnn-s", "2 stages (16, 32) + global pooling, ~5k params; fast, weak: the typical 'old' model")
-def cnn_s(num_classes: int, input_shape: tuple, width: int = 16) -> nn.Module:
-    return SmallCNN(num_classes, input_shape, [[width], [2 * width]])
+@register("cnn-s", "2 stages (16, 32) + 64-unit head, ~0.1M params; fast, weak: the typical 'old' model")
+def cnn_s(num_classes: int, input_shape: tuple, width: int = 16, hidden: int = 64) -> nn.Module:
+    # A global-pooling head at this width underfits badly (21.5% test error on Fashion-MNIST from a
+    # third of the data); a small flatten head at 7x7 costs little and learns.
+    return SmallCNN(num_classes, input_shape, [[width], [2 * width]], hidden=hidden, pool_last=True)
 
 
 @register("cnn-m", "3 stages (16, 32x2, 64) + 128-unit head, ~0.4M params; clearly stronger than cnn-s")
