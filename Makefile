@@ -22,7 +22,7 @@ test: install
 	$(PY) -m pytest -q
 
 lint: install
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench scripts
 
 # Fashion-MNIST offline: Debian's package where apt works, else torchvision's download.
 data:

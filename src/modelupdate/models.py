@@ -33,7 +33,8 @@ def known_archs() -> list[str]:
     return sorted(ARCHS)
 
 
-def build_model(arch: str, num_classes: int, input_shape: tuple[int, int, int], arch_args: dict[str, Any] | None = None) -> nn.Module:
+def build_model(arch: str, num_classes: int, input_shape: tuple[int, int, int],
+                arch_args: dict[str, Any] | None = None) -> nn.Module:
     """Build ``arch`` (a registered name or ``package.module:factory``)."""
     args = dict(arch_args or {})
     if arch in ARCHS:
@@ -41,7 +42,8 @@ def build_model(arch: str, num_classes: int, input_shape: tuple[int, int, int], 
     elif ":" in arch:
         factory = _import_factory(arch)
     else:
-        raise ConfigError(f"--arch: unknown architecture {arch!r}; known: {', '.join(known_archs())} or package.module:factory")
+        raise ConfigError(f"--arch: unknown architecture {arch!r}; known: {', '.join(known_archs())} "
+                          "or package.module:factory")
     try:
         return factory(num_classes=num_classes, input_shape=tuple(input_shape), **args)
     except TypeError as exc:
@@ -127,7 +129,8 @@ def _small(input_shape: tuple) -> bool:
 def _replace_conv(conv: nn.Conv2d, in_channels: int, kernel: int | None = None, stride: int | None = None) -> nn.Conv2d:
     k = kernel if kernel is not None else conv.kernel_size[0]
     s = stride if stride is not None else conv.stride[0]
-    return nn.Conv2d(in_channels, conv.out_channels, k, stride=s, padding=k // 2 if k > 1 else 0, bias=conv.bias is not None)
+    return nn.Conv2d(in_channels, conv.out_channels, k, stride=s, padding=k // 2 if k > 1 else 0,
+                     bias=conv.bias is not None)
 
 
 def _resnet(name: str):
