@@ -185,7 +185,21 @@ def summarise(a: argparse.Namespace, runs) -> dict:
             "methods": {m: {"er": mean_std(r["er"]), "nfr": mean_std(r["nfr"]), "neg_flips": r["neg_flips"],
                             "runs": r["runs"]} for m, r in rows.items()},
         }
+    result["validation"] = validation_table(runs)
     return result
+
+
+def validation_table(runs) -> dict:
+    """Last-epoch validation ER / NFR of every run, from its JSONL log: what choices are made on."""
+    table = {}
+    for name, _, path in runs:
+        log = path.with_name(path.name.removesuffix(".safetensors") + ".log.jsonl")
+        if not path.exists() or not log.exists():
+            continue
+        epochs = [json.loads(line) for line in log.read_text().splitlines() if '"type": "epoch"' in line]
+        if epochs and "val_nfr" in epochs[-1]:
+            table[name] = {"val_er": 100 * epochs[-1]["val_error_rate"], "val_nfr": 100 * epochs[-1]["val_nfr"]}
+    return table
 
 
 def markdown(result: dict) -> str:
@@ -197,6 +211,10 @@ def markdown(result: dict) -> str:
         for method, r in sc["methods"].items():
             lines.append(f"| {method} | {r['er']['n']} | {r['er']['mean']:.2f} ± {r['er']['std']:.2f} | "
                          f"{r['nfr']['mean']:.2f} ± {r['nfr']['std']:.2f} | {', '.join(map(str, r['neg_flips']))} |")
+    lines += ["", "### Validation split (last epoch; what ELODI's variants are judged on)", "",
+              "| run | val ER % | val NFR % |", "|---|---|---|"]
+    for name, v in result.get("validation", {}).items():
+        lines.append(f"| {name} | {v['val_er']:.2f} | {v['val_nfr']:.2f} |")
     lines += ["", f"Total training time (sum of runs): {result['train_seconds_total'] / 60:.1f} min."]
     return "\n".join(lines) + "\n"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,13 +101,14 @@ class ModelMeta:
             raise CheckpointError(f"{path}: not a modelupdate checkpoint (metadata lacks {', '.join(missing)})")
         if header["format"] not in (MODEL_FORMAT, ENSEMBLE_FORMAT):
             raise CheckpointError(
-                f"{path}: metadata field 'format' is {header['format']!r}; expected {MODEL_FORMAT} or {ENSEMBLE_FORMAT}")
+                f"{path}: metadata field 'format' is {header['format']!r}; "
+                f"expected {MODEL_FORMAT} or {ENSEMBLE_FORMAT}")
         values: dict[str, Any] = {}
         for key, raw in header.items():
             if key in JSON_KEYS:
                 try:
                     values[key] = json.loads(raw)
-                except json.JSONDecodeError:
+                except (ValueError, RecursionError):  # also nested too deep, or an integer of 5,000 digits
                     raise CheckpointError(f"{path}: metadata field {key!r} is not valid JSON") from None
             else:
                 values[key] = raw
@@ -118,14 +120,17 @@ class ModelMeta:
             raise CheckpointError(f"{path}: metadata 'num_classes' = {values['num_classes']} but 'classes' lists "
                                   f"{len(values['classes'])}")
         shape = values["input_shape"]
-        if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(s, int) and s > 0 for s in shape)):
-            raise CheckpointError(f"{path}: metadata field 'input_shape' must be [C, H, W] positive integers, got {shape}")
+        if not (isinstance(shape, list) and len(shape) == 3
+                and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)):
+            raise CheckpointError(f"{path}: metadata field 'input_shape' must be [C, H, W] positive integers, "
+                                  f"got {shape}")
         norm = values["normalization"]
-        if not (isinstance(norm, dict) and len(norm.get("mean", [])) == shape[0] == len(norm.get("std", []))):
+        if not _valid_normalization(norm, shape[0]):
             raise CheckpointError(f"{path}: metadata field 'normalization' must hold 'mean' and 'std' with one value "
-                                  f"per channel ({shape[0]})")
+                                  f"per channel ({shape[0]}): finite numbers, std > 0")
         _expect(path, "config", values["config"], dict)
         _expect(path, "metrics", values["metrics"], dict)
+        _expect(path, "update", values.get("update") or {}, dict)
         meta = cls(
             arch=values["arch"], arch_args=values["arch_args"], classes=values["classes"],
             input_shape=tuple(shape), normalization=norm, dataset=values["dataset"],
@@ -136,10 +141,20 @@ class ModelMeta:
         if meta.is_ensemble:
             seeds = values.get("member_seeds")
             if not isinstance(seeds, list) or not seeds or values.get("member_count") != len(seeds):
-                raise CheckpointError(f"{path}: ensemble metadata 'member_count' / 'member_seeds' missing or inconsistent")
+                raise CheckpointError(f"{path}: ensemble metadata 'member_count' / 'member_seeds' "
+                                      "missing or inconsistent")
             meta.member_seeds = seeds
             meta.member_metrics = values.get("member_metrics") or []
         return meta
+
+
+def _valid_normalization(norm: Any, channels: int) -> bool:
+    def numbers(xs: Any) -> bool:
+        return isinstance(xs, list) and len(xs) == channels and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in xs)
+
+    return isinstance(norm, dict) and numbers(norm.get("mean")) and numbers(norm.get("std")) \
+        and all(x > 0 for x in norm["std"])
 
 
 def _expect(path: Path, key: str, value: Any, typ: type) -> None:
@@ -182,7 +197,7 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
                               f"file size {len(data)})")
     try:
         header = json.loads(data[8 : 8 + header_len])
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested too deep
         raise CheckpointError(f"{path}: not a safetensors file (header is not JSON)") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: not a safetensors file (header is not a JSON object)")
@@ -276,9 +291,17 @@ def _rebuild(path: Path, meta: ModelMeta, state: dict[str, torch.Tensor]) -> nn.
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise CheckpointError(f"{path}: weights do not fit architecture {meta.arch!r}: {first}") from None
+        raise CheckpointError(f"{path}: weights do not fit architecture {meta.arch!r} with {meta.num_classes} "
+                              f"classes: {state_dict_error(exc)}") from None
     return model.eval()
+
+
+def state_dict_error(exc: RuntimeError) -> str:
+    """torch's multi-line load_state_dict error as one line: its first problem (and how many more)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    problems = lines[1:] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else lines
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return (problems[0].rstrip(".") + more) if problems else "state dict mismatch"
 
 
 def check_compatible(a: ModelMeta, a_name: str, b: ModelMeta | Any, b_name: str) -> None:

@@ -7,7 +7,6 @@ import functools
 import inspect
 import json
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +39,12 @@ SplitSeed = Annotated[int, typer.Option("--split-seed", help="Seed of the valida
 NoAugment = Annotated[bool, typer.Option("--no-augment", help="Turn off train-time augmentation.")]
 ImageSize = Annotated[int, typer.Option("--image-size", help="imagefolder: resize images to this size.")]
 Arch = Annotated[str, typer.Option("--arch", help="Architecture (see `modelupdate models`) or package.module:factory.")]
-ArchArgs = Annotated[str, typer.Option("--arch-args", help="Architecture arguments as a JSON object, e.g. '{\"width\": 48}'.")]
+ArchArgs = Annotated[str, typer.Option("--arch-args", help="Architecture arguments as a JSON object, "
+                                       "e.g. '{\"width\": 48}'.")]
 Epochs = Annotated[int, typer.Option("--epochs", help="Training epochs.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", help="Batch size per process.")]
-Lr = Annotated[float | None, typer.Option("--lr", help="Peak learning rate [default: 0.1*batch/256 for SGD, 2e-3 for AdamW].")]
+Lr = Annotated[float | None, typer.Option("--lr", help="Peak learning rate [default: 0.1*batch/256 for SGD, "
+                                          "2e-3 for AdamW].")]
 Optimizer = Annotated[str, typer.Option("--optimizer", help="sgd (nesterov momentum) or adamw.")]
 WeightDecay = Annotated[float, typer.Option("--weight-decay", help="Weight decay (not on biases / norms).")]
 LabelSmoothing = Annotated[float, typer.Option("--label-smoothing", help="Label smoothing of the cross-entropy.")]
@@ -53,7 +54,8 @@ Device = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, the
 Amp = Annotated[str, typer.Option("--amp", help="Mixed precision: off, auto, bf16, fp16 (fp16: CUDA only).")]
 ChannelsLast = Annotated[bool, typer.Option("--channels-last", help="channels_last memory format.")]
 Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the model.")]
-Deterministic = Annotated[bool, typer.Option("--deterministic", help="Deterministic algorithms (bitwise resume on CPU).")]
+Deterministic = Annotated[bool, typer.Option("--deterministic", help="Deterministic algorithms (bitwise resume "
+                                             "on CPU).")]
 SyncBn = Annotated[bool, typer.Option("--sync-bn", help="SyncBatchNorm under torchrun.")]
 CheckpointEvery = Annotated[int, typer.Option("--checkpoint-every", help="Steps between resumable-state saves.")]
 Out = Annotated[Path, typer.Option("--out", help="Output checkpoint (.safetensors).")]
@@ -222,7 +224,8 @@ def train_cmd(job: TrainingRun) -> None:
     from .workflows.train import train
 
     result = run(lambda: train(job.data, job.train, job.out, resume=job.resume,
-                               on_event=ProgressPrinter(quiet=job.quiet, label=job.train.arch)), on_interrupt=RESUME_HINT)
+                               on_event=ProgressPrinter(quiet=job.quiet, label=job.train.arch)),
+                 on_interrupt=RESUME_HINT)
     if is_rank0():
         _print_model_summary(result.out, result.meta.metrics, result.seconds)
 
@@ -238,7 +241,8 @@ def ensemble_train_cmd(
     from .workflows.ensemble_train import ensemble_train
 
     result = run(lambda: ensemble_train(job.data, job.train, job.out, members, resume=job.resume,
-                                        on_event=ProgressPrinter(quiet=job.quiet, label=job.train.arch)), on_interrupt=RESUME_HINT)
+                                        on_event=ProgressPrinter(quiet=job.quiet, label=job.train.arch)),
+                 on_interrupt=RESUME_HINT)
     if is_rank0():
         table = Table(title=f"wrote {result.out} ({members} members)")
         for col in ("member", "seed", "test error rate"):
@@ -257,9 +261,12 @@ def ldi_train_cmd(
                                              "the reference of ldi-old, kd, fd-*, new-error.")] = None,
     reference: Annotated[Path | None, typer.Option("--reference", help="Reference ensemble (or model) for "
                                                    "--method elodi.")] = None,
-    method: Annotated[str, typer.Option("--method", help="elodi, ldi-old, kd, fd-kl, fd-lm, new-error or ce.")] = "elodi",
-    alpha: Annotated[float | None, typer.Option("--alpha", help="Weight of the method's loss: (1-a)*CE + a*loss.")] = None,
-    xi: Annotated[float | None, typer.Option("--xi", help="LDI margin: logit differences up to xi cost nothing.")] = None,
+    method: Annotated[str, typer.Option("--method", help="elodi, ldi-old, kd, fd-kl, fd-lm, new-error "
+                                        "or ce.")] = "elodi",
+    alpha: Annotated[float | None, typer.Option("--alpha", help="Weight of the method's loss: "
+                                                "(1-a)*CE + a*loss.")] = None,
+    xi: Annotated[float | None, typer.Option("--xi", help="LDI margin: logit differences up to xi "
+                                             "cost nothing.")] = None,
     p: Annotated[float, typer.Option("--p", help="LDI exponent.")] = 2.0,
     topk: Annotated[int | None, typer.Option("--topk", help="LDI over the union of the top-K classes of "
                                              "reference and student, per sample.")] = None,

@@ -126,6 +126,9 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         raise DataError(f"dataset {name!r}: empty train or test split")
     fingerprint = _fingerprint(train_all, test)
     train, val = split_train_val(train_all, cfg.val_fraction, cfg.split_seed)
+    if len(train) == 0:
+        raise DataError(f"--val-fraction {cfg.val_fraction}: leaves none of the {len(train_all)} training samples "
+                        f"of {name!r} to train on; expected a smaller fraction")
     if cfg.train_subset:
         train = take_subset(train, cfg.train_subset, cfg.split_seed)
     if not cfg.augment:
@@ -156,7 +159,7 @@ def parse_subset(spec: str, n: int) -> int:
     try:
         value = float(spec)
     except ValueError:
-        raise DataError(f"--train-subset: expected a fraction in (0, 1] or a count, got {spec!r}")
+        raise DataError(f"--train-subset: expected a fraction in (0, 1] or a count, got {spec!r}") from None
     if 0 < value <= 1 and ("." in spec or value < 1):
         count = int(round(value * n))
     elif value >= 1 and value == int(value):
@@ -360,7 +363,8 @@ def _load_imagefolder(cfg: DataConfig):
         try:
             ds = torchvision.datasets.ImageFolder(str(root / sub))
         except (FileNotFoundError, RuntimeError) as exc:
-            raise DataError(f"--data imagefolder:{root / sub}: {exc}") from None
+            raise DataError(f"--data imagefolder:{root}: {str(exc).rstrip('.')}; "
+                            f"expected {root / sub}/<class>/<image files>") from None
         images = torch.empty(len(ds), 3, size, size, dtype=torch.uint8)
         for i, (path, _) in enumerate(ds.samples):
             img = ds.loader(path).convert("RGB")

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from safetensors.torch import save as st_save
 from torch import nn
 
-from .checkpoint import atomic_write_bytes, read_safetensors, unwrap
+from .checkpoint import atomic_write_bytes, read_safetensors, state_dict_error, unwrap
 from .config import TrainConfig
 from .data import Batch, Dataset, DatasetInfo, Split, eval_batches, train_batches, train_order
 from .errors import CheckpointError, ConfigError, TrainingDiverged
@@ -222,7 +222,7 @@ def load_train_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimi
     try:
         unwrap(model).load_state_dict(model_state, strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: saved state does not fit this model ({str(exc).splitlines()[0]}); "
+        raise CheckpointError(f"{path}: saved state does not fit this model ({state_dict_error(exc)}); "
                               f"was the command changed since the run started?") from None
     state: dict[int, dict[str, Any]] = {}
     for k, v in tensors.items():
@@ -361,8 +361,9 @@ def fit(
             # and a state with NaN / Inf weights must never replace the last good one
             if not state_is_finite(model, optimizer):
                 good = f"; the last good state is in {state_path}" if state_path.exists() else ""
-                raise TrainingDiverged(f"weights became NaN or Inf by epoch {epoch + (step > 0)}, step {step}"
-                                       f"{good}; try a lower --lr (now {base_lr:g}) or --amp off")
+                where = f"epoch {epoch + 1}, step {step}" if step else f"the end of epoch {epoch}"
+                raise TrainingDiverged(f"weights became NaN or Inf by {where}{good}; "
+                                       f"try a lower --lr (now {base_lr:g}) or --amp off")
             # the epoch's loss so far too: a resumed epoch then logs the mean over all its steps
             save_train_state(state_path, model, optimizer, {"epoch": epoch, "step": step,
                                                             "history": result.history, "config": cfg.to_dict(),

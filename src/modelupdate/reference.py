@@ -32,8 +32,7 @@ CPU_LOOP_REASON = "on the CPU the loop is faster than the batched (vmapped) forw
 def batched_pays_off(device: torch.device) -> bool:
     """Whether ``auto`` tries the batched forward for inputs on ``device``.
 
-    Measured with bench/bench_ensemble_forward.py (cnn-m, M=4, batch 256, 2-core
-    CPU): the vmapped forward took 1.6-3.8x the loop's time on the CPU (see
+    On the CPU the vmapped forward measured 1.6-3.8x slower than the loop (see
     ``EnsembleReference``); an accelerator gains from M times fewer kernel launches.
     """
     return device.type != "cpu"
@@ -82,9 +81,11 @@ class EnsembleReference(nn.Module):
             the members share one architecture, falling back to the loop for
             good if the first batched call raises.
 
-    Why ``auto`` loops on the CPU: measured with bench/bench_ensemble_forward.py
-    (cnn-m members, M=4, batch 256, Fashion-MNIST-sized inputs, 2-core CPU), the
-    batched forward took 1.6-3.8x as long as the loop. vmap folds the members into
+    Why ``auto`` loops on the CPU: measured with bench/bench_ensemble_forward.py on a
+    2-core CPU (Fashion-MNIST-sized inputs), the batched forward took 1.6-3.8x as long
+    as the loop for cnn-m members (M=4, batch 256, 2 threads, wall clock), and still
+    1.6-2.5x for the narrower cnn-m of today (M=4 and 8, batches of 32 to 1024, one
+    thread, CPU time); docs/performance.md has the runs. vmap folds the members into
     the channel axis (grouped convolutions) and reshapes between layers; on the CPU
     those kernels and copies cost more than M ordinary calls, while the batched
     path's gain, M times fewer kernel launches, only matters on an accelerator.

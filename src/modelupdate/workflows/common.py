@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,16 @@ from ..errors import ConfigError, OutputError
 def check_output_path(out: Path, *, resume: bool = False) -> None:
     """Fail before training, not after, when ``out`` cannot be written."""
     parent = out.parent if str(out.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"--out {out}: {parent} is a file, not a folder; expected a path in a writable folder")
     if not parent.is_dir():
         raise OutputError(f"--out {out}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"--out {out}: folder {parent} is not writable")
+    try:  # a real probe: os.access says yes to root, and on read-only or special file systems (/proc)
+        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".probe", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"--out {out}: folder {parent} is not writable ({exc.strerror})") from None
     if out.exists() and out.is_dir():
         raise OutputError(f"--out {out}: is a folder; expected a .safetensors file path")
     if out.suffix != ".safetensors":
@@ -52,10 +59,21 @@ class JsonlLog:
 
     def __call__(self, event: dict[str, Any]) -> None:
         if self.path is not None and event.get("type") in ("epoch", "resume", "done"):
-            with open(self.path, "a") as f:
-                f.write(json.dumps(self.extra | event, sort_keys=True) + "\n")
+            try:
+                with open(self.path, "a") as f:
+                    f.write(json.dumps(self.extra | event, sort_keys=True) + "\n")
+            except OSError as exc:  # e.g. the disk filled up during training
+                raise OutputError(f"{self.path}: cannot write the training log ({exc.strerror})") from None
         if self.forward is not None:
             self.forward(self.extra | event)
+
+
+def check_arch(cfg: TrainConfig, info: DatasetInfo) -> None:
+    """Build ``cfg.arch`` once, so that an unknown architecture or bad --arch-args fails before a
+    command writes anything (a members folder, a reference cache)."""
+    from ..models import build_model
+
+    build_model(cfg.arch, info.num_classes, info.input_shape, cfg.arch_args)
 
 
 def seeded_model(build, seed: int) -> nn.Module:

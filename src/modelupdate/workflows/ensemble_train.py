@@ -23,7 +23,7 @@ from ..data import load_dataset
 from ..engine import EventHandler, accuracy_counts, predict_logits, setup_runtime
 from ..errors import ConfigError
 from ..reference import EnsembleReference
-from .common import check_output_path, local_runtime, model_meta, train_one
+from .common import check_arch, check_output_path, local_runtime, model_meta, train_one
 
 
 @dataclass
@@ -53,6 +53,7 @@ def ensemble_train(data_cfg: DataConfig, cfg: TrainConfig, out: Path, members: i
         raise ConfigError(f"--out {out}: an interrupted run left {member_dir}; pass --resume to keep its "
                           f"finished members, or delete it to start over")
     data = load_dataset(data_cfg)
+    check_arch(cfg, data.info)
     member_dir.mkdir(exist_ok=True)
 
     # Each rank trains its share of the members, alone (no gradient sync between members).

@@ -17,14 +17,13 @@ import torch.nn.functional as F
 from safetensors.torch import save as st_save
 
 from .. import losses
-from ..checkpoint import LoadedModel, atomic_write_bytes, check_compatible, load_checkpoint, read_safetensors, \
-    sha256_file
+from ..checkpoint import LoadedModel, atomic_write_bytes, check_compatible, load_checkpoint, read_safetensors
 from ..config import DataConfig, TrainConfig, UpdateConfig
 from ..data import Batch, Dataset, load_dataset
 from ..engine import EventHandler, Runtime, all_reduce_sum, predict_logits, setup_runtime
 from ..errors import ConfigError, MismatchError
 from ..reference import CachedReference
-from .common import TrainedModel, check_output_path, train_one
+from .common import TrainedModel, check_arch, check_output_path, train_one
 
 NEEDS_OLD = {"ldi-old", "kd", "fd-kl", "fd-lm", "new-error"}
 
@@ -38,6 +37,7 @@ def ldi_train(data_cfg: DataConfig, cfg: TrainConfig, update_cfg: UpdateConfig, 
     check_output_path(out, resume=resume)
     runtime = setup_runtime(cfg)
     data = load_dataset(data_cfg)
+    check_arch(cfg, data.info)
 
     old_model = _load_against_data(old, "--old", data) if old else None
     if ucfg.method == "elodi":
