@@ -41,7 +41,7 @@ bench: install data
 	$(PY) bench/run_all.py
 
 reproduce: install data
-	bash scripts/reproduce.sh
+	$(PY) scripts/reproduce.py --jobs 2
 
 clean:
 	rm -rf $(VENV) demo-out runs .pytest_cache

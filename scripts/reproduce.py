@@ -221,7 +221,7 @@ def markdown(result: dict) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="runs/reproduce")
+    p.add_argument("--out", default="results/fashion-mnist")
     p.add_argument("--data", default="fashion-mnist")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--members", type=int, default=4)
