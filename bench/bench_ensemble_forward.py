@@ -51,22 +51,28 @@ class _LocalCNN(nn.Module):
         return self.head(self.features(x).mean(dim=(2, 3)))
 
 
-def time_forward(
-    reference: EnsembleReference, x: torch.Tensor, *, warmup: int, repeats: int
-) -> float:
-    """Median seconds per forward after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        reference(x)
-    seconds = []
+def time_forwards(
+    references: list[EnsembleReference], x: torch.Tensor, *, warmup: int, repeats: int, clock=time.perf_counter
+) -> list[list[float]]:
+    """Seconds of each forward of each reference, after ``warmup`` untimed calls.
+
+    The references take turns within each repeat, so that a drift in the machine's load
+    (a shared machine) hits them alike.
+    """
+    for reference in references:
+        for _ in range(warmup):
+            reference(x)
+    seconds: list[list[float]] = [[] for _ in references]
     for _ in range(repeats):
-        if x.is_cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        reference(x)
-        if x.is_cuda:
-            torch.cuda.synchronize()
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds)
+        for reference, times in zip(references, seconds, strict=True):
+            if x.is_cuda:
+                torch.cuda.synchronize()
+            start = clock()
+            reference(x)
+            if x.is_cuda:
+                torch.cuda.synchronize()
+            times.append(clock() - start)
+    return seconds
 
 
 def main() -> None:
@@ -80,12 +86,17 @@ def main() -> None:
     parser.add_argument("--num-classes", type=int, default=10)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
     parser.add_argument(
-        "--threads", type=int, default=None, help="CPU threads (default: torch's choice)"
+        "--cpu-time", action="store_true", help="time by process CPU time on 1 thread (steadier on a shared machine)"
     )
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    clock = time.perf_counter
+    if args.cpu_time:  # see bench/_common.py use_cpu_time
+        torch.set_num_threads(1)
+        clock = time.process_time
 
     input_shape = tuple(int(n) for n in args.input_shape.split(","))
     device = torch.device(args.device)
@@ -99,22 +110,28 @@ def main() -> None:
         loop.to(memory_format=torch.channels_last)
 
     difference = (batched(x) - loop(x)).abs().max().item()
-    loop_seconds = time_forward(loop, x, warmup=args.warmup, repeats=args.repeats)
-    batched_seconds = time_forward(batched, x, warmup=args.warmup, repeats=args.repeats)
+    loop_times, batched_times = time_forwards([loop, batched], x, warmup=args.warmup, repeats=args.repeats, clock=clock)
 
     print(
         f"device={device} threads={torch.get_num_threads()} "
         f"arch={type(members[0]).__name__}({args.arch}) members={args.members} "
-        f"batch={args.batch_size} input={args.input_shape} repeats={args.repeats}"
+        f"batch={args.batch_size} input={args.input_shape} repeats={args.repeats} "
+        f"clock={'CPU time' if args.cpu_time else 'wall'}"
     )
     print(f"max |batched - loop| logit difference: {difference:.2e}")
-    print(f"loop forward:    {loop_seconds * 1e3:9.2f} ms (median)")
-    print(f"batched forward: {batched_seconds * 1e3:9.2f} ms (median)")
-    ratio = batched_seconds / loop_seconds
-    print(f"batched/loop time ratio: {ratio:.2f} (below 1: batched is faster)")
+    for name, times in (("loop", loop_times), ("batched", batched_times)):
+        print(
+            f"{name + ' forward:':17s}{min(times) * 1e3:9.2f} ms best, {statistics.median(times) * 1e3:9.2f} ms median"
+        )
+    # The best runs are the least disturbed by other processes on a shared machine.
+    ratio = min(batched_times) / min(loop_times)
+    median_ratio = statistics.median(batched_times) / statistics.median(loop_times)
+    print(f"batched/loop time ratio: {ratio:.2f} (best runs; medians {median_ratio:.2f}; below 1: batched is faster)")
     auto = EnsembleReference(members, mode="auto").to(device)
-    print(f"mode='auto' uses on {device.type}: {auto.active_mode}"
-          f"{f' ({auto.fallback_reason})' if auto.fallback_reason else ''}")
+    print(
+        f"mode='auto' uses on {device.type}: {auto.active_mode}"
+        f"{f' ({auto.fallback_reason})' if auto.fallback_reason else ''}"
+    )
 
 
 if __name__ == "__main__":

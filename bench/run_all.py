@@ -52,8 +52,8 @@ BENCHES = [
     Bench(
         "ensemble-forward",
         "bench_ensemble_forward.py",
-        ["--members", "4", "--batch-size", "256", "--repeats", "3", "--warmup", "1"],
-        ["--members", "4", "--batch-size", "128", "--repeats", "2", "--warmup", "1"],
+        ["--members", "4", "--batch-size", "256", "--repeats", "7", "--warmup", "1"],
+        ["--members", "4", "--batch-size", "128", "--repeats", "5", "--warmup", "1"],
         "ensemble reference forward: batched (vmap) vs loop, M=4 cnn-m",
     ),
     Bench(
@@ -110,20 +110,33 @@ def run_bench(bench: Bench, quick: bool, env: dict[str, str]) -> tuple[int, floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer rounds")
-    parser.add_argument(
-        "--only", default="", help="comma-separated names: " + ", ".join(b.name for b in BENCHES)
-    )
+    parser.add_argument("--only", default="", help="comma-separated names: " + ", ".join(b.name for b in BENCHES))
     parser.add_argument("--summary", type=Path, default=ROOT / "runs" / "bench-summary.md")
+    parser.add_argument(
+        "--clock",
+        choices=["auto", "wall", "cpu"],
+        default="auto",
+        help="how engine and ldi-online time a run: wall clock, or process CPU time on one thread "
+        "(steadier when other processes share the cores); auto: cpu when the load average "
+        "exceeds the core count, else wall",
+    )
     args = parser.parse_args()
     chosen = [b for b in BENCHES if not args.only or b.name in args.only.split(",")]
     unknown = set(filter(None, args.only.split(","))) - {b.name for b in BENCHES}
     if unknown:
         sys.exit(f"--only: unknown benchmark(s) {', '.join(sorted(unknown))}")
 
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    clock = args.clock
+    if clock == "auto":
+        clock = "cpu" if load_before > (os.cpu_count() or 1) else "wall"
+    if clock == "cpu":
+        for bench in BENCHES:
+            if bench.name in ("engine", "ldi-online"):
+                bench.args, bench.quick_args = bench.args + ["--cpu-time"], bench.quick_args + ["--cpu-time"]
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
     started = datetime.datetime.now().astimezone()
-    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     results = []
     for bench in chosen:
         results.append((bench, *run_bench(bench, args.quick, env)))
@@ -135,8 +148,9 @@ def main() -> None:
         f"- date: {started:%Y-%m-%d %H:%M %Z}",
         f"- machine: {os.cpu_count()} cores; load average {load_before:.1f} before, "
         f"{load_after:.1f} after (above the core count: shared, noisy timings)",
-        f"- python {sys.version.split()[0]}; command: python bench/run_all.py"
-        f"{' --quick' if args.quick else ''}",
+        f"- python {sys.version.split()[0]}; command: python bench/run_all.py{' --quick' if args.quick else ''}"
+        f" --clock {args.clock} (engine and ldi-online timed by "
+        f"{'process CPU time, 1 thread' if clock == 'cpu' else 'wall clock'})",
         "",
     ]
     total = sum(r[2] for r in results)

@@ -85,10 +85,13 @@ class EnsembleReference(nn.Module):
     2-core CPU (Fashion-MNIST-sized inputs), the batched forward took 1.6-3.8x as long
     as the loop for cnn-m members (M=4, batch 256, 2 threads, wall clock), and still
     1.6-2.5x for the narrower cnn-m of today (M=4 and 8, batches of 32 to 1024, one
-    thread, CPU time); docs/performance.md has the runs. vmap folds the members into
-    the channel axis (grouped convolutions) and reshapes between layers; on the CPU
-    those kernels and copies cost more than M ordinary calls, while the batched
-    path's gain, M times fewer kernel launches, only matters on an accelerator.
+    thread, CPU time); docs/performance.md has the runs. (On a heavily shared machine
+    with 2 threads, wall clock, the batched path came out ahead: fewer parallel regions
+    to wait on for descheduled threads. That is contention, not the computation.)
+    vmap folds the members into the channel axis (grouped convolutions) and reshapes
+    between layers; on the CPU those kernels and copies cost more than M ordinary
+    calls, while the batched path's gain, M times fewer kernel launches, only matters
+    on an accelerator.
     The forced ``"batched"`` mode still runs it anywhere.
 
     The stacked weights are built lazily, on the first batched call, from the
