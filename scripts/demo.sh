@@ -7,7 +7,7 @@ MU=".venv/bin/modelupdate"
 OUT="${DEMO_OUT:-demo-out}"
 EPOCHS="${DEMO_EPOCHS:-3}"
 MEMBERS="${DEMO_MEMBERS:-3}"
-DATA="--data fashion-mnist"
+DATA="--data ${DEMO_DATA:-fashion-mnist}"
 mkdir -p "$OUT"
 
 step() { echo; echo "\$ $*" | sed "s#\.venv/bin/##"; "$@"; }

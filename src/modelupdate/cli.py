@@ -261,8 +261,8 @@ def ldi_train_cmd(
                                              "the reference of ldi-old, kd, fd-*, new-error.")] = None,
     reference: Annotated[Path | None, typer.Option("--reference", help="Reference ensemble (or model) for "
                                                    "--method elodi.")] = None,
-    method: Annotated[str, typer.Option("--method", help="elodi, ldi-old, kd, fd-kl, fd-lm, new-error "
-                                        "or ce.")] = "elodi",
+    method: Annotated[str | None, typer.Option("--method", help="elodi, ldi-old, kd, fd-kl, fd-lm, new-error or ce "
+                                               "[default: elodi with --reference, else ldi-old].")] = None,
     alpha: Annotated[float | None, typer.Option("--alpha", help="Weight of the method's loss: "
                                                 "(1-a)*CE + a*loss.")] = None,
     xi: Annotated[float | None, typer.Option("--xi", help="LDI margin: logit differences up to xi "
@@ -285,6 +285,8 @@ def ldi_train_cmd(
     from .progress import ProgressPrinter
     from .workflows.ldi_train import ldi_train
 
+    if method is None:  # LDI towards the ensemble when there is one, else towards the old model
+        method = "elodi" if reference is not None or old is None else "ldi-old"
     update = run(lambda: UpdateConfig(method=method, alpha=alpha, xi=xi, p=p, topk=topk,
                                       exclude_target=exclude_target, tau=tau, fd_a=fd_a, fd_b=fd_b))
     result = run(lambda: ldi_train(job.data, job.train, update, job.out, old=old, reference=reference,

@@ -148,11 +148,16 @@ class UpdateConfig(_JsonMixin):
 # Defaults per method. ELODI / LDI-old follow the authors' published commands
 # (DESIGN §2); kd / fd follow the PC-Training and KD papers.
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "elodi": {"alpha": 0.8, "xi": 0.0, "exclude_target": True, "tau": 1.0},
+    # ELODI: the authors' α=0.8, ξ=0, p=2, but with all classes: on Fashion-MNIST's validation split
+    # (cnn-m, 10 epochs, seed 0) all classes gave val ER 7.60% / NFR 1.48% against 8.10% / 1.87% with
+    # the true class left out (docs/results.md). --exclude-target restores the authors' choice.
+    "elodi": {"alpha": 0.8, "xi": 0.0, "exclude_target": False, "tau": 1.0},
     "ldi-old": {"alpha": 0.5, "xi": 0.5, "exclude_target": False, "tau": 1.0},
     "kd": {"alpha": 0.5, "xi": 0.0, "exclude_target": False, "tau": 4.0},
     "fd-kl": {"alpha": 0.5, "xi": 0.0, "exclude_target": False, "tau": 100.0},
-    "fd-lm": {"alpha": 0.5, "xi": 0.0, "exclude_target": False, "tau": 1.0},
+    # fd-lm: ½‖z − z_old‖² summed over classes, x(a+b)=6 where the old model is right, is ~C x larger than
+    # a per-class loss: at α=0.5 it diverged (NaN in epoch 1 on Fashion-MNIST); α=0.1 keeps the sum
+    "fd-lm": {"alpha": 0.1, "xi": 0.0, "exclude_target": False, "tau": 1.0},
     "new-error": {"alpha": 0.5, "xi": 0.0, "exclude_target": False, "tau": 1.0},
     "ce": {"alpha": 0.0, "xi": 0.0, "exclude_target": False, "tau": 1.0},
 }

@@ -10,6 +10,7 @@ would have drawn. Library code: it reports through ``on_event`` and never prints
 from __future__ import annotations
 
 import atexit
+import datetime
 import json
 import math
 import os
@@ -93,7 +94,8 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group(backend=backend)
+        # long timeout: ensemble-train ranks wait at a barrier while others finish their members
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(hours=24))
         atexit.register(teardown_runtime)  # at the end of the command, however it ends
     if device.type == "cpu" and world > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // min(world, os.cpu_count() or 1)))
@@ -345,10 +347,13 @@ def fit(
     result = FitResult()
     start_epoch, start_step = 0, 0
     resumed_loss: tuple[float, int] = (0.0, 0)
+    prior_seconds = 0.0  # training time of the interrupted runs this one continues
     if resume and state_path is not None and state_path.exists():
         progress = load_train_state(state_path, model, optimizer)
         start_epoch, start_step = progress["epoch"], progress["step"]
+        check_same_recipe(progress.get("config", {}), cfg, state_path)
         resumed_loss = (progress.get("epoch_loss_sum", 0.0), progress.get("epoch_loss_count", 0))
+        prior_seconds = float(progress.get("seconds", 0.0))
         result.history = progress.get("history", [])
         result.resumed_from_step = start_epoch * steps_per_epoch + start_step
         emit({"type": "resume", "epoch": start_epoch, "step": start_step, "path": str(state_path)})
@@ -368,7 +373,9 @@ def fit(
             save_train_state(state_path, model, optimizer, {"epoch": epoch, "step": step,
                                                             "history": result.history, "config": cfg.to_dict(),
                                                             "epoch_loss_sum": loss_sum,
-                                                            "epoch_loss_count": loss_count})
+                                                            "epoch_loss_count": loss_count,
+                                                            "seconds": prior_seconds + time.perf_counter()
+                                                            - t_start})
 
     def on_signal(signum, frame):  # finish the step, save, then stop
         stop["signal"] = signum
@@ -457,10 +464,25 @@ def fit(
     finally:
         for s, h in old_handlers.items():
             signal.signal(s, h)
-    result.seconds = time.perf_counter() - t_start
+    this_run = time.perf_counter() - t_start
+    result.seconds = prior_seconds + this_run
     result.steps = total_steps
-    result.images_per_second = images_seen / max(result.seconds, 1e-9)
+    result.images_per_second = images_seen / max(this_run, 1e-9)
     return result
+
+
+# What makes two runs the same training recipe: a resumed run must match the interrupted one on these.
+RECIPE_KEYS = ("arch", "arch_args", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay",
+               "label_smoothing", "warmup_epochs", "seed")
+
+
+def check_same_recipe(saved: dict[str, Any], cfg: TrainConfig, state_path: Path) -> None:
+    """Refuse to resume a state written by a run with another recipe (it would mix the two silently)."""
+    current = cfg.to_dict()
+    for key in RECIPE_KEYS:
+        if key in saved and saved[key] != current[key]:
+            raise ConfigError(f"--resume: {state_path} was written with {key} = {saved[key]!r}, this command has "
+                              f"{current[key]!r}; rerun with the same options, or delete the state to start over")
 
 
 def seed_everything(seed: int) -> None:

@@ -357,8 +357,13 @@ def _pairwise_rows(result: CompareResult) -> list[list[str]]:
 
 def compare_rich(result: CompareResult) -> Group:
     parts: list = [Text(f"old: {result.old_source}  ({result.n:,} samples)", style="dim")]
-    parts.append(_rich_table("Candidates (* = on the error-NFR Pareto front)", COMPARE_HEADER,
-                             _compare_rows(result)))
+    # two tables of at most 7 columns, so that each fits an 80-column terminal
+    rows = _compare_rows(result)
+    split = COMPARE_HEADER.index("BTC")
+    parts.append(_rich_table("Candidates: errors and flips (* = on the error-NFR Pareto front)",
+                             COMPARE_HEADER[:split], [r[:split] for r in rows]))
+    parts.append(_rich_table("Candidates: compatibility and cost", COMPARE_HEADER[:1] + COMPARE_HEADER[split:],
+                             [r[:1] + r[split:] for r in rows]))
     if result.pairwise:
         parts.append(_rich_table("Pairwise NFR tests (McNemar exact on negative flips)",
                                  PAIRWISE_HEADER, _pairwise_rows(result), numeric_from=2))

@@ -60,7 +60,7 @@ def ldi_train(data_cfg: DataConfig, cfg: TrainConfig, update_cfg: UpdateConfig, 
 
     epoch_metrics = final_metrics = None
     if old_model is not None:
-        epoch_metrics = flip_metrics_on(old_model, data, "val", runtime, cfg)
+        epoch_metrics = flip_metrics_on(old_model, data, "val", runtime, cfg) if len(data.val) else None
         final_metrics = flip_metrics_on(old_model, data, "test", runtime, cfg)
     update = {
         "method": ucfg.method, "params": ucfg.to_dict(),
@@ -173,11 +173,13 @@ def flip_metrics_on(old: LoadedModel, data: Dataset, split_name: str, runtime: R
         if "old" not in cached:
             old_logits, targets, _ = predict_logits(old.model, split, data.info, runtime,
                                                     batch_size=cfg.eval_batch_size)
-            cached["old"] = old_logits.argmax(1) == targets
+            # an empty shard (tiny split, many ranks) has [0, 0] logits: no argmax, zero counts
+            cached["old"] = old_logits.argmax(1) == targets if len(targets) else torch.zeros(0, dtype=torch.bool)
             cached["targets"] = targets
         new_logits, targets, _ = predict_logits(model, split, data.info, runtime, batch_size=cfg.eval_batch_size,
                                                 channels_last=cfg.channels_last)
-        old_ok, new_ok = cached["old"], new_logits.argmax(1) == targets
+        old_ok = cached["old"]
+        new_ok = new_logits.argmax(1) == targets if len(targets) else torch.zeros(0, dtype=torch.bool)
         counts = all_reduce_sum(torch.tensor([len(targets), int((old_ok & ~new_ok).sum()),
                                               int((~old_ok & new_ok).sum()), int(old_ok.sum())]), runtime)
         n, neg, pos, old_correct = (int(c) for c in counts)
