@@ -88,7 +88,7 @@ def plan(a: argparse.Namespace) -> list[tuple[str, list[str], Path]]:
     return runs
 
 
-def run_all(runs: list[tuple[str, list[str], Path]], log_dir: Path, jobs: int = 1) -> None:
+def run_all(runs: list[tuple[str, list[str], Path]], log_dir: Path, jobs: int = 1) -> list[str]:
     """Run every missing step; with jobs > 1, independent steps run side by side (one thread each).
 
     A step waits for the checkpoints its command reads (--old, --reference).
@@ -101,6 +101,7 @@ def run_all(runs: list[tuple[str, list[str], Path]], log_dir: Path, jobs: int = 
             print(f"[skip] {name}: {path} exists", flush=True)
     lock = threading.Lock()
     failed: list[str] = []
+    running = [0]
     env = dict(os.environ)
     if jobs > 1:
         env["OMP_NUM_THREADS"] = "1"
@@ -116,14 +117,17 @@ def run_all(runs: list[tuple[str, list[str], Path]], log_dir: Path, jobs: int = 
     def worker() -> None:
         while True:
             with lock:
-                if failed or not pending:
+                if not pending:
                     return
                 ready = [r for r in pending if all(p.exists() for p in needs(r[1]))]
+                if not ready and not running[0]:  # what is left waits on a step that failed
+                    return
                 if not ready:
                     job = None
                 else:
                     job = ready[0]
                     pending.remove(job)
+                    running[0] += 1
             if job is None:
                 time.sleep(5)
                 continue
@@ -138,19 +142,23 @@ def run_all(runs: list[tuple[str, list[str], Path]], log_dir: Path, jobs: int = 
             t0 = time.time()
             with open(log_dir / f"{name}.log", "a") as log:
                 rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
-            if rc != 0:
+            if rc != 0:  # report it, and go on with the steps that do not need it
                 with lock:
                     failed.append(f"{name} failed with exit code {rc}; see {log_dir / (name + '.log')}")
-                return
+                print(f"[fail] {name}: exit code {rc}", flush=True)
+                with lock:
+                    running[0] -= 1
+                continue
             print(f"[done] {name}: {time.time() - t0:.0f} s", flush=True)
+            with lock:
+                running[0] -= 1
 
     threads = [threading.Thread(target=worker) for _ in range(max(1, jobs))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    if failed:
-        sys.exit("; ".join(failed))
+    return failed
 
 
 # --------------------------------------------------------------------------- summary
@@ -278,12 +286,13 @@ def main() -> None:
         for name, cmd, _ in runs:
             print(name + ": modelupdate " + " ".join(shlex.quote(c) for c in cmd[3:]))
         return
-    if not a.summary_only:
-        run_all(runs, out, a.jobs)
+    failed = [] if a.summary_only else run_all(runs, out, a.jobs)
     result = summarise(a, runs)
     (out / "results.json").write_text(json.dumps(result, indent=2))
     (out / "results.md").write_text(markdown(result))
     print(markdown(result))
+    if failed:
+        sys.exit("failed steps: " + "; ".join(failed))
 
 
 if __name__ == "__main__":
