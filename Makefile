@@ -7,7 +7,7 @@ FMNIST_DIR ?= /usr/share/datasets/fashion-mnist
 # torch/torchvision pair known to work here; pip's constraints may cap it too.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test test-fast lint demo bench reproduce data clean
+.PHONY: install test lint demo bench reproduce data clean
 
 install: $(STAMP)
 
