@@ -283,22 +283,9 @@ def flip_report_cmd(
     old_p, new_p = run(lambda: load_inputs([old, new], options))
     result = run(lambda: flip_report(old_p, new_p, gates))
 
-    texts: dict[str, str] = {}
-    if plan.wanted("--json"):
-        texts["--json"] = render.flip_report_json(result)
-    if plan.wanted("--markdown") or summary_file is not None:
-        texts["--markdown"] = render.flip_report_markdown(result)
-    if plan.wanted("--flips-csv"):
-        texts["--flips-csv"] = render.flips_csv(result)
-    if plan.wanted("--html"):
-        texts["--html"] = render.flip_report_html(result)
-    run(lambda: plan.write(texts))
-    run(lambda: _append_step_summary(summary_file, texts.get("--markdown", "")))
-
-    if plan.stdout is not None:
-        _emit_stdout(texts[plan.stdout])
-    else:
-        out_console.print(render.flip_report_rich(result))
+    _deliver(plan, summary_file, result, rich=render.flip_report_rich, renderers={
+        "--json": render.flip_report_json, "--markdown": render.flip_report_markdown,
+        "--flips-csv": render.flips_csv, "--html": render.flip_report_html})
     if not result.passed:
         failed = ", ".join(g.name for g in result.gates if not g.passed)
         err_console.print(f"gate failed: {failed}", markup=False, highlight=False, soft_wrap=True)
@@ -359,20 +346,8 @@ def compare_cmd(
     extra = {name: cost_columns(p) for name, p in candidate_p.items()}
     result = run(lambda: compare(old_p, candidate_p, extra))
 
-    texts: dict[str, str] = {}
-    if plan.wanted("--json"):
-        texts["--json"] = render.compare_json(result)
-    if plan.wanted("--markdown") or summary_file is not None:
-        texts["--markdown"] = render.compare_markdown(result)
-    if plan.wanted("--html"):
-        texts["--html"] = render.compare_html(result)
-    run(lambda: plan.write(texts))
-    run(lambda: _append_step_summary(summary_file, texts.get("--markdown", "")))
-
-    if plan.stdout is not None:
-        _emit_stdout(texts[plan.stdout])
-    else:
-        out_console.print(render.compare_rich(result))
+    _deliver(plan, summary_file, result, rich=render.compare_rich, renderers={
+        "--json": render.compare_json, "--markdown": render.compare_markdown, "--html": render.compare_html})
 
 
 def candidate_names(paths: list[Path], names: list[str]) -> list[str]:
@@ -390,3 +365,16 @@ def candidate_names(paths: list[Path], names: list[str]) -> list[str]:
     if len(set(stems)) == len(stems):
         return stems
     return [str(p) for p in paths]
+
+
+def _deliver(plan, summary_file, result, *, rich, renderers) -> None:
+    """Render the requested outputs in memory, write them (atomically, all or none), append the
+    Markdown to the step summary, then print the JSON/Markdown asked for on stdout or the rich report."""
+    texts = {option: fn(result) for option, fn in renderers.items()
+             if plan.wanted(option) or (option == "--markdown" and summary_file is not None)}
+    run(lambda: plan.write(texts))
+    run(lambda: _append_step_summary(summary_file, texts.get("--markdown", "")))
+    if plan.stdout is not None:
+        _emit_stdout(texts[plan.stdout])
+    else:
+        out_console.print(rich(result))
