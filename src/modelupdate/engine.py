@@ -35,8 +35,9 @@ from .errors import CheckpointError, ConfigError, TrainingDiverged
 
 Event = dict[str, Any]
 EventHandler = Callable[[Event], None]
-# An objective maps (student logits [B, C], batch) to (scalar loss, named parts for the log).
-Objective = Callable[[torch.Tensor, Batch], tuple[torch.Tensor, dict[str, float]]]
+# An objective maps (student logits [B, C], batch) to (scalar loss, named parts for the log; tensors are
+# read only when a step is logged, so the loop does not wait on the device every step).
+Objective = Callable[[torch.Tensor, Batch], tuple[torch.Tensor, dict[str, float | torch.Tensor]]]
 
 
 # --------------------------------------------------------------------------- runtime
@@ -438,7 +439,8 @@ def fit(
                     elapsed = time.perf_counter() - t_start
                     emit({"type": "step", "epoch": epoch, "step": step + 1, "steps_per_epoch": steps_per_epoch,
                           "global_step": global_step + 1, "total_steps": total_steps, "loss": mean_loss, "lr": lr,
-                          "images_per_second": images_seen / max(elapsed, 1e-9)} | parts)
+                          "images_per_second": images_seen / max(elapsed, 1e-9)}
+                         | {k: float(v) for k, v in parts.items()})
                 if save_now:
                     save_state(epoch, step + 1, float(loss_sum), loss_count)
                 if stop["signal"] is not None:

@@ -126,7 +126,7 @@ def make_objective(ucfg: UpdateConfig, teacher: LoadedModel | None, cache: Cache
                                                  distance=method[3:], tau=float(ucfg.tau))
         else:  # new-error: (1-α)·CE on all + α·CE on the samples the old model gets right
             aux = ce * (t.argmax(1) == batch.targets).float()
-        return losses.combined_objective(ce, aux, alpha), {"aux": float(aux.detach().mean())}
+        return losses.combined_objective(ce, aux, alpha), {"aux": aux.detach().mean()}
 
     return objective
 
