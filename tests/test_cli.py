@@ -153,3 +153,25 @@ def test_train_bad_option_values_exit_2(tmp_path):
     result = runner.invoke(app, ["train", "--out", str(tmp_path / "m.bin")])
     assert result.exit_code == 2 and ".safetensors" in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("method", "clip", "expected"), [
+    ("ldi-old", None, 5.0),  # squared logit differences: clipped by default
+    ("ldi-old", 0.0, 0.0),  # --clip-grad-norm 0: the user turns it off
+    ("kd", None, None),  # bounded gradients: unclipped, as before
+    ("kd", 2.5, 2.5),
+])
+def test_ldi_train_clips_gradients_per_method(trained_model, tmp_path, method, clip, expected):
+    from conftest import tiny_data_config, tiny_train_config
+    from modelupdate.config import UpdateConfig
+    from modelupdate.workflows.ldi_train import ldi_train
+
+    out = tmp_path / "new.safetensors"
+    ldi_train(tiny_data_config(), tiny_train_config(clip_grad_norm=clip), UpdateConfig(method=method), out,
+              old=trained_model)
+    assert load_checkpoint(out).meta.config["train"]["clip_grad_norm"] == expected
+
+
+def test_clip_grad_norm_option_reaches_the_config(tmp_path):
+    code, _, err = invoke("train", "--clip-grad-norm", "-1", "--out", str(tmp_path / "m.safetensors"))
+    assert code == 2 and "--clip-grad-norm" in err and not (tmp_path / "m.safetensors").exists()

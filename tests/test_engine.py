@@ -134,6 +134,32 @@ def test_validation_error_is_pooled_over_batches(data):
     assert result.history[-1]["val_error_rate"] == pytest.approx(wrong / 26)
 
 
+def _weight_travel(data, **overrides) -> tuple[float, int]:
+    """L2 distance the weights move in one epoch of plain SGD (no momentum / decay), and the step count."""
+    model = new_model(data)
+    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    cfg = tiny_train_config(epochs=1, batch_size=32, momentum=0.0, weight_decay=0.0, warmup_epochs=0.0,
+                            **overrides)
+    events = []
+    fit(model, data, cfg, CPU, on_event=events.append)
+    after = torch.cat([p.detach().flatten() for p in model.parameters()])
+    return float((after - before).norm()), next(e for e in events if e["type"] == "start")["steps_per_epoch"]
+
+
+def test_clip_grad_norm_bounds_every_step(data):
+    # each SGD step moves the weights by lr_t * ||clipped grad|| <= lr * c, so an epoch moves them <= steps * lr * c
+    lr, c = 1.0, 1e-3
+    clipped, steps = _weight_travel(data, lr=lr, clip_grad_norm=c)
+    free, _ = _weight_travel(data, lr=lr)
+    assert 0 < clipped <= steps * lr * c * (1 + 1e-4)
+    assert free > 10 * steps * lr * c  # the bound is not met by accident: unclipped steps are far larger
+
+
+def test_clip_grad_norm_must_not_be_negative():
+    with pytest.raises(ConfigError, match="--clip-grad-norm"):
+        tiny_train_config(clip_grad_norm=-1.0)
+
+
 # --------------------------------------------------------------------------- resumable state
 
 

@@ -49,6 +49,10 @@ Optimizer = Annotated[str, typer.Option("--optimizer", help="sgd (nesterov momen
 WeightDecay = Annotated[float, typer.Option("--weight-decay", help="Weight decay (not on biases / norms).")]
 LabelSmoothing = Annotated[float, typer.Option("--label-smoothing", help="Label smoothing of the cross-entropy.")]
 Warmup = Annotated[float, typer.Option("--warmup-epochs", help="Linear warm-up before the cosine decay.")]
+ClipGradNorm = Annotated[float | None, typer.Option(
+    "--clip-grad-norm", help="Clip the L2 norm of all gradients together to this value; 0: no clipping "
+    "[default: none, but ldi-train's elodi, ldi-old and fd-lm clip at 5: their squared logit differences have "
+    "unbounded gradients].")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed of initialisation, data order and augmentation.")]
 Device = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.")]
 Amp = Annotated[str, typer.Option("--amp", help="Mixed precision: off, auto, bf16, fp16 (fp16: CUDA only).")]
@@ -74,7 +78,7 @@ def data_config(data: str, data_dir: Path | None, download: bool, val_fraction: 
 def train_config(arch: str, arch_args: str, epochs: int, batch_size: int, lr: float | None, optimizer: str,
                  weight_decay: float, label_smoothing: float, warmup_epochs: float, seed: int, device: str,
                  amp: str, channels_last: bool, compile: bool, deterministic: bool, sync_bn: bool,
-                 checkpoint_every: int) -> TrainConfig:
+                 checkpoint_every: int, clip_grad_norm: float | None = None) -> TrainConfig:
     try:
         parsed_args = json.loads(arch_args)
     except json.JSONDecodeError:
@@ -85,7 +89,7 @@ def train_config(arch: str, arch_args: str, epochs: int, batch_size: int, lr: fl
                        optimizer=optimizer, weight_decay=weight_decay, label_smoothing=label_smoothing,
                        warmup_epochs=warmup_epochs, seed=seed, device=device, amp=amp, channels_last=channels_last,
                        compile=compile, deterministic=deterministic, sync_bn=sync_bn,
-                       checkpoint_every=checkpoint_every)
+                       checkpoint_every=checkpoint_every, clip_grad_norm=clip_grad_norm)
 
 
 def run(fn: Callable[[], T], *, on_interrupt: str = "interrupted") -> T:
@@ -174,7 +178,8 @@ def _training_options(
     out: Out = Path("model.safetensors"), data: Data = "synthetic", arch: Arch = "cnn-s", arch_args: ArchArgs = "{}",
     epochs: Epochs = 2, batch_size: BatchSize = 128, lr: Lr = None, optimizer: Optimizer = "sgd",
     weight_decay: WeightDecay = 5e-4, label_smoothing: LabelSmoothing = 0.0, warmup_epochs: Warmup = 0.5,
-    seed: Seed = 0, device: Device = "auto", amp: Amp = "off", channels_last: ChannelsLast = False,
+    clip_grad_norm: ClipGradNorm = None, seed: Seed = 0, device: Device = "auto", amp: Amp = "off",
+    channels_last: ChannelsLast = False,
     compile: Compile = False, deterministic: Deterministic = False, sync_bn: SyncBn = False,
     checkpoint_every: CheckpointEvery = 200, data_dir: DataDir = None, download: Download = False,
     val_fraction: ValFraction = 0.1, train_subset: TrainSubset = None, split_seed: SplitSeed = 0,
@@ -186,7 +191,7 @@ def _training_options(
         data=data_config(data, data_dir, download, val_fraction, train_subset, split_seed, no_augment, image_size),
         train=train_config(arch, arch_args, epochs, batch_size, lr, optimizer, weight_decay, label_smoothing,
                            warmup_epochs, seed, device, amp, channels_last, compile, deterministic, sync_bn,
-                           checkpoint_every),
+                           checkpoint_every, clip_grad_norm),
         resume=resume, quiet=quiet)
 
 

@@ -419,6 +419,9 @@ def fit(
                     loss, parts = objective(logits, batch)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
+                if cfg.clip_grad_norm:
+                    scaler.unscale_(optimizer)  # clip the true gradients, not fp16-scaled ones
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
                 scaler.step(optimizer)
                 scaler.update()
                 loss_sum += loss.detach()
@@ -475,7 +478,7 @@ def fit(
 
 # What makes two runs the same training recipe: a resumed run must match the interrupted one on these.
 RECIPE_KEYS = ("arch", "arch_args", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay",
-               "label_smoothing", "warmup_epochs", "seed")
+               "label_smoothing", "warmup_epochs", "clip_grad_norm", "seed")
 
 
 def check_same_recipe(saved: dict[str, Any], cfg: TrainConfig, state_path: Path) -> None:

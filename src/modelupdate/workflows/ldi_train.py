@@ -18,7 +18,7 @@ from safetensors.torch import save as st_save
 
 from .. import losses
 from ..checkpoint import LoadedModel, atomic_write_bytes, check_compatible, load_checkpoint, read_safetensors
-from ..config import DataConfig, TrainConfig, UpdateConfig
+from ..config import DataConfig, TrainConfig, UpdateConfig, with_method_clip
 from ..data import Batch, Dataset, load_dataset
 from ..engine import EventHandler, Runtime, all_reduce_sum, predict_logits, setup_runtime
 from ..errors import ConfigError, MismatchError
@@ -33,6 +33,7 @@ def ldi_train(data_cfg: DataConfig, cfg: TrainConfig, update_cfg: UpdateConfig, 
               resume: bool = False, on_event: EventHandler | None = None) -> TrainedModel:
     out = Path(out)
     ucfg = update_cfg.resolved()
+    cfg = with_method_clip(cfg, ucfg.method)
     _check_method_inputs(ucfg.method, old, reference, reference_cache)
     check_output_path(out, resume=resume)
     runtime = setup_runtime(cfg)
