@@ -175,3 +175,37 @@ def test_sync_bn_on_the_cpu_is_refused_before_training() -> None:
     two_ranks = Runtime(torch.device("cpu"), rank=0, world=2)  # checked before any collective call
     with pytest.raises(ConfigError, match="--sync-bn: SyncBatchNorm needs CUDA devices, not cpu"):
         fit(model, data, cfg, two_ranks)
+
+
+def test_sigterm_stops_every_rank_at_one_step_and_resume_finishes(tmp_path) -> None:
+    """torchrun passes SIGTERM to both ranks; they agree on one step to stop at, rank 0 saves the state,
+    and the same command with --resume finishes. (Before, rank 1 died at once and rank 0 crashed or hung
+    in its next all-reduce, leaving no state of that step.)"""
+    import signal
+    import time
+
+    from modelupdate.checkpoint import read_safetensors
+
+    env = dict(os.environ, COLUMNS="200", OMP_NUM_THREADS="1")
+    env.pop("MODELUPDATE_DEBUG", None)
+    args = [sys.executable, *TORCHRUN, "train", "--data", "synthetic", "--arch", "tiny", "--epochs", "30",
+            "--batch-size", "64", "--device", "cpu", "--quiet", "--checkpoint-every", "5", "--out", "m.safetensors"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    state = tmp_path / "m.state.safetensors"
+    deadline = time.monotonic() + 120
+    while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert proc.poll() is None, "training ended before it could be interrupted"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)  # a rank stuck in a collective would hang here
+    assert proc.returncode != 0
+    assert "rerun the same command with --resume" in err, err
+    assert "Traceback" not in err, err
+    assert state.exists() and not (tmp_path / "m.safetensors").exists()
+    progress = json.loads(read_safetensors(state)[1]["progress"])
+    assert progress["epoch"] < 29
+
+    resumed = subprocess.run([*args, "--resume"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert load_checkpoint(tmp_path / "m.safetensors").meta.metrics["epochs_completed"] == 30

@@ -14,7 +14,8 @@ def test_same_recipe_passes_and_device_may_differ():
     check_same_recipe(saved, TrainConfig(epochs=3, device="auto"), Path("s.safetensors"))
 
 
-@pytest.mark.parametrize("key,value", [("epochs", 5), ("lr", 0.3), ("batch_size", 64), ("seed", 7), ("arch", "cnn-m")])
+@pytest.mark.parametrize("key,value", [("epochs", 5), ("lr", 0.3), ("batch_size", 64), ("seed", 7), ("arch", "cnn-m"),
+                                       ("clip_grad_norm", 5.0)])
 def test_a_changed_recipe_is_refused_naming_the_option(key, value):
     saved = TrainConfig(epochs=3).to_dict()
     with pytest.raises(ConfigError) as err:

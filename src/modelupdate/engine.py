@@ -131,6 +131,14 @@ def all_reduce_sum(values: torch.Tensor, runtime: Runtime) -> torch.Tensor:
     return values.cpu()
 
 
+def agree_any(flags: list[bool], runtime: Runtime) -> list[bool]:
+    """Each flag set on any rank is set on all of them (one all-reduce); single-process: unchanged."""
+    if not runtime.distributed:
+        return list(flags)
+    counts = all_reduce_sum(torch.tensor([int(f) for f in flags]), runtime)
+    return [bool(c) for c in counts.tolist()]
+
+
 def broadcast_from_main(model: nn.Module, runtime: Runtime) -> None:
     """Give every rank rank 0's weights and buffers, in place.
 
@@ -362,14 +370,17 @@ def fit(
     stop = {"signal": None}
 
     def save_state(epoch: int, step: int, loss_sum: float = 0.0, loss_count: int = 0) -> None:
-        if state_path is not None and runtime.is_main:
+        if state_path is not None:
             # a finite loss does not make finite weights: the update after it may overflow (huge --lr),
-            # and a state with NaN / Inf weights must never replace the last good one
+            # and a state with NaN / Inf weights must never replace the last good one. Checked on every
+            # rank (DDP keeps their weights equal), so that all of them stop together.
             if not state_is_finite(model, optimizer):
                 good = f"; the last good state is in {state_path}" if state_path.exists() else ""
                 where = f"epoch {epoch + 1}, step {step}" if step else f"the end of epoch {epoch}"
                 raise TrainingDiverged(f"weights became NaN or Inf by {where}{good}; "
                                        f"try a lower --lr (now {base_lr:g}) or --amp off")
+            if not runtime.is_main:
+                return
             # the epoch's loss so far too: a resumed epoch then logs the mean over all its steps
             save_train_state(state_path, model, optimizer, {"epoch": epoch, "step": step,
                                                             "history": result.history, "config": cfg.to_dict(),
@@ -382,12 +393,11 @@ def fit(
         stop["signal"] = signum
 
     old_handlers = {}
-    if runtime.is_main:
-        for s in (signal.SIGINT, signal.SIGTERM):
-            try:
-                old_handlers[s] = signal.signal(s, on_signal)
-            except ValueError:  # not the main thread
-                pass
+    for s in (signal.SIGINT, signal.SIGTERM):  # on every rank: torchrun passes a signal on to all of them
+        try:
+            old_handlers[s] = signal.signal(s, on_signal)
+        except ValueError:  # not the main thread
+            pass
 
     emit({"type": "start", "epochs": cfg.epochs, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
           "n_train": n_train, "device": str(runtime.device), "world": runtime.world, "start_epoch": start_epoch,
@@ -430,13 +440,21 @@ def fit(
                 log_now = (step + 1) % 20 == 0 or step + 1 == steps_per_epoch
                 save_now = bool(cfg.checkpoint_every) and (global_step + 1) % cfg.checkpoint_every == 0 \
                     and step + 1 < steps_per_epoch
-                if log_now or save_now or stop["signal"] is not None:  # never save a state after a NaN step
+                # Under torchrun every rank must stop at the same step (a rank that leaves the loop alone
+                # leaves the others waiting in their next all-reduce): ranks check at the steps they all
+                # log or save at, and agree there on a signal or a NaN seen by any of them.
+                check_now = log_now or save_now or (stop["signal"] is not None and not runtime.distributed)
+                stopping = False
+                if check_now:  # never save a state after a NaN step
                     mean_loss = float(loss_sum) / loss_count
-                    if not math.isfinite(mean_loss):
+                    stopping, diverged = agree_any([stop["signal"] is not None, not math.isfinite(mean_loss)],
+                                                   runtime)
+                    if diverged:
                         saved = state_path is not None and state_path.exists()
                         save_hint = f"; the last good state is in {state_path}" if saved else ""
+                        seen = mean_loss if not math.isfinite(mean_loss) else "NaN or Inf on another rank"
                         raise TrainingDiverged(
-                            f"loss became {mean_loss} at epoch {epoch + 1}, step {step + 1}{save_hint}; "
+                            f"loss became {seen} at epoch {epoch + 1}, step {step + 1}{save_hint}; "
                             f"try a lower --lr (now {base_lr:g}) or --amp off")
                 if log_now:
                     elapsed = time.perf_counter() - t_start
@@ -446,7 +464,7 @@ def fit(
                          | {k: float(v) for k, v in parts.items()})
                 if save_now:
                     save_state(epoch, step + 1, float(loss_sum), loss_count)
-                if stop["signal"] is not None:
+                if stopping:
                     save_state(epoch, step + 1, float(loss_sum), loss_count)
                     raise KeyboardInterrupt
             train_loss = float(loss_sum) / max(loss_count, 1)
