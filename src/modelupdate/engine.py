@@ -131,12 +131,15 @@ def all_reduce_sum(values: torch.Tensor, runtime: Runtime) -> torch.Tensor:
     return values.cpu()
 
 
-def agree_any(flags: list[bool], runtime: Runtime) -> list[bool]:
-    """Each flag set on any rank is set on all of them (one all-reduce); single-process: unchanged."""
+def reduce_progress(stop: bool, loss_sum: torch.Tensor, count: int, runtime: Runtime) -> tuple[bool, float, int]:
+    """Over all ranks (one all-reduce): whether any rank was told to stop, the summed training loss
+    and the number of steps it sums. A NaN on one rank makes the sum NaN on all of them."""
     if not runtime.distributed:
-        return list(flags)
-    counts = all_reduce_sum(torch.tensor([int(f) for f in flags]), runtime)
-    return [bool(c) for c in counts.tolist()]
+        return stop, float(loss_sum), count
+    pooled = all_reduce_sum(torch.stack([torch.tensor(float(stop), dtype=torch.float64),
+                                         loss_sum.detach().double().cpu(),
+                                         torch.tensor(float(count), dtype=torch.float64)]), runtime)
+    return bool(pooled[0] > 0), float(pooled[1]), int(pooled[2])
 
 
 def broadcast_from_main(model: nn.Module, runtime: Runtime) -> None:
@@ -413,6 +416,7 @@ def fit(
                 loss_sum, loss_count = torch.tensor(resumed_loss[0], device=runtime.device), resumed_loss[1]
             t_epoch = time.perf_counter()
             first = start_step if epoch == start_epoch else 0
+            mean_loss = float(loss_sum) / max(loss_count, 1)  # a state saved after the epoch's last step
             for step, batch in train_batches(data.train, data.info, batch_size=cfg.batch_size, seed=cfg.seed,
                                              epoch=epoch, start_step=first, device=runtime.device,
                                              rank=runtime.rank, world=runtime.world,
@@ -446,15 +450,14 @@ def fit(
                 check_now = log_now or save_now or (stop["signal"] is not None and not runtime.distributed)
                 stopping = False
                 if check_now:  # never save a state after a NaN step
-                    mean_loss = float(loss_sum) / loss_count
-                    stopping, diverged = agree_any([stop["signal"] is not None, not math.isfinite(mean_loss)],
-                                                   runtime)
-                    if diverged:
+                    stopping, g_sum, g_count = reduce_progress(stop["signal"] is not None, loss_sum, loss_count,
+                                                               runtime)
+                    mean_loss = g_sum / g_count  # over all ranks' steps
+                    if not math.isfinite(mean_loss):
                         saved = state_path is not None and state_path.exists()
                         save_hint = f"; the last good state is in {state_path}" if saved else ""
-                        seen = mean_loss if not math.isfinite(mean_loss) else "NaN or Inf on another rank"
                         raise TrainingDiverged(
-                            f"loss became {seen} at epoch {epoch + 1}, step {step + 1}{save_hint}; "
+                            f"loss became {mean_loss} at epoch {epoch + 1}, step {step + 1}{save_hint}; "
                             f"try a lower --lr (now {base_lr:g}) or --amp off")
                 if log_now:
                     elapsed = time.perf_counter() - t_start
@@ -462,12 +465,12 @@ def fit(
                           "global_step": global_step + 1, "total_steps": total_steps, "loss": mean_loss, "lr": lr,
                           "images_per_second": images_seen / max(elapsed, 1e-9)}
                          | {k: float(v) for k, v in parts.items()})
-                if save_now:
-                    save_state(epoch, step + 1, float(loss_sum), loss_count)
+                if save_now or stopping:
+                    # each rank resumes from 1/world of the pooled sums: pooled again, they are these
+                    save_state(epoch, step + 1, g_sum / runtime.world, g_count // runtime.world)
                 if stopping:
-                    save_state(epoch, step + 1, float(loss_sum), loss_count)
                     raise KeyboardInterrupt
-            train_loss = float(loss_sum) / max(loss_count, 1)
+            train_loss = mean_loss  # the last step always logs: the epoch's mean over all ranks
             if not math.isfinite(train_loss):
                 raise TrainingDiverged(f"loss became {train_loss} in epoch {epoch + 1}; try a lower --lr")
             broadcast_from_main(model, runtime)  # BatchNorm statistics differ between ranks
