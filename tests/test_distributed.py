@@ -199,8 +199,8 @@ def test_sigterm_stops_every_rank_at_one_step_and_resume_finishes(tmp_path) -> N
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)  # a rank stuck in a collective would hang here
     assert proc.returncode != 0
-    assert "rerun the same command with --resume" in err, err
-    assert "Traceback" not in err, err
+    # each rank exits 130; torchrun itself exits 1 with its own SignalException traceback
+    assert err.count("interrupted: the resumable state was saved; rerun the same command with --resume") == 1, err
     assert state.exists() and not (tmp_path / "m.safetensors").exists()
     progress = json.loads(read_safetensors(state)[1]["progress"])
     assert progress["epoch"] < 29

@@ -104,7 +104,8 @@ def run(fn: Callable[[], T], *, on_interrupt: str = "interrupted") -> T:
         err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        err_console.print(on_interrupt, markup=False, highlight=False)
+        if is_rank0():  # under torchrun every rank stops; one says so
+            err_console.print(on_interrupt, markup=False, highlight=False)
         raise typer.Exit(130) from None
 
 
