@@ -150,3 +150,11 @@ def test_link_checker_sees_links_and_skips_code(tmp_path):
     assert links(page) == ["there.md#a-code-heading-v1", "missing.md", "pic.png", "https://example.com",
                            "ref.md"]
     assert github_anchors(tmp_path / "there.md") == {"title", "a-code-heading-v1"}
+
+
+def test_the_documented_pages_exist_and_readme_links_them():
+    pages = ["index", "quickstart", "cli", "method", "ci-gate", "results", "performance", "reliability", "gpu"]
+    readme = (ROOT / "README.md").read_text()
+    for page in pages:
+        assert (ROOT / "docs" / f"{page}.md").is_file(), page
+        assert f"docs/{page}.md" in readme, f"README does not link docs/{page}.md"
