@@ -34,6 +34,7 @@ SUBSET = "0.3333"
 # first round of this experiment chose all classes over the true class left out on the validation split;
 # docs/results.md). CHOSEN in a command is replaced by the chosen variant's flags.
 ELODI_VARIANTS = {"a0.8": ["--alpha", "0.8", "--all-classes"], "a0.5": ["--alpha", "0.5", "--all-classes"]}
+PARAGONS = {"reference": "paragon (reference ensemble)", "reference-m8": "paragon (8 members)"}
 # Methods whose new model is trained against the old model: their runs belong to the first scenario only.
 NEEDS_OLD = ("ldi-old", "kd", "fd-lm")
 CHOSEN = "<elodi-variant>"
@@ -83,6 +84,17 @@ def plan(a: argparse.Namespace) -> list[tuple[str, list[str], Path]]:
         for method in NEEDS_OLD:
             add(f"new-{method}-s{seed}", ["ldi-train", "--method", method, "--old", old, "--arch", a.new_arch,
                                           "--seed", str(seed)])
+    if a.members8:
+        # The authors' reference has 8 members: 4 more (seeds 104-107), merged with the first 4, and
+        # ELODI against the 8 with the default parameters (no new choice made).
+        add("reference-104", ["ensemble-train", "--arch", a.new_arch, "--members", str(a.members), "--seed",
+                              str(100 + a.members)])
+        merged = out / "reference-m8.safetensors"
+        runs.append(("reference-m8", [sys.executable, str(ROOT / "scripts" / "merge_ensembles.py"), ref,
+                                      str(out / "reference-104.safetensors"), "--out", str(merged)], merged))
+        for seed in range(a.seeds):
+            add(f"new-elodi-m8-s{seed}", ["ldi-train", "--method", "elodi", "--old", old, "--reference", str(merged),
+                                          "--arch", a.new_arch, "--seed", str(seed)])
     if a.second_update:
         add("old-reference", ["ensemble-train", "--arch", a.old_arch, "--members", str(a.members),
                               "--train-subset", SUBSET, "--seed", "200"])
@@ -113,6 +125,8 @@ def run_all(runs: list[tuple[str, list[str], Path]], log_dir: Path, jobs: int = 
 
     def needs(cmd: list[str]) -> list[Path]:
         paths = [Path(cmd[i + 1]) for i, c in enumerate(cmd[:-1]) if c in ("--old", "--reference")]
+        if cmd[1].endswith("merge_ensembles.py"):
+            paths += [Path(c) for c in cmd[2:] if c.endswith(".safetensors") and c != cmd[-1]]
         if CHOSEN in cmd:  # the ELODI variant is chosen once ce and every variant's seed 0 are done
             paths += [out / "new-ce-s0.safetensors"] + [out / f"new-elodi-{v}-s0.safetensors" for v in ELODI_VARIANTS]
         return paths
@@ -140,7 +154,7 @@ def run_all(runs: list[tuple[str, list[str], Path]], log_dir: Path, jobs: int = 
                 i = cmd.index(CHOSEN)
                 cmd = cmd[:i] + ELODI_VARIANTS[variant] + cmd[i + 1:]
                 print(f"[pick] ELODI variant {variant!r} (validation split rule)", flush=True)
-            shown = " ".join(shlex.quote(c) for c in ["modelupdate"] + cmd[3:])
+            shown = " ".join(shlex.quote(c) for c in (["modelupdate"] + cmd[3:] if cmd[:3] == CLI else cmd))
             print(f"[run ] {name}: {shown}", flush=True)
             t0 = time.time()
             with open(log_dir / f"{name}.log", "a") as log:
@@ -213,12 +227,12 @@ def summarise(a: argparse.Namespace, runs) -> dict:
         old_pred, targets, old_meta = test_predictions(old_path, data, cache)
         rows: dict[str, dict] = {}
         for name, _, path in runs:
-            if not (name.startswith("new-") or name == "reference") or not path.exists():
+            if not (name.startswith("new-") or name in PARAGONS) or not path.exists():
                 continue
-            method = "paragon (reference ensemble)" if name == "reference" else name.rsplit("-s", 1)[0][4:]
+            method = PARAGONS[name] if name in PARAGONS else name.rsplit("-s", 1)[0][4:]
             if old_name != "old" and method in NEEDS_OLD:  # trained against `old`, not this old model
                 continue
-            if method.startswith("elodi-"):  # a seed-0 variant: counts as "elodi" when it is the chosen one
+            if method in {f"elodi-{v}" for v in ELODI_VARIANTS}:  # seed 0 of a variant: "elodi" if chosen
                 if chosen is None or method != f"elodi-{chosen}":
                     continue
                 method = "elodi"
@@ -279,6 +293,8 @@ def main() -> None:
     p.add_argument("--old-arch", default="cnn-s")
     p.add_argument("--new-arch", default="cnn-m")
     p.add_argument("--no-second-update", dest="second_update", action="store_false")
+    p.add_argument("--no-members8", dest="members8", action="store_false",
+                   help="skip the 8-member reference and the ELODI runs against it")
     p.add_argument("--no-sweep", dest="sweep", action="store_false", help="skip the ELODI variants (val split)")
     p.add_argument("--jobs", type=int, default=1, help="steps run side by side (1 thread each when > 1)")
     p.add_argument("--summary-only", action="store_true")
@@ -289,7 +305,8 @@ def main() -> None:
     runs = plan(a)
     if a.dry_run:
         for name, cmd, _ in runs:
-            print(name + ": modelupdate " + " ".join(shlex.quote(c) for c in cmd[3:]))
+            shown = ["modelupdate"] + cmd[3:] if cmd[:3] == CLI else cmd
+            print(name + ": " + " ".join(shlex.quote(c) for c in shown))
         return
     failed = [] if a.summary_only else run_all(runs, out, a.jobs)
     result = summarise(a, runs)

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Merge ensemble checkpoints trained with the same recipe into one (a larger reference, no retraining).
+
+    python scripts/merge_ensembles.py A.safetensors B.safetensors --out AB.safetensors
+
+The inputs must agree on everything but the seeds (architecture and its arguments, classes, input
+shape, normalisation, dataset and its fingerprint, data and training options); the seeds must not
+repeat. The merged file lists every member's seed and metrics; its own test metrics are measured
+again on the test split of the inputs' dataset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from modelupdate.checkpoint import ModelMeta, load_checkpoint, save_ensemble
+from modelupdate.config import DataConfig
+from modelupdate.data import load_dataset
+from modelupdate.engine import Runtime, accuracy_counts, predict_logits
+from modelupdate.errors import MismatchError
+from modelupdate.reference import EnsembleReference
+
+SAME = ("arch", "arch_args", "classes", "input_shape", "normalization", "dataset", "dataset_fingerprint")
+
+
+def recipe(meta: ModelMeta) -> dict:
+    train = {k: v for k, v in meta.config.get("train", {}).items() if k not in ("seed", "device")}
+    return {"data": meta.config.get("data"), "train": train}
+
+
+def merge(paths: list[Path], out: Path) -> ModelMeta:
+    loaded = [load_checkpoint(p) for p in paths]
+    first = loaded[0]
+    for path, other in zip(paths[1:], loaded[1:], strict=True):
+        if not other.meta.is_ensemble or not first.meta.is_ensemble:
+            raise MismatchError(f"{path}: not an ensemble checkpoint")
+        for key in SAME:
+            if getattr(other.meta, key) != getattr(first.meta, key):
+                raise MismatchError(f"{path}: {key} differs from {paths[0]}")
+        if recipe(other.meta) != recipe(first.meta):
+            raise MismatchError(f"{path}: trained with another recipe than {paths[0]}")
+    seeds = [s for m in loaded for s in m.meta.member_seeds]
+    if len(set(seeds)) != len(seeds):
+        raise MismatchError(f"member seeds repeat: {seeds}")
+    members = [member for m in loaded for member in m.members]
+    data = load_dataset(DataConfig.from_dict(first.meta.config["data"]))
+    runtime = Runtime(torch.device("cpu"))
+    logits, targets, _ = predict_logits(EnsembleReference(members), data.test, data.info, runtime)
+    test = accuracy_counts(logits, targets, runtime)
+    member_metrics = [mm for m in loaded for mm in m.meta.member_metrics]
+    meta = ModelMeta(**{key: getattr(first.meta, key) for key in SAME}, config=first.meta.config)
+    meta.member_seeds = seeds
+    meta.member_metrics = member_metrics
+    meta.metrics = {
+        "test_error_rate": test["error_rate"], "test_n": test["n"], "test_correct": test["correct"],
+        "member_test_error_rate_mean": sum(m["test_error_rate"] for m in member_metrics) / len(member_metrics),
+        "train_seconds": sum(m.get("train_seconds", 0.0) for m in member_metrics),
+        "merged_from": [str(p) for p in paths],
+    }
+    save_ensemble(out, members, meta)
+    return meta
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("inputs", nargs="+", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    a = p.parse_args()
+    if len(a.inputs) < 2:
+        sys.exit("error: give at least two ensemble files")
+    try:
+        meta = merge(a.inputs, a.out)
+    except MismatchError as exc:
+        sys.exit(f"error: {exc}")
+    print(f"wrote {a.out}: {len(meta.member_seeds)} members (seeds {meta.member_seeds}), "
+          f"test error rate {100 * meta.metrics['test_error_rate']:.2f}%")
+
+
+if __name__ == "__main__":
+    main()
