@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from modelupdate.checkpoint import ModelMeta, load_checkpoint, save_ensemble
-from modelupdate.config import DataConfig
+from modelupdate.config import DataConfig, TrainConfig
 from modelupdate.data import load_dataset
 from modelupdate.engine import Runtime, accuracy_counts, predict_logits
 from modelupdate.errors import MismatchError
@@ -28,8 +28,10 @@ SAME = ("arch", "arch_args", "classes", "input_shape", "normalization", "dataset
 
 
 def recipe(meta: ModelMeta) -> dict:
-    train = {k: v for k, v in meta.config.get("train", {}).items() if k not in ("seed", "device")}
-    return {"data": meta.config.get("data"), "train": train}
+    """Data and training options but the seed and device; an option a file predates counts as its default."""
+    train = TrainConfig().to_dict() | meta.config.get("train", {})
+    data = DataConfig().to_dict() | meta.config.get("data", {})
+    return {"data": data, "train": {k: v for k, v in train.items() if k not in ("seed", "device")}}
 
 
 def merge(paths: list[Path], out: Path) -> ModelMeta:

@@ -57,3 +57,12 @@ def test_merge_refuses_another_recipe_and_repeated_seeds(ensembles):
     with pytest.raises(MismatchError, match="seeds repeat"):
         merge_ensembles.merge([a, a], work / "aa.safetensors")
     assert not (work / "ac.safetensors").exists() and not (work / "aa.safetensors").exists()
+
+
+def test_an_option_a_file_predates_counts_as_its_default(ensembles):
+    _, a, b, _ = ensembles
+    old, new = load_checkpoint(a).meta, load_checkpoint(b).meta
+    del old.config["train"]["clip_grad_norm"]  # written before the option existed
+    assert merge_ensembles.recipe(old) == merge_ensembles.recipe(new)
+    new.config["train"]["clip_grad_norm"] = 5.0
+    assert merge_ensembles.recipe(old) != merge_ensembles.recipe(new)
