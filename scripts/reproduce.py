@@ -103,6 +103,11 @@ def plan(a: argparse.Namespace) -> list[tuple[str, list[str], Path]]:
     return runs
 
 
+def shown(cmd: list[str]) -> str:
+    """A step's command as a user would type it (`modelupdate ...` for the CLI)."""
+    return " ".join(shlex.quote(c) for c in (["modelupdate"] + cmd[3:] if cmd[:3] == CLI else cmd))
+
+
 def run_all(runs: list[tuple[str, list[str], Path]], log_dir: Path, jobs: int = 1) -> list[str]:
     """Run every missing step; with jobs > 1, independent steps run side by side (one thread each).
 
@@ -121,14 +126,13 @@ def run_all(runs: list[tuple[str, list[str], Path]], log_dir: Path, jobs: int = 
     if jobs > 1:
         env["OMP_NUM_THREADS"] = "1"
 
-    out = log_dir
-
     def needs(cmd: list[str]) -> list[Path]:
         paths = [Path(cmd[i + 1]) for i, c in enumerate(cmd[:-1]) if c in ("--old", "--reference")]
         if cmd[1].endswith("merge_ensembles.py"):
             paths += [Path(c) for c in cmd[2:] if c.endswith(".safetensors") and c != cmd[-1]]
         if CHOSEN in cmd:  # the ELODI variant is chosen once ce and every variant's seed 0 are done
-            paths += [out / "new-ce-s0.safetensors"] + [out / f"new-elodi-{v}-s0.safetensors" for v in ELODI_VARIANTS]
+            paths += [log_dir / "new-ce-s0.safetensors"] + [log_dir / f"new-elodi-{v}-s0.safetensors"
+                                                              for v in ELODI_VARIANTS]
         return paths
 
     def worker() -> None:
@@ -150,25 +154,19 @@ def run_all(runs: list[tuple[str, list[str], Path]], log_dir: Path, jobs: int = 
                 continue
             name, cmd, path = job
             if CHOSEN in cmd:
-                variant = choose_elodi_variant(out)
+                variant = choose_elodi_variant(log_dir)
                 i = cmd.index(CHOSEN)
                 cmd = cmd[:i] + ELODI_VARIANTS[variant] + cmd[i + 1:]
                 print(f"[pick] ELODI variant {variant!r} (validation split rule)", flush=True)
-            shown = " ".join(shlex.quote(c) for c in (["modelupdate"] + cmd[3:] if cmd[:3] == CLI else cmd))
-            print(f"[run ] {name}: {shown}", flush=True)
+            print(f"[run ] {name}: {shown(cmd)}", flush=True)
             t0 = time.time()
             with open(log_dir / f"{name}.log", "a") as log:
                 rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
-            if rc != 0:  # report it, and go on with the steps that do not need it
-                with lock:
-                    failed.append(f"{name} failed with exit code {rc}; see {log_dir / (name + '.log')}")
-                print(f"[fail] {name}: exit code {rc}", flush=True)
-                with lock:
-                    running[0] -= 1
-                continue
-            print(f"[done] {name}: {time.time() - t0:.0f} s", flush=True)
             with lock:
                 running[0] -= 1
+                if rc != 0:  # report it, and go on with the steps that do not need it
+                    failed.append(f"{name} failed with exit code {rc}; see {log_dir / (name + '.log')}")
+            print(f"[fail] {name}: exit code {rc}" if rc else f"[done] {name}: {time.time() - t0:.0f} s", flush=True)
 
     threads = [threading.Thread(target=worker) for _ in range(max(1, jobs))]
     for t in threads:
@@ -295,7 +293,6 @@ def main() -> None:
     p.add_argument("--no-second-update", dest="second_update", action="store_false")
     p.add_argument("--no-members8", dest="members8", action="store_false",
                    help="skip the 8-member reference and the ELODI runs against it")
-    p.add_argument("--no-sweep", dest="sweep", action="store_false", help="skip the ELODI variants (val split)")
     p.add_argument("--jobs", type=int, default=1, help="steps run side by side (1 thread each when > 1)")
     p.add_argument("--summary-only", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="print the commands only")
@@ -305,8 +302,7 @@ def main() -> None:
     runs = plan(a)
     if a.dry_run:
         for name, cmd, _ in runs:
-            shown = ["modelupdate"] + cmd[3:] if cmd[:3] == CLI else cmd
-            print(name + ": " + " ".join(shlex.quote(c) for c in shown))
+            print(f"{name}: {shown(cmd)}")
         return
     failed = [] if a.summary_only else run_all(runs, out, a.jobs)
     result = summarise(a, runs)

@@ -37,11 +37,16 @@ COMMON = "--data synthetic --arch tiny --epochs 2 --batch-size 64 --device cpu -
 TORCHRUN = "-m torch.distributed.run --standalone --nproc_per_node 2 -m modelupdate".split()
 
 
-def torchrun(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+def torchrun_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("MODELUPDATE_DEBUG", None)
     env["COLUMNS"] = "200"
     env["OMP_NUM_THREADS"] = "1"  # what torchrun would set; said here to silence its warning
+    return env
+
+
+def torchrun(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = torchrun_env()
     proc = subprocess.run(
         [sys.executable, *TORCHRUN, *args],
         cwd=cwd,
@@ -186,8 +191,7 @@ def test_sigterm_stops_every_rank_at_one_step_and_resume_finishes(tmp_path) -> N
 
     from modelupdate.checkpoint import read_safetensors
 
-    env = dict(os.environ, COLUMNS="200", OMP_NUM_THREADS="1")
-    env.pop("MODELUPDATE_DEBUG", None)
+    env = torchrun_env()
     args = [sys.executable, *TORCHRUN, "train", "--data", "synthetic", "--arch", "tiny", "--epochs", "30",
             "--batch-size", "64", "--device", "cpu", "--quiet", "--checkpoint-every", "5", "--out", "m.safetensors"]
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
