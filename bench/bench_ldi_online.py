@@ -32,7 +32,7 @@ from _common import bench_data, best, interleaved, machine_line, spread, timed, 
 from torch import nn
 
 from modelupdate.checkpoint import load_checkpoint, save_ensemble
-from modelupdate.config import DataConfig, TrainConfig, UpdateConfig, with_method_clip
+from modelupdate.config import DataConfig, TrainConfig, UpdateConfig, with_method_defaults
 from modelupdate.data import train_batches
 from modelupdate.engine import fit, setup_runtime
 from modelupdate.models import build_model
@@ -107,7 +107,7 @@ def main() -> None:
         if runtime.device.type == "cuda":
             torch.cuda.synchronize()
 
-    elodi_cfg = with_method_clip(cfg, "elodi")  # as ldi-train runs it: gradient clipping included
+    elodi_cfg = with_method_defaults(cfg, "elodi")  # as ldi-train runs it: gradient clipping included
     candidates = {
         "train": lambda: fit(fresh_model(), data, cfg, runtime),
         "online": lambda: fit(fresh_model(), data, elodi_cfg, runtime, objective=online_objective),

@@ -53,6 +53,15 @@ ClipGradNorm = Annotated[float | None, typer.Option(
     "--clip-grad-norm", help="Clip the L2 norm of all gradients together to this value; 0: no clipping "
     "[default: none, but ldi-train's elodi, ldi-old and fd-lm clip at 5: their squared logit differences have "
     "unbounded gradients].")]
+Dropout = Annotated[float | None, typer.Option(
+    "--dropout", help="Train-time probability of every dropout layer; 0 turns dropout off [default: the "
+    "architecture's own, but ldi-train's elodi and ldi-old train without dropout].")]
+Mixup = Annotated[float, typer.Option("--mixup", help="MixUp: Beta(a, a) concentration of the mixing weight; "
+                                      "0: off. The reference sees the same mixed batch.")]
+Cutmix = Annotated[float, typer.Option("--cutmix", help="CutMix: Beta(a, a) concentration; 0: off.")]
+MixProb = Annotated[float, typer.Option("--mix-prob", help="Share of the batches that are mixed (mixup/cutmix).")]
+MixSwitchProb = Annotated[float, typer.Option("--mix-switch-prob", help="With both --mixup and --cutmix: "
+                                              "chance that a mixed batch uses CutMix.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed of initialisation, data order and augmentation.")]
 Device = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.")]
 Amp = Annotated[str, typer.Option("--amp", help="Mixed precision: off, auto, bf16, fp16 (fp16: CUDA only).")]
@@ -78,7 +87,9 @@ def data_config(data: str, data_dir: Path | None, download: bool, val_fraction: 
 def train_config(arch: str, arch_args: str, epochs: int, batch_size: int, lr: float | None, optimizer: str,
                  weight_decay: float, label_smoothing: float, warmup_epochs: float, seed: int, device: str,
                  amp: str, channels_last: bool, compile: bool, deterministic: bool, sync_bn: bool,
-                 checkpoint_every: int, clip_grad_norm: float | None = None) -> TrainConfig:
+                 checkpoint_every: int, clip_grad_norm: float | None = None, dropout: float | None = None,
+                 mixup: float = 0.0, cutmix: float = 0.0, mix_prob: float = 1.0,
+                 mix_switch_prob: float = 0.5) -> TrainConfig:
     try:
         parsed_args = json.loads(arch_args)
     except json.JSONDecodeError:
@@ -89,7 +100,8 @@ def train_config(arch: str, arch_args: str, epochs: int, batch_size: int, lr: fl
                        optimizer=optimizer, weight_decay=weight_decay, label_smoothing=label_smoothing,
                        warmup_epochs=warmup_epochs, seed=seed, device=device, amp=amp, channels_last=channels_last,
                        compile=compile, deterministic=deterministic, sync_bn=sync_bn,
-                       checkpoint_every=checkpoint_every, clip_grad_norm=clip_grad_norm)
+                       checkpoint_every=checkpoint_every, clip_grad_norm=clip_grad_norm, dropout=dropout,
+                       mixup=mixup, cutmix=cutmix, mix_prob=mix_prob, mix_switch_prob=mix_switch_prob)
 
 
 def run(fn: Callable[[], T], *, on_interrupt: str = "interrupted") -> T:
@@ -179,7 +191,8 @@ def _training_options(
     out: Out = Path("model.safetensors"), data: Data = "synthetic", arch: Arch = "cnn-s", arch_args: ArchArgs = "{}",
     epochs: Epochs = 2, batch_size: BatchSize = 128, lr: Lr = None, optimizer: Optimizer = "sgd",
     weight_decay: WeightDecay = 5e-4, label_smoothing: LabelSmoothing = 0.0, warmup_epochs: Warmup = 0.5,
-    clip_grad_norm: ClipGradNorm = None, seed: Seed = 0, device: Device = "auto", amp: Amp = "off",
+    clip_grad_norm: ClipGradNorm = None, dropout: Dropout = None, mixup: Mixup = 0.0, cutmix: Cutmix = 0.0,
+    mix_prob: MixProb = 1.0, mix_switch_prob: MixSwitchProb = 0.5, seed: Seed = 0, device: Device = "auto", amp: Amp = "off",
     channels_last: ChannelsLast = False,
     compile: Compile = False, deterministic: Deterministic = False, sync_bn: SyncBn = False,
     checkpoint_every: CheckpointEvery = 200, data_dir: DataDir = None, download: Download = False,
@@ -192,7 +205,7 @@ def _training_options(
         data=data_config(data, data_dir, download, val_fraction, train_subset, split_seed, no_augment, image_size),
         train=train_config(arch, arch_args, epochs, batch_size, lr, optimizer, weight_decay, label_smoothing,
                            warmup_epochs, seed, device, amp, channels_last, compile, deterministic, sync_bn,
-                           checkpoint_every, clip_grad_norm),
+                           checkpoint_every, clip_grad_norm, dropout, mixup, cutmix, mix_prob, mix_switch_prob),
         resume=resume, quiet=quiet)
 
 
@@ -278,6 +291,8 @@ def ldi_train_cmd(
                                              "reference and student, per sample.")] = None,
     exclude_target: Annotated[bool | None, typer.Option("--exclude-target/--all-classes", help="Leave the true "
                                                         "class out of the LDI loss.")] = None,
+    weighting: Annotated[str, typer.Option("--weighting", help="LDI: uniform over the classes, or each class "
+                                           "weighted by the reference's softmax probability.")] = "uniform",
     tau: Annotated[float | None, typer.Option("--tau", help="Temperature of kd and fd-kl.")] = None,
     fd_a: Annotated[float, typer.Option("--fd-a", help="Focal distillation: weight of every sample.")] = 1.0,
     fd_b: Annotated[float, typer.Option("--fd-b", help="Focal distillation: extra weight where the old model is "
@@ -294,7 +309,8 @@ def ldi_train_cmd(
     if method is None:  # LDI towards the ensemble when there is one, else towards the old model
         method = "elodi" if reference is not None or old is None else "ldi-old"
     update = run(lambda: UpdateConfig(method=method, alpha=alpha, xi=xi, p=p, topk=topk,
-                                      exclude_target=exclude_target, tau=tau, fd_a=fd_a, fd_b=fd_b))
+                                      exclude_target=exclude_target, weighting=weighting, tau=tau,
+                                      fd_a=fd_a, fd_b=fd_b))
     result = run(lambda: ldi_train(job.data, job.train, update, job.out, old=old, reference=reference,
                                    reference_cache=reference_cache, resume=job.resume,
                                    on_event=ProgressPrinter(quiet=job.quiet, label=method)), on_interrupt=RESUME_HINT)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -88,6 +89,14 @@ class TrainConfig(_JsonMixin):
     sync_bn: bool = False
     eval_batch_size: int = 1024
     checkpoint_every: int = 200  # steps between resumable-state saves (0: only at epoch end)
+    # train-time dropout probability of every dropout layer; None: the architecture's own
+    dropout: float | None = None
+    # mixup / cutmix: Beta(a, a) concentrations (0: off); a share mix_prob of the batches is mixed, with
+    # cutmix chosen with probability mix_switch_prob when both are on (timm's scheme)
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    mix_prob: float = 1.0
+    mix_switch_prob: float = 0.5
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -102,6 +111,16 @@ class TrainConfig(_JsonMixin):
             raise ConfigError(f"--lr: expected a positive number, got {self.lr}")
         if self.clip_grad_norm is not None and not self.clip_grad_norm >= 0:
             raise ConfigError(f"--clip-grad-norm: expected a number >= 0 (0: no clipping), got {self.clip_grad_norm}")
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"--dropout: expected a probability in [0, 1), got {self.dropout}")
+        for name in ("mixup", "cutmix"):
+            value = getattr(self, name)
+            if not (0.0 <= value < math.inf):
+                raise ConfigError(f"--{name}: expected a Beta concentration >= 0 (0: off), got {value}")
+        for name in ("mix_prob", "mix_switch_prob"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"--{name.replace('_', '-')}: expected a probability in [0, 1], got {value}")
 
     def resolved_lr(self) -> float:
         if self.lr is not None:
@@ -109,6 +128,7 @@ class TrainConfig(_JsonMixin):
         return 0.1 * self.batch_size / 256 if self.optimizer == "sgd" else 2e-3
 
 
+LDI_WEIGHTINGS = ("uniform", "softmax")
 METHODS = ("elodi", "ldi-old", "kd", "fd-kl", "fd-lm", "new-error", "ce")
 
 
@@ -122,6 +142,7 @@ class UpdateConfig(_JsonMixin):
     p: float = 2.0
     topk: int | None = None
     exclude_target: bool | None = None
+    weighting: str = "uniform"  # LDI: uniform over S(i), or each class weighted by the reference's softmax
     tau: float | None = None
     fd_a: float = 1.0
     fd_b: float = 5.0
@@ -137,6 +158,8 @@ class UpdateConfig(_JsonMixin):
             raise ConfigError(f"--p: expected a value > 0, got {self.p}")
         if self.topk is not None and self.topk < 1:
             raise ConfigError(f"--topk: expected a positive integer, got {self.topk}")
+        if self.weighting not in LDI_WEIGHTINGS:
+            raise ConfigError(f"--weighting: expected one of {', '.join(LDI_WEIGHTINGS)}, got {self.weighting!r}")
 
     def resolved(self) -> UpdateConfig:
         """Fill the method-specific defaults (one place for them)."""
@@ -169,15 +192,19 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 # Gradient-norm clipping per method, where --clip-grad-norm is not given. The squared logit differences of
-# elodi, ldi-old and fd-lm have gradients that grow with the gap between student and reference logits (large
-# at the start, when the student's logits are ~0 and the reference's are not); at the recipe's SGD learning
-# rate those first steps damaged the student for good (Fashion-MNIST validation, docs/results.md). CE, KD and
-# fd-kl have bounded gradients and train unclipped, as before.
+# elodi, ldi-old and fd-lm have gradients that grow with the student-reference gap (large in the first
+# steps); CE, KD and fd-kl have bounded gradients and train unclipped (docs/results.md).
 METHOD_CLIP_GRAD_NORM: dict[str, float] = {"elodi": 5.0, "ldi-old": 5.0, "fd-lm": 5.0}
 
+# Train-time dropout per method, where --dropout is not given: LDI compares the reference with the
+# student's function, and a squared loss on one dropout sample of it is mostly noise (docs/method.md).
+METHOD_DROPOUT: dict[str, float] = {"elodi": 0.0, "ldi-old": 0.0}
 
-def with_method_clip(cfg: TrainConfig, method: str) -> TrainConfig:
-    """``cfg`` with the method's gradient clipping filled in where the user left it unset."""
-    if cfg.clip_grad_norm is not None or method not in METHOD_CLIP_GRAD_NORM:
-        return cfg
-    return replace(cfg, clip_grad_norm=METHOD_CLIP_GRAD_NORM[method])
+
+def with_method_defaults(cfg: TrainConfig, method: str) -> TrainConfig:
+    """``cfg`` with the method's gradient clipping and dropout filled in where the user left them unset."""
+    if cfg.clip_grad_norm is None and method in METHOD_CLIP_GRAD_NORM:
+        cfg = replace(cfg, clip_grad_norm=METHOD_CLIP_GRAD_NORM[method])
+    if cfg.dropout is None and method in METHOD_DROPOUT:
+        cfg = replace(cfg, dropout=METHOD_DROPOUT[method])
+    return cfg

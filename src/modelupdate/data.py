@@ -388,15 +388,28 @@ class Batch:
     images: torch.Tensor  # float [B, C, H, W], normalised, on device
     targets: torch.Tensor  # int64 [B], on device
     ids: torch.Tensor  # int64 [B], on device
+    # [B, C] class probabilities of a mixed batch (mixup / cutmix), else None: CE uses them when present
+    soft_targets: torch.Tensor | None = None
 
 
-def step_generator(seed: int, epoch: int, step: int) -> torch.Generator:
-    """The RNG of one training step, derived from (seed, epoch, step) alone.
+def step_seed(seed: int, epoch: int, step: int, rank: int = 0, stream: str = "augment") -> int:
+    """A 63-bit seed for one (seed, epoch, step, rank) and one use of it, from a hash.
+
+    A hash, not a linear formula: no two runs, epochs, steps, ranks or streams (augmentation,
+    dropout, mixing) share a seed, so adjacent seeds never replay each other's draws.
+    """
+    key = f"{stream}:{seed}:{epoch}:{step}:{rank}".encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
+
+
+def step_generator(seed: int, epoch: int, step: int, rank: int = 0, stream: str = "augment") -> torch.Generator:
+    """The RNG of one training step on one rank, derived from (seed, epoch, step, rank) alone.
 
     Deriving it instead of carrying one stream through the run makes a resumed
-    run draw exactly the augmentations the uninterrupted run would have drawn.
+    run draw exactly the augmentations the uninterrupted run would have drawn;
+    each torchrun rank draws its own.
     """
-    return torch.Generator().manual_seed((seed * 1_000_003 + epoch * 100_003 + step) % (2**63))
+    return torch.Generator().manual_seed(step_seed(seed, epoch, step, rank, stream))
 
 
 def normalize(images_u8: torch.Tensor, info: DatasetInfo) -> torch.Tensor:
@@ -423,6 +436,40 @@ def augment_batch(images: torch.Tensor, spec: AugmentSpec, gen: torch.Generator)
         flip = (torch.rand(b, generator=gen) < 0.5).to(images.device)[:, None, None, None]
         images = torch.where(flip, images.flip(3), images)
     return images
+
+
+def mix_batch(batch: Batch, num_classes: int, *, mixup: float, cutmix: float, mix_prob: float = 1.0,
+              switch_prob: float = 0.5, seed: int) -> Batch:
+    """MixUp or CutMix of a whole batch with the batch reversed (timm's batch mode), from ``seed`` alone.
+
+    With probability ``mix_prob`` the batch is mixed: by CutMix with probability ``switch_prob`` when both
+    concentrations are > 0, else by the one that is. The mixing weight is ``lam ~ Beta(a, a)`` (for CutMix,
+    the share of the image left uncut). Returns the mixed images, ``soft_targets`` [B, C] =
+    ``lam * onehot(y) + (1 - lam) * onehot(y reversed)``, and as ``targets`` the label with the larger share.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    if (mixup <= 0 and cutmix <= 0) or rng.random() >= mix_prob:
+        return batch
+    use_cutmix = cutmix > 0 and (mixup <= 0 or rng.random() < switch_prob)
+    lam = float(rng.beta(cutmix, cutmix) if use_cutmix else rng.beta(mixup, mixup))
+    images, partner = batch.images, batch.images.flip(0)
+    if use_cutmix:
+        h, w = images.shape[-2:]
+        cut_h, cut_w = int(h * math.sqrt(1.0 - lam)), int(w * math.sqrt(1.0 - lam))
+        cy, cx = int(rng.integers(h)), int(rng.integers(w))
+        y1, y2 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, h)
+        x1, x2 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, w)
+        images = images.clone()
+        images[..., y1:y2, x1:x2] = partner[..., y1:y2, x1:x2]
+        lam = 1.0 - (y2 - y1) * (x2 - x1) / (h * w)  # the share actually kept
+    else:
+        images = lam * images + (1.0 - lam) * partner
+    one_hot = torch.nn.functional.one_hot(batch.targets, num_classes).float()
+    soft = lam * one_hot + (1.0 - lam) * one_hot.flip(0)
+    targets = batch.targets if lam >= 0.5 else batch.targets.flip(0)
+    return Batch(images, targets, batch.ids, soft)
 
 
 def shard_indices(n: int, rank: int, world: int) -> torch.Tensor:
@@ -455,7 +502,7 @@ def train_batches(
     for step in range(start_step, steps):
         idx = order[step * batch_size : (step + 1) * batch_size]
         images = split.images[idx].to(device, non_blocking=True)
-        images = augment_batch(images, info.augment, step_generator(seed, epoch, step))
+        images = augment_batch(images, info.augment, step_generator(seed, epoch, step, rank))
         x = normalize(images, info)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

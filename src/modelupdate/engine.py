@@ -30,7 +30,8 @@ from torch import nn
 
 from .checkpoint import atomic_write_bytes, read_safetensors, state_dict_error, unwrap
 from .config import TrainConfig
-from .data import Batch, Dataset, DatasetInfo, Split, eval_batches, train_batches, train_order
+from .data import (Batch, Dataset, DatasetInfo, Split, eval_batches, mix_batch, step_seed, train_batches,
+                   train_order)
 from .errors import CheckpointError, ConfigError, TrainingDiverged
 
 Event = dict[str, Any]
@@ -189,10 +190,15 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=lr)
 
 
+def batch_cross_entropy(logits: torch.Tensor, batch: Batch, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Per-sample CE [B] against the batch's labels, or its mixed soft targets where it has them."""
+    targets = batch.soft_targets if batch.soft_targets is not None else batch.targets
+    return F.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing, reduction="none")
+
+
 def cross_entropy_objective(label_smoothing: float = 0.0) -> Objective:
     def objective(logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        loss = F.cross_entropy(logits.float(), batch.targets, label_smoothing=label_smoothing)
-        return loss, {}
+        return batch_cross_entropy(logits, batch, label_smoothing).mean(), {}
 
     return objective
 
@@ -425,23 +431,28 @@ def fit(
                 lr = lr_at(global_step, total_steps, warmup_steps, base_lr)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                torch.manual_seed((cfg.seed * 7_919 + global_step) % (2**63))  # dropout etc., resumable
+                torch.manual_seed(step_seed(cfg.seed, epoch, step, runtime.rank, "dropout"))  # resumable
                 if prepare_batch is not None:
                     batch = prepare_batch(batch)
+                if cfg.mixup > 0 or cfg.cutmix > 0:  # the reference, in the objective, sees the mixed batch
+                    batch = mix_batch(batch, data.info.num_classes, mixup=cfg.mixup, cutmix=cfg.cutmix,
+                                      mix_prob=cfg.mix_prob, switch_prob=cfg.mix_switch_prob,
+                                      seed=step_seed(cfg.seed, epoch, step, runtime.rank, "mix"))
                 with runtime.autocast():
                     logits = train_model(batch.images)
                     loss, parts = objective(logits, batch)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
-                if cfg.clip_grad_norm:
-                    scaler.unscale_(optimizer)  # clip the true gradients, not fp16-scaled ones
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+                log_now = (step + 1) % 20 == 0 or step + 1 == steps_per_epoch
+                grad_norm = None
+                if cfg.clip_grad_norm or log_now:
+                    scaler.unscale_(optimizer)  # the true gradients, not fp16-scaled ones
+                    grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm or math.inf)
                 scaler.step(optimizer)
                 scaler.update()
                 loss_sum += loss.detach()
                 loss_count += 1
                 images_seen += batch.targets.shape[0] * runtime.world
-                log_now = (step + 1) % 20 == 0 or step + 1 == steps_per_epoch
                 save_now = bool(cfg.checkpoint_every) and (global_step + 1) % cfg.checkpoint_every == 0 \
                     and step + 1 < steps_per_epoch
                 # Under torchrun every rank must stop at the same step (a rank that leaves the loop alone
@@ -463,7 +474,8 @@ def fit(
                     elapsed = time.perf_counter() - t_start
                     emit({"type": "step", "epoch": epoch, "step": step + 1, "steps_per_epoch": steps_per_epoch,
                           "global_step": global_step + 1, "total_steps": total_steps, "loss": mean_loss, "lr": lr,
-                          "images_per_second": images_seen / max(elapsed, 1e-9)}
+                          "images_per_second": images_seen / max(elapsed, 1e-9),
+                          "grad_norm": float(grad_norm)}  # this rank's, before clipping
                          | {k: float(v) for k, v in parts.items()})
                 if save_now or stopping:
                     # each rank resumes from 1/world of the pooled sums: pooled again, they are these
@@ -499,7 +511,8 @@ def fit(
 
 # What makes two runs the same training recipe: a resumed run must match the interrupted one on these.
 RECIPE_KEYS = ("arch", "arch_args", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay",
-               "label_smoothing", "warmup_epochs", "clip_grad_norm", "seed")
+               "label_smoothing", "warmup_epochs", "clip_grad_norm", "seed", "dropout", "mixup", "cutmix",
+               "mix_prob", "mix_switch_prob")
 
 
 def check_same_recipe(saved: dict[str, Any], cfg: TrainConfig, state_path: Path) -> None:

@@ -89,10 +89,14 @@ def ldi_loss(
     p: float = 2.0,
     topk: int | None = None,
     exclude_target: bool = False,
+    weighting: str = "uniform",
 ) -> Tensor:
     """Logit Difference Inhibition, one value per sample.
 
-    ``l_i = mean_{k in S(i)} max(|z_ik - r_ik| - xi, 0) ** p``
+    ``l_i = mean_{k in S(i)} max(|z_ik - r_ik| - xi, 0) ** p`` (``weighting="uniform"``), or with
+    ``weighting="softmax"`` the mean weighted by the reference's probabilities ``q_ik = softmax(r_i)_k``:
+    ``l_i = sum_{k in S(i)} q_ik d_ik / sum_{k in S(i)} q_ik``, so the classes the reference
+    considers likely (where a prediction can flip) count most.
 
     Args:
         student_logits: ``z``, ``[B, C]``.
@@ -106,6 +110,7 @@ def ldi_loss(
             every class.
         exclude_target: leave the true class out of ``S(i)``, so the student
             stays free to raise its target logit.
+        weighting: ``"uniform"`` or ``"softmax"`` (see above).
 
     Returns:
         ``[B]`` loss per sample, float32 (float64 for float64 inputs). A sample
@@ -120,6 +125,8 @@ def ldi_loss(
         raise ValueError(f"p (the LDI exponent) must be > 0, got {p}")
     if topk is not None and topk < 1:
         raise ValueError(f"topk must be a positive number of classes or None, got {topk}")
+    if weighting not in ("uniform", "softmax"):
+        raise ValueError(f"weighting must be 'uniform' or 'softmax', got {weighting!r}")
 
     student = _at_least_float32(student_logits)
     reference = _at_least_float32(reference_logits.detach()).to(student.dtype)
@@ -133,6 +140,10 @@ def ldi_loss(
 
     in_set = _ldi_class_mask(student, reference, targets, topk=topk, exclude_target=exclude_target)
     weights = in_set.to(term.dtype)
+    if weighting == "softmax":
+        weights = weights * reference.softmax(dim=1)
+        # an empty S(i) has zero weights: the sample's loss is 0, as in the uniform case
+        return (term * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=torch.finfo(term.dtype).tiny)
     count = weights.sum(dim=1)
     # clamp(min=1): an empty S(i) has a zero sum, so the sample's loss is 0.
     return (term * weights).sum(dim=1) / count.clamp(min=1)

@@ -173,5 +173,18 @@ register("convnext_tiny", "torchvision convnext_tiny; 1x1 stride-1 patchify stem
     _features_stem("convnext_tiny", 1, 1))
 
 
+def set_dropout(model: nn.Module, p: float) -> int:
+    """Set the train-time drop probability of every dropout layer (``nn.Dropout*`` and torchvision's
+    ``StochasticDepth``) in ``model`` to ``p``; returns how many layers were set. Eval mode is unchanged."""
+    from torchvision.ops import StochasticDepth
+
+    count = 0
+    for module in model.modules():
+        if isinstance(module, (nn.modules.dropout._DropoutNd, StochasticDepth)):
+            module.p = p
+            count += 1
+    return count
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

@@ -52,13 +52,13 @@ def log_path_for(out: Path) -> Path:
 
 
 class JsonlLog:
-    """Per-epoch JSON lines beside the checkpoint (rank 0 only); forwards every event."""
+    """Per-step and per-epoch JSON lines beside the checkpoint (rank 0 only); forwards every event."""
 
     def __init__(self, path: Path | None, forward: EventHandler | None, extra: dict[str, Any] | None = None):
         self.path, self.forward, self.extra = path, forward, extra or {}
 
     def __call__(self, event: dict[str, Any]) -> None:
-        if self.path is not None and event.get("type") in ("epoch", "resume", "done"):
+        if self.path is not None and event.get("type") in ("step", "epoch", "resume", "done"):
             try:
                 with open(self.path, "a") as f:
                     f.write(json.dumps(self.extra | event, sort_keys=True) + "\n")
@@ -121,10 +121,12 @@ def train_one(data: Dataset, data_cfg: DataConfig, cfg: TrainConfig, runtime: Ru
     """
     from ..checkpoint import save_model
     from ..engine import fit
-    from ..models import build_model
+    from ..models import build_model, set_dropout
 
     info = data.info
     model = seeded_model(lambda: build_model(cfg.arch, info.num_classes, info.input_shape, cfg.arch_args), cfg.seed)
+    if cfg.dropout is not None:
+        set_dropout(model, cfg.dropout)
     extra = {"member_label": label} if label else {}
     log = JsonlLog(log_path_for(out) if runtime.is_main else None, on_event if runtime.is_main else None, extra)
 

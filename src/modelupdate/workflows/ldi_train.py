@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import save as st_save
 
 from .. import losses
 from ..checkpoint import LoadedModel, atomic_write_bytes, check_compatible, load_checkpoint, read_safetensors
-from ..config import DataConfig, TrainConfig, UpdateConfig, with_method_clip
+from ..config import DataConfig, TrainConfig, UpdateConfig, with_method_defaults
 from ..data import Batch, Dataset, load_dataset
-from ..engine import EventHandler, Runtime, all_reduce_sum, predict_logits, setup_runtime
+from ..engine import EventHandler, Runtime, all_reduce_sum, batch_cross_entropy, predict_logits, setup_runtime
 from ..errors import ConfigError, MismatchError
 from ..reference import CachedReference
 from .common import TrainedModel, check_arch, check_output_path, train_one
@@ -33,7 +32,7 @@ def ldi_train(data_cfg: DataConfig, cfg: TrainConfig, update_cfg: UpdateConfig, 
               resume: bool = False, on_event: EventHandler | None = None) -> TrainedModel:
     out = Path(out)
     ucfg = update_cfg.resolved()
-    cfg = with_method_clip(cfg, ucfg.method)
+    cfg = with_method_defaults(cfg, ucfg.method)
     _check_method_inputs(ucfg.method, old, reference, reference_cache)
     check_output_path(out, resume=resume)
     runtime = setup_runtime(cfg)
@@ -113,13 +112,13 @@ def make_objective(ucfg: UpdateConfig, teacher: LoadedModel | None, cache: Cache
 
     def objective(logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         logits = logits.float()
-        ce = F.cross_entropy(logits, batch.targets, label_smoothing=label_smoothing, reduction="none")
+        ce = batch_cross_entropy(logits, batch, label_smoothing)
         if method == "ce":
             return ce.mean(), {}
         t = teacher_logits(batch)
         if method in ("elodi", "ldi-old"):
             aux = losses.ldi_loss(logits, t, batch.targets, xi=float(ucfg.xi), p=ucfg.p, topk=ucfg.topk,
-                                  exclude_target=bool(ucfg.exclude_target))
+                                  exclude_target=bool(ucfg.exclude_target), weighting=ucfg.weighting)
         elif method == "kd":
             aux = losses.kd_loss(logits, t, tau=float(ucfg.tau))
         elif method in ("fd-kl", "fd-lm"):
@@ -127,7 +126,7 @@ def make_objective(ucfg: UpdateConfig, teacher: LoadedModel | None, cache: Cache
                                                  distance=method[3:], tau=float(ucfg.tau))
         else:  # new-error: (1-α)·CE on all + α·CE on the samples the old model gets right
             aux = ce * (t.argmax(1) == batch.targets).float()
-        return losses.combined_objective(ce, aux, alpha), {"aux": aux.detach().mean()}
+        return losses.combined_objective(ce, aux, alpha), {"ce": ce.detach().mean(), "aux": aux.detach().mean()}
 
     return objective
 
