@@ -43,6 +43,8 @@ ELODI_VARIANTS = {
 }
 # How much higher than plain ce's validation ER an ELODI variant may be and still be chosen on its NFR.
 ER_SLACK = 0.001
+# The mixing tried at the longer schedule (timm's scheme: one of the two per batch, lighter mixup here)
+MIX = ["--mixup", "0.2", "--cutmix", "1.0"]
 PARAGONS = {"reference": "paragon (reference ensemble)"}
 # Methods whose new model is trained against the old model.
 NEEDS_OLD = ("ldi-old", "kd", "fd-lm")
@@ -113,15 +115,59 @@ def plan(a: argparse.Namespace) -> list[tuple[str, list[str], Path]]:
     return runs
 
 
+def plan_schedule(a: argparse.Namespace) -> list[tuple[str, list[str], Path]]:
+    """The schedule study (validation only for its choices, test reported beside the final table): the
+    same protocol at twice the epochs, ELODI with the variant chosen at the final budget (no new choice),
+    against the final reference and against a reference whose members had the longer schedule too; and
+    whether mixup/cutmix helps either method at the longer schedule (seed 0)."""
+    final, out = Path(a.out), Path(a.schedule_out)
+    epochs = str(2 * a.epochs)
+    common = ["--data", a.data, "--epochs", epochs, "--quiet", "--resume"]
+    runs: list[tuple[str, list[str], Path]] = []
+
+    def add(name: str, args: list[str]) -> None:
+        path = out / f"{name}.safetensors"
+        runs.append((f"e{epochs}/{name}", CLI + args + common + ["--out", str(path)], path))
+
+    old, ref = str(final / "old.safetensors"), str(final / "reference.safetensors")
+    for seed in range(a.seeds):
+        add(f"ce-s{seed}", ["ldi-train", "--method", "ce", "--old", old, "--arch", a.new_arch, "--seed", str(seed)]
+            + NO_DROPOUT)
+        add(f"elodi-s{seed}", ["ldi-train", "--method", "elodi", "--old", old, "--reference", ref,
+                               "--arch", a.new_arch, "--seed", str(seed), CHOSEN])
+    half = a.members // 2
+    for part, first_seed in (("a", 100), ("b", 100 + half)):
+        add(f"reference-{part}", ["ensemble-train", "--arch", a.new_arch, "--members",
+                                  str(half if part == "a" else a.members - half), "--seed", str(first_seed)]
+            + NO_DROPOUT)
+    ref_long = out / "reference.safetensors"
+    runs.append((f"e{epochs}/reference", [sys.executable, str(ROOT / "scripts" / "merge_ensembles.py"),
+                                          str(out / "reference-a.safetensors"), str(out / "reference-b.safetensors"),
+                                          "--out", str(ref_long)], ref_long))
+    add("elodi-ref-long-s0", ["ldi-train", "--method", "elodi", "--old", old, "--reference", str(ref_long),
+                              "--arch", a.new_arch, "--seed", "0", CHOSEN])
+    add("ce-mix-s0", ["ldi-train", "--method", "ce", "--old", old, "--arch", a.new_arch, "--seed", "0"]
+        + NO_DROPOUT + MIX)
+    add("elodi-mix-s0", ["ldi-train", "--method", "elodi", "--old", old, "--reference", ref,
+                         "--arch", a.new_arch, "--seed", "0", CHOSEN] + MIX)
+    return runs
+
+
 def shown(cmd: list[str]) -> str:
     """A step's command as a user would type it (`modelupdate ...` for the CLI)."""
     return " ".join(shlex.quote(c) for c in (["modelupdate"] + cmd[3:] if cmd[:3] == CLI else cmd))
 
 
+def text_log(path: Path) -> Path:
+    """A step's console output, beside its checkpoint."""
+    return path.with_name(path.name.removesuffix(".safetensors") + ".log")
+
+
 def run_all(runs: list[tuple[str, list[str], Path]], log_dir: Path, jobs: int = 1) -> list[str]:
     """Run every missing step; with jobs > 1, independent steps run side by side (one thread each).
 
-    A step waits for the checkpoints its command reads (--old, --reference).
+    A step waits for the checkpoints its command reads (--old, --reference); ``log_dir`` holds the
+    runs the ELODI variant is chosen on.
     """
     import threading
 
@@ -171,12 +217,12 @@ def run_all(runs: list[tuple[str, list[str], Path]], log_dir: Path, jobs: int = 
                 print(f"[pick] ELODI variant {variant!r} (validation split rule)", flush=True)
             print(f"[run ] {name}: {shown(cmd)}", flush=True)
             t0 = time.time()
-            with open(log_dir / f"{name}.log", "a") as log:
+            with open(text_log(path), "a") as log:
                 rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
             with lock:
                 running[0] -= 1
                 if rc != 0:  # report it, and go on with the steps that do not need it
-                    failed.append(f"{name} failed with exit code {rc}; see {log_dir / (name + '.log')}")
+                    failed.append(f"{name} failed with exit code {rc}; see {text_log(path)}")
             print(f"[fail] {name}: exit code {rc}" if rc else f"[done] {name}: {time.time() - t0:.0f} s", flush=True)
 
     threads = [threading.Thread(target=worker) for _ in range(max(1, jobs))]
@@ -209,10 +255,9 @@ def mean_std(values: list[float]) -> dict:
             "n": len(values), "values": values}
 
 
-def summarise(a: argparse.Namespace, runs) -> dict:
+def summarise(a: argparse.Namespace, runs, schedule_runs) -> dict:
     from modelupdate.config import DataConfig
     from modelupdate.data import load_dataset
-    from modelupdate.metrics import flip_summary
 
     out = Path(a.out)
     data = load_dataset(DataConfig(name=a.data))
@@ -224,34 +269,40 @@ def summarise(a: argparse.Namespace, runs) -> dict:
     except (FileNotFoundError, KeyError, IndexError):
         chosen = None
     result["elodi_variant"] = {"chosen": chosen, "variants": ELODI_VARIANTS, "er_slack": ER_SLACK}
-    cpu_seconds = 0.0
-    for _, _, path in runs:
-        if path.exists():
-            meta = test_predictions(path, data, cache)[2]
-            cpu_seconds += float(meta.metrics.get("train_seconds") or 0.0)
-    result["train_seconds_total"] = cpu_seconds
-    old_pred, targets, _ = test_predictions(out / "old.safetensors", data, cache)
+    everything = runs + schedule_runs
+    result["train_seconds_total"] = sum(float(test_predictions(path, data, cache)[2].metrics.get("train_seconds")
+                                              or 0.0) for _, _, path in everything if path.exists())
+    old = out / "old.safetensors"
+    result["scenarios"]["old"] = test_table([p for _, _, p in runs] + [out / "elodi-s0.safetensors"], old, data,
+                                            cache)
+    if schedule_runs:
+        result["schedule"] = test_table([p for _, _, p in schedule_runs], old, data, cache) | {
+            "epochs": 2 * a.epochs}
+    result["validation"] = validation_table(everything)
+    return result
+
+
+def test_table(paths: list[Path], old: Path, data, cache: dict) -> dict:
+    """Test ER / NFR against ``old`` of every finished run, grouped by method (the file name less -sN)."""
+    from modelupdate.metrics import flip_summary
+
+    old_pred, targets, _ = test_predictions(old, data, cache)
+    variants = {f"elodi-{v}" for v in ELODI_VARIANTS}  # their seed 0 counts once, as elodi-s0
     rows: dict[str, dict] = {}
-    names = [name for name, _, _ in runs] + ["elodi-s0"]
-    for name in sorted(names, key=lambda n: (n.rsplit("-s", 1)[0], n)):
-        path = out / f"{name}.safetensors"
+    for path in sorted(set(paths), key=lambda p: (p.stem.rsplit("-s", 1)[0], p.stem)):
+        name = path.name.removesuffix(".safetensors")
         method = PARAGONS.get(name, name.rsplit("-s", 1)[0])
-        if name == "old" or name.startswith("reference-") or method.startswith("elodi-") or not path.exists():
-            continue  # the variants' seed 0 counts once, as elodi-s0
-        new_pred, _, _ = test_predictions(path, data, cache)
-        s = flip_summary(old_pred, new_pred, targets)
+        if name == "old" or name.startswith("reference-") or method in variants or not path.exists():
+            continue
+        s = flip_summary(old_pred, test_predictions(path, data, cache)[0], targets)
         row = rows.setdefault(method, {"er": [], "nfr": [], "neg_flips": [], "runs": []})
         row["er"].append(100 * s.er_new.value)
         row["nfr"].append(100 * s.nfr.value)
         row["neg_flips"].append(s.counts.negative_flips)
         row["runs"].append(name)
-    result["scenarios"]["old"] = {
-        "old_error_rate": 100 * float((old_pred != targets).mean()),
-        "methods": {m: {"er": mean_std(r["er"]), "nfr": mean_std(r["nfr"]), "neg_flips": r["neg_flips"],
-                        "runs": r["runs"]} for m, r in rows.items()},
-    }
-    result["validation"] = validation_table(runs)
-    return result
+    return {"old_error_rate": 100 * float((old_pred != targets).mean()),
+            "methods": {m: {"er": mean_std(r["er"]), "nfr": mean_std(r["nfr"]), "neg_flips": r["neg_flips"],
+                            "runs": r["runs"]} for m, r in rows.items()}}
 
 
 def validation_table(runs) -> dict:
@@ -270,8 +321,12 @@ def validation_table(runs) -> dict:
 def markdown(result: dict) -> str:
     lines = [f"Fashion-MNIST, test split (10,000 images); {result['epochs']} epochs for every single model; "
              f"reference = {result['members']} members. Mean ± std over seeds (n = seeds)."]
-    for old_name, sc in result["scenarios"].items():
-        lines += ["", f"### Old model: `{old_name}` (test ER {sc['old_error_rate']:.2f}%)", "",
+    tables = [(f"Old model: `{name}` (test ER {sc['old_error_rate']:.2f}%)", sc)
+              for name, sc in result["scenarios"].items()]
+    if "schedule" in result:
+        tables.append((f"Schedule study: {result['schedule']['epochs']} epochs", result["schedule"]))
+    for title, sc in tables:
+        lines += ["", f"### {title}", "",
                   "| method | n | ER % | NFR % | negative flips |", "|---|---|---|---|---|"]
         for method, r in sc["methods"].items():
             lines.append(f"| {method} | {r['er']['n']} | {r['er']['mean']:.2f} ± {r['er']['std']:.2f} | "
@@ -294,6 +349,9 @@ def main() -> None:
     p.add_argument("--baseline-seeds", type=int, default=2, help="seeds of kd, fd-lm, ldi-old")
     p.add_argument("--old-arch", default="cnn-s")
     p.add_argument("--new-arch", default="cnn-m")
+    p.add_argument("--schedule-out", default="results/fashion-mnist/e20",
+                   help="the schedule study (twice the epochs) goes here")
+    p.add_argument("--no-schedule-study", dest="schedule_study", action="store_false")
     p.add_argument("--jobs", type=int, default=1, help="steps run side by side (1 thread each when > 1)")
     p.add_argument("--summary-only", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="print the commands only")
@@ -301,12 +359,16 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     runs = plan(a)
+    schedule_runs = plan_schedule(a) if a.schedule_study else []
+    if schedule_runs:
+        Path(a.schedule_out).mkdir(parents=True, exist_ok=True)
     if a.dry_run:
-        for name, cmd, _ in runs:
+        for name, cmd, _ in runs + schedule_runs:
             print(f"{name}: {shown(cmd)}")
         return
-    failed = [] if a.summary_only else run_all(runs, out, a.jobs)
-    result = summarise(a, runs)
+    # the final protocol first; the schedule study after it (its ELODI variant is the final one's)
+    failed = [] if a.summary_only else run_all(runs + schedule_runs, out, a.jobs)
+    result = summarise(a, runs, schedule_runs)
     (out / "results.json").write_text(json.dumps(result, indent=2))
     (out / "results.md").write_text(markdown(result))
     print(markdown(result))

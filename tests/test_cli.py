@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import pytest
@@ -65,7 +66,12 @@ def test_train_end_to_end_with_defaults(run_cli, tmp_path):
     assert meta.metrics["test_error_rate"] < 0.5
     assert meta.metrics["test_correct"] == round((1 - meta.metrics["test_error_rate"]) * 256)
     log = [json.loads(line) for line in (tmp_path / "old.log.jsonl").read_text().splitlines()]
-    assert [e["type"] for e in log] == ["epoch", "epoch", "done"]
+    # 14 steps an epoch: one step record (the epoch's last step), then the epoch's record
+    assert [e["type"] for e in log] == ["step", "epoch", "step", "epoch", "done"]
+    steps = [e for e in log if e["type"] == "step"]
+    assert [e["global_step"] for e in steps] == [14, 28]
+    assert all(e["grad_norm"] > 0 and math.isfinite(e["grad_norm"]) for e in steps)
+    log = [e for e in log if e["type"] != "step"]
     assert [e["epoch"] for e in log[:2]] == [1, 2]
     assert log[-1]["test_error_rate"] == meta.metrics["test_error_rate"]
     assert not (tmp_path / "old.state.safetensors").exists(), "the resumable state is removed after success"

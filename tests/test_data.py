@@ -334,3 +334,84 @@ def test_eval_batches_over_ranks_cover_the_split_once():
             assert batch.images.dtype == torch.float32
             ids += batch.ids.tolist()
     assert ids == list(range(64))
+
+
+# --------------------------------------------------------------------------- step seeds and mixing
+
+
+def test_step_seeds_never_collide_across_seeds_epochs_steps_ranks_and_streams():
+    from modelupdate.data import step_seed
+
+    # the old linear formula gave seed s at epoch 10, step j the seed of s+1 at epoch 0, step j+27
+    assert step_seed(0, 10, 5) != step_seed(1, 0, 32)
+    keys = [(s, e, j, r, stream) for s in range(3) for e in range(3) for j in range(40) for r in range(2)
+            for stream in ("augment", "dropout", "mix")]
+    seeds = {step_seed(*k) for k in keys}
+    assert len(seeds) == len(keys)
+    assert all(0 <= x < 2**63 for x in seeds)
+    assert step_seed(3, 1, 7, 1, "mix") == step_seed(3, 1, 7, 1, "mix")  # a pure function: resume replays it
+
+
+def test_each_rank_draws_its_own_augmentation():
+    from modelupdate.data import step_generator
+
+    images = torch.arange(16 * 36, dtype=torch.uint8).reshape(16, 1, 6, 6)
+    spec = AugmentSpec(pad=2, hflip=True)
+    rank0 = augment_batch(images, spec, step_generator(0, 0, 3, rank=0))
+    rank1 = augment_batch(images, spec, step_generator(0, 0, 3, rank=1))
+    again = augment_batch(images, spec, step_generator(0, 0, 3, rank=0))
+    assert torch.equal(rank0, again) and not torch.equal(rank0, rank1)
+
+
+def _mix_input(b: int = 6, c: int = 3):
+    from modelupdate.data import Batch
+
+    images = torch.arange(b * 2 * 4 * 4, dtype=torch.float32).reshape(b, 2, 4, 4)
+    return Batch(images, torch.arange(b) % c, torch.arange(b)), c
+
+
+def test_mixup_mixes_each_image_with_its_mirror_in_the_batch_and_the_targets_alike():
+    import numpy as np
+
+    from modelupdate.data import mix_batch
+
+    batch, c = _mix_input()
+    mixed = mix_batch(batch, c, mixup=0.4, cutmix=0.0, seed=11)
+    rng = np.random.default_rng(11)
+    rng.random()  # the mix_prob draw
+    lam = float(rng.beta(0.4, 0.4))
+    torch.testing.assert_close(mixed.images, lam * batch.images + (1 - lam) * batch.images.flip(0))
+    one_hot = torch.nn.functional.one_hot(batch.targets, c).float()
+    torch.testing.assert_close(mixed.soft_targets, lam * one_hot + (1 - lam) * one_hot.flip(0))
+    torch.testing.assert_close(mixed.soft_targets.sum(1), torch.ones(6))
+    assert torch.equal(mixed.targets, batch.targets if lam >= 0.5 else batch.targets.flip(0))
+    assert torch.equal(mixed.ids, batch.ids)
+    again = mix_batch(batch, c, mixup=0.4, cutmix=0.0, seed=11)
+    assert torch.equal(again.images, mixed.images)
+    assert not torch.equal(mix_batch(batch, c, mixup=0.4, cutmix=0.0, seed=12).images, mixed.images)
+
+
+def test_cutmix_pastes_a_box_of_the_mirror_image_and_weights_targets_by_its_area():
+    from modelupdate.data import mix_batch
+
+    batch, c = _mix_input()
+    for seed in range(20):
+        mixed = mix_batch(batch, c, mixup=0.0, cutmix=1.0, seed=seed)
+        from_partner = (mixed.images == batch.images.flip(0)) & (mixed.images != batch.images)
+        pasted = from_partner[0, 0]  # [H, W]: the box, the same for every image and channel
+        assert torch.equal(from_partner, pasted.expand_as(from_partner))
+        kept = 1.0 - float(pasted.float().mean())
+        lam = float(mixed.soft_targets[0, batch.targets[0]])  # image 0 and its mirror have other labels
+        assert lam == pytest.approx(kept)
+        assert torch.equal(mixed.images[~from_partner], batch.images[~from_partner])
+
+
+def test_mixing_off_or_skipped_leaves_the_batch_untouched():
+    from modelupdate.data import mix_batch
+
+    batch, c = _mix_input()
+    assert mix_batch(batch, c, mixup=0.0, cutmix=0.0, seed=0) is batch
+    assert mix_batch(batch, c, mixup=1.0, cutmix=1.0, mix_prob=0.0, seed=0) is batch
+    # switch_prob 1: always cutmix, so the images keep their values (no blend)
+    mixed = mix_batch(batch, c, mixup=1.0, cutmix=1.0, switch_prob=1.0, seed=3)
+    assert set(mixed.images.unique().tolist()) <= set(batch.images.unique().tolist())

@@ -234,3 +234,24 @@ def test_combined_objective_by_hand() -> None:
     result = combined_objective(torch.tensor([1.0, 3.0]), torch.tensor([2.0, 4.0]), 0.25)
     assert result.dim() == 0
     assert result.item() == pytest.approx(2.25)
+
+
+def test_ldi_softmax_weighting_weights_each_class_by_the_reference_probability() -> None:
+    # one sample, C=3: r = [ln 2, 0, 0] -> softmax q = [2/4, 1/4, 1/4]; z - r = [1, 2, 0]
+    # squared: [1, 4, 0]; weighted mean = (1/2·1 + 1/4·4 + 1/4·0) / 1 = 1.5 (uniform mean: 5/3)
+    r = torch.tensor([[LN2, 0.0, 0.0]])
+    z = r + torch.tensor([[1.0, 2.0, 0.0]])
+    y = torch.tensor([0])
+    close(ldi_loss(z, r, y, weighting="softmax"), [1.5])
+    close(ldi_loss(z, r, y), [5.0 / 3.0])
+    # true class (0) left out: (1/4·4 + 1/4·0) / (1/2) = 2.0
+    close(ldi_loss(z, r, y, weighting="softmax", exclude_target=True), [2.0])
+    with pytest.raises(ValueError, match="weighting"):
+        ldi_loss(z, r, y, weighting="max")
+
+
+def test_ldi_softmax_weighting_gradient_does_not_reach_the_reference() -> None:
+    r = torch.tensor([[1.0, 0.0, -1.0]], requires_grad=True)
+    z = torch.zeros(1, 3, requires_grad=True)
+    ldi_loss(z, r, torch.tensor([0]), weighting="softmax").sum().backward()
+    assert r.grad is None and z.grad is not None and torch.isfinite(z.grad).all()

@@ -72,7 +72,7 @@ def test_arch_args_are_passed_to_the_factory():
     convs = [m for m in wide.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [c.out_channels for c in convs] == [32, 64]  # stages (width, 2 * width)
     assert [m for m in wide.modules() if isinstance(m, torch.nn.Linear)][-1].out_features == 10
-    with pytest.raises(ConfigError, match="bad architecture arguments"):
+    with pytest.raises(ConfigError, match="takes no argument .depth."):
         build_model("cnn-s", 10, (1, 28, 28), {"depth": 3})
 
 
@@ -120,3 +120,22 @@ def test_small_input_stem_keeps_resolution():
     assert isinstance(model.maxpool, torch.nn.Identity)
     assert model.conv1.in_channels == 3
     assert build_model("resnet18", 10, (1, 28, 28)).conv1.in_channels == 1
+
+
+@pytest.mark.parametrize("arch, at_least", [("cnn-m", 1), ("mobilenet_v3_small", 1), ("efficientnet_b0", 2)])
+def test_set_dropout_turns_off_every_dropout_layer(arch, at_least):
+    """cnn-m's head, MobileNet's classifier, EfficientNet's classifier and stochastic depth."""
+    from modelupdate.models import set_dropout
+
+    model = build_model(arch, 5, (3, 32, 32)).train()
+    assert set_dropout(model, 0.0) >= at_least
+    x = torch.randn(4, 3, 32, 32)
+    torch.manual_seed(1)
+    first = model(x)
+    torch.manual_seed(2)
+    assert torch.equal(first, model(x)), "train mode is deterministic once dropout is off"
+    plain = build_model("cnn-m", 5, (3, 32, 32)).train()
+    torch.manual_seed(1)
+    a = plain(x)
+    torch.manual_seed(2)
+    assert not torch.equal(a, plain(x)), "cnn-m keeps its dropout unless told"

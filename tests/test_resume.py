@@ -207,3 +207,11 @@ def test_a_left_over_state_is_refused_without_resume_and_kept(tmp_path, command,
     assert result.exit_code == 2, result.output
     assert "--resume" in result.stderr and str(thing) in result.stderr and "Traceback" not in result.stderr
     assert thing.exists() and sorted(p.name for p in tmp_path.iterdir()) == [left_over]
+
+
+def test_ldi_train_with_mixup_and_cutmix_killed_mid_epoch_resumes_to_identical_weights(tmp_path, reference):
+    command = ["ldi-train", "--method", "elodi", "--reference", reference, "--arch", "tiny", "--mixup", "0.4",
+               "--cutmix", "1.0", *COMMON]
+    full, resumed, _ = kill_and_resume(tmp_path, command, "m.state.safetensors")
+    assert_same_weights(full, resumed)
+    assert json.loads(load_meta(resumed)["config"])["train"]["mixup"] == 0.4

@@ -25,7 +25,7 @@ from torch import nn
 from . import __version__
 from .atomic import atomic_write_bytes  # noqa: F401  (re-exported: the one atomic writer)
 from .errors import CheckpointError, MismatchError
-from .models import build_model
+from .models import build_model, check_arch_allowed
 
 MODEL_FORMAT = "modelupdate-model/1"
 ENSEMBLE_FORMAT = "modelupdate-ensemble/1"
@@ -259,11 +259,17 @@ class LoadedModel:
     sha256: str
 
 
-def load_checkpoint(path: str | Path, *, ensemble_mode: str = "auto") -> LoadedModel:
-    """Read, validate and rebuild a model or ensemble checkpoint (eval mode, CPU)."""
+def load_checkpoint(path: str | Path, *, ensemble_mode: str = "auto", trusted_arch: str | None = None) -> LoadedModel:
+    """Read, validate and rebuild a model or ensemble checkpoint (eval mode, CPU).
+
+    The file's ``arch`` must be registered or inside a module the user allowed (``trusted_arch``: the
+    one the user's own command named, e.g. for an ensemble's members it wrote itself).
+    """
     path = Path(path)
     tensors, header = read_safetensors(path)
     meta = ModelMeta.from_header(header, path)
+    if meta.arch != trusted_arch:
+        check_arch_allowed(meta.arch, f"checkpoint {path}")
     if meta.is_ensemble:
         members = []
         for i in range(len(meta.member_seeds)):

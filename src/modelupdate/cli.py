@@ -113,7 +113,8 @@ def run(fn: Callable[[], T], *, on_interrupt: str = "interrupted") -> T:
     except ModelUpdateError as exc:
         if debug:
             raise
-        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        prefix = "" if exc.exit_code == 0 else "error: "  # e.g. --resume on a finished output: a note
+        err_console.print(f"{prefix}{exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         if is_rank0():  # under torchrun every rank stops; one says so
@@ -140,9 +141,18 @@ def main_callback(
     # eager: handled before click asks for a command, so `modelupdate --version` alone works
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True,
                                           callback=_print_version)] = False,
+    allow_arch_module: Annotated[list[str] | None, typer.Option(
+        "--allow-arch-module", metavar="MODULE", help="Let checkpoints name architecture factories in this "
+        "module (and its submodules); repeatable; adds to $MODELUPDATE_ARCH_MODULES. Without it a checkpoint "
+        "naming code is refused.")] = None,
 ) -> None:
     if debug:
         os.environ["MODELUPDATE_DEBUG"] = "1"
+    if allow_arch_module:
+        from .models import ARCH_MODULES_ENV
+
+        current = os.environ.get(ARCH_MODULES_ENV, "")
+        os.environ[ARCH_MODULES_ENV] = ",".join([m for m in current.split(",") if m] + list(allow_arch_module))
 
 
 # --------------------------------------------------------------------------- commands
@@ -192,8 +202,8 @@ def _training_options(
     epochs: Epochs = 2, batch_size: BatchSize = 128, lr: Lr = None, optimizer: Optimizer = "sgd",
     weight_decay: WeightDecay = 5e-4, label_smoothing: LabelSmoothing = 0.0, warmup_epochs: Warmup = 0.5,
     clip_grad_norm: ClipGradNorm = None, dropout: Dropout = None, mixup: Mixup = 0.0, cutmix: Cutmix = 0.0,
-    mix_prob: MixProb = 1.0, mix_switch_prob: MixSwitchProb = 0.5, seed: Seed = 0, device: Device = "auto", amp: Amp = "off",
-    channels_last: ChannelsLast = False,
+    mix_prob: MixProb = 1.0, mix_switch_prob: MixSwitchProb = 0.5, seed: Seed = 0, device: Device = "auto",
+    amp: Amp = "off", channels_last: ChannelsLast = False,
     compile: Compile = False, deterministic: Deterministic = False, sync_bn: SyncBn = False,
     checkpoint_every: CheckpointEvery = 200, data_dir: DataDir = None, download: Download = False,
     val_fraction: ValFraction = 0.1, train_subset: TrainSubset = None, split_seed: SplitSeed = 0,

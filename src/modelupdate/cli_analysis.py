@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
+from .atomic import check_target
 from .cli import (
     Data,
     DataDir,
@@ -125,8 +126,7 @@ class Outputs:
         parent = path.parent if str(path.parent) else Path(".")
         if not parent.is_dir():
             raise OutputError(f"{option} {path}: folder {parent} does not exist")
-        if path.is_dir():
-            raise OutputError(f"{option} {path}: is a folder; expected a file path")
+        check_target(path, option)
         if path.resolve() in self._inputs:
             raise ConfigError(f"{option} {path}: is one of the inputs; refusing to overwrite it")
         for other, taken in self.files.items():
@@ -139,10 +139,9 @@ class Outputs:
 
     def write(self, texts: dict[str, str]) -> None:
         """Write every requested file atomically (the stdout one is printed by the caller)."""
-        from .atomic import atomic_write_bytes
+        from .atomic import atomic_write_many
 
-        for option, path in self.files.items():
-            atomic_write_bytes(path, texts[option].encode("utf-8"))
+        atomic_write_many({path: texts[option].encode("utf-8") for option, path in self.files.items()})
 
 
 def _step_summary() -> Path | None:
@@ -251,11 +250,11 @@ def flip_report_cmd(
     from .gates import GateSpec, parse_threshold
 
     def gate_spec() -> GateSpec:
-        def value(flag: str, text: str | None, allow_negative: bool = False) -> float | None:
-            return None if text is None else parse_threshold(text, flag, allow_negative)
+        def value(flag: str, text: str | None, allow_negative: bool = False, rate: bool = True) -> float | None:
+            return None if text is None else parse_threshold(text, flag, allow_negative, rate)
 
         return GateSpec(max_nfr=value("--max-nfr", max_nfr),
-                        max_rel_nfr=value("--max-rel-nfr", max_rel_nfr),
+                        max_rel_nfr=value("--max-rel-nfr", max_rel_nfr, rate=False),
                         max_er=value("--max-er", max_er),
                         max_er_increase=value("--max-er-increase", max_er_increase, True),
                         min_btc=value("--min-btc", min_btc),

@@ -30,8 +30,7 @@ from torch import nn
 
 from .checkpoint import atomic_write_bytes, read_safetensors, state_dict_error, unwrap
 from .config import TrainConfig
-from .data import (Batch, Dataset, DatasetInfo, Split, eval_batches, mix_batch, step_seed, train_batches,
-                   train_order)
+from .data import Batch, Dataset, DatasetInfo, Split, eval_batches, mix_batch, step_seed, train_batches, train_order
 from .errors import CheckpointError, ConfigError, TrainingDiverged
 
 Event = dict[str, Any]

@@ -17,6 +17,10 @@ class CheckpointError(ModelUpdateError):
     """A checkpoint file is missing, unreadable, truncated, foreign or a pickle."""
 
 
+class UntrustedCodeError(CheckpointError):
+    """A file names code (an architecture module) that the user has not allowed."""
+
+
 class MismatchError(ModelUpdateError):
     """Two inputs that must agree (classes, input shape, normalisation, sample ids) do not."""
 
@@ -37,6 +41,12 @@ class TrainingDiverged(ModelUpdateError):
     """The loss became NaN or Inf; the last good state was kept."""
 
     exit_code = 3
+
+
+class OutputComplete(ModelUpdateError):
+    """``--resume`` on an output that an earlier run already finished: nothing to do (exit 0)."""
+
+    exit_code = 0
 
 
 class OutputError(ModelUpdateError):

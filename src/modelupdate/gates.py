@@ -20,10 +20,11 @@ GATE_ON_CHOICES = ("value", "upper")
 
 
 def parse_threshold(text: str | float, name: str = "threshold",
-                    allow_negative: bool = False) -> float:
+                    allow_negative: bool = False, rate: bool = True) -> float:
     """``"2%"`` -> 0.02, ``"0.02"`` -> 0.02; raises ConfigError with a one-line reason.
 
-    ``allow_negative`` is for ``--max-er-increase`` (e.g. ``-0.5%``: require a gain).
+    ``allow_negative`` is for ``--max-er-increase`` (e.g. ``-0.5%``: require a gain). A ``rate`` is a
+    share: a bare number above 1 is refused, since ``2`` read as 200% would make a gate always pass.
     """
     raw = str(text).strip()
     percent = raw.endswith("%")
@@ -40,6 +41,11 @@ def parse_threshold(text: str | float, name: str = "threshold",
         value /= 100.0
     if value < 0 and not allow_negative:
         raise ConfigError(f"{name}: {raw!r} is negative; expected a value >= 0")
+    if rate and abs(value) > 1:
+        if percent:
+            raise ConfigError(f"{name}: {raw!r} is above 100%; expected a share such as 2% or 0.02")
+        raise ConfigError(f"{name} {raw}: did you mean {raw}% or {value / 100:g}? A bare number is a share "
+                          f"(0.02 = 2%)")
     return value
 
 

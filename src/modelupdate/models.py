@@ -9,16 +9,20 @@ itself from the file alone.
 from __future__ import annotations
 
 import importlib
+import inspect
+import os
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from .errors import ConfigError, UntrustedCodeError
 
 Factory = Callable[..., nn.Module]
 ARCHS: dict[str, tuple[Factory, str]] = {}
+# Modules (comma-separated) whose factories a checkpoint may name; the CLI's --allow-arch-module adds to it.
+ARCH_MODULES_ENV = "MODELUPDATE_ARCH_MODULES"
 
 
 def register(name: str, summary: str):
@@ -35,7 +39,11 @@ def known_archs() -> list[str]:
 
 def build_model(arch: str, num_classes: int, input_shape: tuple[int, int, int],
                 arch_args: dict[str, Any] | None = None) -> nn.Module:
-    """Build ``arch`` (a registered name or ``package.module:factory``)."""
+    """Build ``arch`` (a registered name or ``package.module:factory``).
+
+    Imports a module only for an ``arch`` the caller vouches for: one from the command line, or one that
+    ``check_arch_allowed`` let through for a file.
+    """
     args = dict(arch_args or {})
     if arch in ARCHS:
         factory = ARCHS[arch][0]
@@ -44,10 +52,55 @@ def build_model(arch: str, num_classes: int, input_shape: tuple[int, int, int],
     else:
         raise ConfigError(f"--arch: unknown architecture {arch!r}; known: {', '.join(known_archs())} "
                           "or package.module:factory")
+    _check_arch_args(arch, factory, args)
     try:
         return factory(num_classes=num_classes, input_shape=tuple(input_shape), **args)
-    except TypeError as exc:
-        raise ConfigError(f"--arch {arch}: bad architecture arguments {args} ({exc})") from None
+    except (TypeError, ValueError, RuntimeError) as exc:  # e.g. a negative width
+        raise ConfigError(f"--arch-args: {arch} cannot be built with {args} ({str(exc).splitlines()[0]})") from None
+
+
+def allowed_arch_modules() -> list[str]:
+    return [m.strip() for m in os.environ.get(ARCH_MODULES_ENV, "").split(",") if m.strip()]
+
+
+def check_arch_allowed(arch: str, source: str) -> None:
+    """A file may name a registered architecture, or a factory inside a module the user allowed; never
+    import code a file names otherwise (a checkpoint from a pull request must not run code)."""
+    if arch in ARCHS:
+        return
+    module = arch.partition(":")[0]
+    if any(module == m or module.startswith(m + ".") for m in allowed_arch_modules()):
+        return
+    raise UntrustedCodeError(f"{source} names code module {module!r} (arch {arch!r}); pass --allow-arch-module "
+                             f"{module} if you trust it")
+
+
+def _is_json_value(value: Any) -> bool:
+    if isinstance(value, list):
+        return all(_is_json_value(v) and not isinstance(v, list) for v in value)
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def _check_arch_args(arch: str, factory: Factory, args: dict[str, Any]) -> None:
+    """Architecture arguments are JSON scalars or lists of them, named in the factory's signature."""
+    for key, value in args.items():
+        if not _is_json_value(value):
+            raise ConfigError(f"--arch-args: {key!r} = {value!r}: expected a number, string, boolean or a list "
+                              f"of them")
+        if isinstance(value, float) and value != value:
+            raise ConfigError(f"--arch-args: {key!r} is NaN")
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: the call itself checks
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(set(args) - set(params) - {"num_classes", "input_shape"})
+    reserved = sorted(set(args) & {"num_classes", "input_shape"})
+    if unknown or reserved:
+        accepted = [n for n in params if n not in ("num_classes", "input_shape")]
+        raise ConfigError(f"--arch-args: {arch} takes no argument {', '.join(map(repr, unknown + reserved))}; "
+                          f"it takes {', '.join(accepted) or 'none'}")
 
 
 def _import_factory(spec: str) -> Factory:

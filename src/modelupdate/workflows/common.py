@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import fcntl
 import json
 import os
 import tempfile
@@ -12,15 +14,24 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..atomic import check_target, remove_stale_temps
 from ..checkpoint import ModelMeta
 from ..config import DataConfig, TrainConfig
 from ..data import Dataset, DatasetInfo
 from ..engine import EventHandler, Runtime, accuracy_counts, predict_logits
-from ..errors import ConfigError, OutputError
+from ..errors import ConfigError, OutputComplete, OutputError
 
 
-def check_output_path(out: Path, *, resume: bool = False) -> None:
-    """Fail before training, not after, when ``out`` cannot be written."""
+def check_output_path(out: Path, *, resume: bool = False, inputs: dict[str, Path | None] | None = None) -> None:
+    """Fail before training, not after, when ``out`` cannot be written; then hold a lock on it.
+
+    ``inputs``: option -> path of what the command reads (--old, --reference): ``out`` may be none of them.
+    A second command writing the same ``out`` is refused while the first runs; temp files that a killed
+    write of ``out`` or of its resumable state left behind are removed.
+    """
+    for option, path in (inputs or {}).items():
+        if path is not None and Path(path).exists() and Path(path).resolve() == out.resolve():
+            raise ConfigError(f"--out {out}: is the {option} file; refusing to overwrite an input")
     parent = out.parent if str(out.parent) else Path(".")
     if parent.exists() and not parent.is_dir():
         raise OutputError(f"--out {out}: {parent} is a file, not a folder; expected a path in a writable folder")
@@ -32,14 +43,44 @@ def check_output_path(out: Path, *, resume: bool = False) -> None:
         os.unlink(probe)
     except OSError as exc:
         raise OutputError(f"--out {out}: folder {parent} is not writable ({exc.strerror})") from None
-    if out.exists() and out.is_dir():
-        raise OutputError(f"--out {out}: is a folder; expected a .safetensors file path")
+    check_target(out, "--out")
     if out.suffix != ".safetensors":
         raise ConfigError(f"--out {out}: expected a path ending in .safetensors")
+    if int(os.environ.get("RANK", "0")) == 0:  # torchrun: rank 0 writes, so rank 0 holds the lock
+        _lock_output(out)
     state = state_path_for(out)
+    for path in (out, state):
+        remove_stale_temps(path)
     if state.exists() and not resume:
         raise ConfigError(f"--out {out}: an interrupted run left {state}; pass --resume to continue it "
                           f"or delete that file to start over")
+    if resume and out.exists() and not state.exists() and not _has_members_in_progress(out):
+        raise OutputComplete(f"{out}: already complete (no interrupted run to resume); nothing was changed")
+
+
+def _has_members_in_progress(out: Path) -> bool:
+    return out.with_name(out.name.removesuffix(".safetensors") + ".members").exists()
+
+
+def _lock_output(out: Path) -> None:
+    """An exclusive lock on ``.<out>.lock`` beside ``out``, held (and the file removed) until the process exits."""
+    lock = out.with_name(f".{out.name}.lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise OutputError(f"--out {out}: another command is writing it now (lock {lock}); wait for it or "
+                          f"choose another --out") from None
+
+    def release() -> None:
+        try:
+            os.unlink(lock)
+        except OSError:
+            pass
+        os.close(fd)
+
+    atexit.register(release)
 
 
 def state_path_for(out: Path) -> Path:

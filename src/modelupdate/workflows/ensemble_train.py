@@ -74,7 +74,7 @@ def ensemble_train(data_cfg: DataConfig, cfg: TrainConfig, out: Path, members: i
         dist.barrier()
 
     # Assemble (rank 0): the members' own metrics and the ensemble's.
-    loaded = [load_checkpoint(member_dir / f"member{i}.safetensors") for i in range(members)]
+    loaded = [load_checkpoint(member_dir / f"member{i}.safetensors", trusted_arch=cfg.arch) for i in range(members)]
     ensemble = EnsembleReference([m.model for m in loaded]).to(runtime.device)
     logits, targets, _ = predict_logits(ensemble, data.test, data.info, runtime, batch_size=cfg.eval_batch_size)
     test = accuracy_counts(logits, targets, runtime)

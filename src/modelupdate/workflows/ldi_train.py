@@ -34,7 +34,8 @@ def ldi_train(data_cfg: DataConfig, cfg: TrainConfig, update_cfg: UpdateConfig, 
     ucfg = update_cfg.resolved()
     cfg = with_method_defaults(cfg, ucfg.method)
     _check_method_inputs(ucfg.method, old, reference, reference_cache)
-    check_output_path(out, resume=resume)
+    check_output_path(out, resume=resume, inputs={"--old": old, "--reference": reference,
+                                                  "--reference-cache": reference_cache})
     runtime = setup_runtime(cfg)
     data = load_dataset(data_cfg)
     check_arch(cfg, data.info)
