@@ -191,7 +191,7 @@ def test_unknown_architecture_lists_the_known_ones_and_writes_nothing(tmp_path, 
 
 def test_bad_arch_args_name_the_option(tmp_path):
     code, _, err = invoke("train", "--out", tmp_path / "m.safetensors", *FAST, "--arch-args", '{"depth": 3}')
-    one_line_error(code, err, "--arch tiny", "bad architecture arguments", "depth")
+    one_line_error(code, err, "--arch-args", "tiny takes no argument 'depth'", "it takes width")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -158,3 +158,196 @@ def test_outputs_honour_the_umask(evil, predictions, tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(tmp_path / "x.bin").st_mode) == 0o640
+
+
+# --------------------------------------------------------------------------- bad image folders
+
+
+def write_image_folder(root: Path, per_class: int = 6) -> None:
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for k, colour in enumerate(((200, 30, 30), (30, 30, 200))):
+            folder = root / split / f"class{k}"
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                Image.new("RGB", (10 + i, 12), colour).save(folder / f"img{i}.png")
+
+
+def corrupt_jpeg(path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (16, 16), (1, 2, 3)).save(path, format="JPEG")
+    data = bytearray(path.read_bytes())
+    path.write_bytes(bytes(data[:20]) + b"\x00" * 40)  # the header survives, the image data does not
+
+
+BAD_IMAGES = {
+    "corrupt-jpeg": ("bad.jpg", corrupt_jpeg),
+    "truncated-png": ("bad.png", lambda p: (write_image_folder_png(p), p.write_bytes(p.read_bytes()[:30]))),
+    "text-as-png": ("bad.png", lambda p: p.write_text("not an image")),
+    "empty-file": ("bad.jpeg", lambda p: p.write_bytes(b"")),
+}
+
+
+def write_image_folder_png(path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (16, 16), (9, 9, 9)).save(path)
+
+
+@pytest.fixture(scope="module")
+def image_model(tmp_path_factory) -> dict[str, Path]:
+    work = tmp_path_factory.mktemp("images")
+    write_image_folder(work / "data")
+    model = work / "m.safetensors"
+    code, _, err = cli("train", "--data", f"imagefolder:{work / 'data'}", "--image-size", "8", "--arch", "tiny",
+                       "--epochs", "1", "--device", "cpu", "--quiet", "--val-fraction", "0", "--out", model, cwd=work)
+    assert code == 0, err
+    return {"work": work, "model": model}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_IMAGES))
+def test_a_bad_image_in_the_test_folder_is_one_line_exit_2(image_model, tmp_path, case):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(image_model["work"] / "data", data)
+    name, make = BAD_IMAGES[case]
+    bad = data / "test" / "class1" / name
+    make(bad)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, out, err = cli("flip-report", "--old", image_model["model"], "--new", image_model["model"], "--data",
+                         f"imagefolder:{data}", "--image-size", "8", "--device", "cpu", "--json", tmp_path / "r.json",
+                         cwd=tmp_path)
+    assert code == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(bad) in lines[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before, "nothing is written"
+
+
+# --------------------------------------------------------------------------- options checked before any work
+
+
+BAD_OPTIONS = [
+    (["--arch-args", '{"width": -3}'], "--arch-args"),
+    (["--arch-args", "2.5"], "--arch-args"),
+    (["--arch-args", "not json"], "--arch-args"),
+    (["--arch-args", '{"width": {"nested": 1}}'], "--arch-args"),
+    (["--warmup-epochs", "nan"], "--warmup-epochs"),
+    (["--warmup-epochs", "inf"], "--warmup-epochs"),
+    (["--label-smoothing", "2"], "--label-smoothing"),
+    (["--label-smoothing", "nan"], "--label-smoothing"),
+    (["--seed", "99999999999999999999"], "--seed"),
+    (["--train-subset", "inf"], "--train-subset"),
+    (["--train-subset", "1e400"], "--train-subset"),
+    (["--image-size", "0"], "--image-size"),
+    (["--image-size", "-4"], "--image-size"),
+    (["--lr", "nan"], "--lr"),
+    (["--lr", "inf"], "--lr"),
+    (["--weight-decay", "nan"], "--weight-decay"),
+    (["--dropout", "1.5"], "--dropout"),
+    (["--mixup", "-1"], "--mixup"),
+    (["--mix-prob", "2"], "--mix-prob"),
+    (["--epochs", "x"], "--epochs"),
+    (["--no-such-option"], "--no-such-option"),
+]
+
+
+@pytest.mark.parametrize("args, option", BAD_OPTIONS, ids=[" ".join(a) for a, _ in BAD_OPTIONS])
+def test_a_bad_training_option_is_one_line_exit_2_and_nothing_is_written(tmp_path, args, option):
+    code, out, err = cli("train", *FAST, *args, "--out", tmp_path / "m.safetensors", cwd=tmp_path)
+    assert code == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and option in lines[0], err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, option", [
+    (["--tau", "0"], "--tau"), (["--tau", "-1"], "--tau"), (["--xi", "nan"], "--xi"), (["--p", "nan"], "--p"),
+    (["--weighting", "max"], "--weighting"),
+], ids=["tau-0", "tau-neg", "xi-nan", "p-nan", "weighting"])
+def test_a_bad_method_option_is_one_line_exit_2(tmp_path, args, option):
+    code, out, err = cli("ldi-train", "--method", "kd", "--old", tmp_path / "missing.safetensors", *FAST, *args,
+                         "--out", tmp_path / "m.safetensors", cwd=tmp_path)
+    assert code == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and option in lines[0], err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ldi_train_refuses_to_overwrite_its_old_model(evil, tmp_path):
+    import shutil
+
+    old = tmp_path / "old.safetensors"
+    shutil.copyfile(evil["good"], old)
+    before = old.read_bytes()
+    code, _, err = cli("ldi-train", "--method", "ldi-old", "--old", old, *FAST, "--out", old, cwd=tmp_path)
+    assert code == 2 and "is the --old file" in err, err
+    assert old.read_bytes() == before
+
+
+def test_resume_on_a_finished_output_changes_nothing(evil, tmp_path):
+    import shutil
+
+    out = tmp_path / "m.safetensors"
+    shutil.copyfile(evil["good"], out)
+    mtime = out.stat().st_mtime_ns
+    code, _, err = cli("train", *FAST, "--out", out, "--resume", cwd=tmp_path)
+    assert code == 0 and "already complete" in err, err
+    assert out.stat().st_mtime_ns == mtime and sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+
+
+def test_a_second_writer_of_the_same_out_is_refused(evil, tmp_path):
+    import fcntl
+
+    out = tmp_path / "m.safetensors"
+    lock = tmp_path / ".m.safetensors.lock"
+    with open(lock, "w") as held:  # as a running command holds it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        code, _, err = cli("train", *FAST, "--out", out, cwd=tmp_path)
+    assert code == 2 and "another command is writing it now" in err, err
+    assert not out.exists()
+
+
+def test_stale_temp_files_of_a_killed_write_are_removed_by_the_next_run(tmp_path):
+    stale = tmp_path / ".m.safetensors.abc123.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    code, _, err = cli("train", *FAST, "--out", tmp_path / "m.safetensors", cwd=tmp_path)
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.log.jsonl", "m.safetensors"]
+
+
+@pytest.mark.parametrize("kind", ["symlink", "device", "fifo"])
+def test_report_outputs_never_replace_something_that_is_not_a_regular_file(evil, predictions, tmp_path, kind):
+    target = tmp_path / "r.json"
+    if kind == "symlink":
+        (tmp_path / "real.json").write_text("keep")
+        target.symlink_to(tmp_path / "real.json")
+    elif kind == "fifo":
+        os.mkfifo(target)
+    else:
+        target = Path("/dev/null")
+    code, _, err = cli("flip-report", "--old", predictions["preds"], "--new", predictions["preds"], "--json", target,
+                       "--markdown", tmp_path / "r.md", cwd=tmp_path)
+    assert code == 2 and str(target) in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "r.md").exists(), "all outputs or none"
+    if kind == "symlink":
+        assert target.is_symlink() and (tmp_path / "real.json").read_text() == "keep"
+    if kind == "device":
+        assert Path("/dev/null").is_char_device()
+
+
+def test_markup_and_escape_codes_in_a_file_are_shown_as_text(evil, tmp_path):
+    _, meta = read_safetensors(evil["good"])
+    classes = json.loads(meta["classes"])
+    classes[0] = "[/bold]cat\x1b[2J"
+    crafted = tmp_path / "crafted.safetensors"
+    save_file(load_file(str(evil["good"])), str(crafted),
+              metadata=meta | {"classes": json.dumps(classes), "dataset": "synthetic\x1b[2J[/red]"})
+    code, out, err = cli("info", crafted, cwd=tmp_path, extra_env={"TERM": "xterm"})
+    assert code == 0, err
+    assert "[/bold]cat" in out and "synthetic\\x1b[2J[/red]" in out and "\x1b" not in out
+    preds = tmp_path / "crafted.npz"
+    code, out, err = cli("predict", crafted, "--out", preds, *CPU_SYNTHETIC, cwd=tmp_path)
+    assert code == 2 and "class names differ" in err, err  # the data's class names are not the file's

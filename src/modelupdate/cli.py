@@ -22,8 +22,21 @@ from .errors import ModelUpdateError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Replace a deployed classifier with a better one without regressions (ELODI).")
-out_console = Console()
-err_console = Console(stderr=True)
+class SafeConsole(Console):
+    """A console that shows every string as it is: no Rich markup is read from it (class names, paths and
+    metadata are data), and control characters are escaped rather than sent to the terminal."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(markup=False, highlight=False, emoji=False, **kwargs)
+
+    def render_str(self, text: str, **kwargs: Any):  # every str a table, title or print() shows
+        from .report import terminal_safe
+
+        return super().render_str(terminal_safe(text), **kwargs)
+
+
+out_console = SafeConsole()
+err_console = SafeConsole(stderr=True)
 T = TypeVar("T")
 
 # --------------------------------------------------------------------------- shared options
@@ -346,7 +359,29 @@ from . import cli_analysis  # noqa: E402,F401  (registers predict, flip-report, 
 
 
 def main() -> None:
-    app(prog_name="modelupdate")
+    """The `modelupdate` entry point: a usage error is one ``error:`` line and exit code 2 (``--help`` shows
+    the usage); everything else exits as the command says."""
+    try:
+        import click
+    except ImportError:  # typer >= 0.2x ships its own copy of click
+        from typer import _click as click
+
+    try:
+        code = app(prog_name="modelupdate", standalone_mode=False)
+    except click.exceptions.UsageError as exc:
+        if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):  # a bare `modelupdate`
+            out_console.print(exc.format_message(), markup=False, highlight=False)
+            raise SystemExit(2) from None
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        err_console.print(f"error: {exc.format_message()}{hint}", markup=False, highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
+    except click.exceptions.Abort:
+        err_console.print("interrupted", markup=False, highlight=False)
+        raise SystemExit(130) from None
+    except click.ClickException as exc:
+        err_console.print(f"error: {exc.format_message()}", markup=False, highlight=False, soft_wrap=True)
+        raise SystemExit(exc.exit_code) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

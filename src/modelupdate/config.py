@@ -26,6 +26,11 @@ def _from_dict(cls, data: dict[str, Any]):
     return cls(**data)
 
 
+def _check_seed(option: str, seed: int) -> None:
+    if not 0 <= seed < 2**63:  # what torch's generators accept
+        raise ConfigError(f"{option}: expected an integer in [0, 2^63), got {seed}")
+
+
 class _JsonMixin:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[arg-type]
@@ -63,6 +68,9 @@ class DataConfig(_JsonMixin):
     def __post_init__(self) -> None:
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"--val-fraction: expected a value in [0, 1), got {self.val_fraction}")
+        if self.image_size < 1:
+            raise ConfigError(f"--image-size: expected a positive number of pixels, got {self.image_size}")
+        _check_seed("--split-seed", self.split_seed)
 
 
 @dataclass
@@ -107,9 +115,22 @@ class TrainConfig(_JsonMixin):
             raise ConfigError(f"--optimizer: expected 'sgd' or 'adamw', got {self.optimizer!r}")
         if self.amp not in ("off", "bf16", "fp16", "auto"):
             raise ConfigError(f"--amp: expected off, bf16, fp16 or auto, got {self.amp!r}")
-        if self.lr is not None and self.lr <= 0:
-            raise ConfigError(f"--lr: expected a positive number, got {self.lr}")
-        if self.clip_grad_norm is not None and not self.clip_grad_norm >= 0:
+        if self.lr is not None and not 0 < self.lr < math.inf:
+            raise ConfigError(f"--lr: expected a positive finite number, got {self.lr}")
+        if not 0 <= self.weight_decay < math.inf:
+            raise ConfigError(f"--weight-decay: expected a finite number >= 0, got {self.weight_decay}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"--momentum: expected a value in [0, 1), got {self.momentum}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"--label-smoothing: expected a value in [0, 1), got {self.label_smoothing}")
+        if not 0 <= self.warmup_epochs < math.inf:
+            raise ConfigError(f"--warmup-epochs: expected a finite number >= 0, got {self.warmup_epochs}")
+        if self.eval_batch_size < 1:
+            raise ConfigError(f"--eval-batch-size: expected a positive integer, got {self.eval_batch_size}")
+        if self.checkpoint_every < 0:
+            raise ConfigError(f"--checkpoint-every: expected an integer >= 0, got {self.checkpoint_every}")
+        _check_seed("--seed", self.seed)
+        if self.clip_grad_norm is not None and not 0 <= self.clip_grad_norm < math.inf:
             raise ConfigError(f"--clip-grad-norm: expected a number >= 0 (0: no clipping), got {self.clip_grad_norm}")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"--dropout: expected a probability in [0, 1), got {self.dropout}")
@@ -152,10 +173,15 @@ class UpdateConfig(_JsonMixin):
             raise ConfigError(f"--method: expected one of {', '.join(METHODS)}, got {self.method!r}")
         if self.alpha is not None and not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"--alpha: expected a value in [0, 1], got {self.alpha}")
-        if self.xi is not None and self.xi < 0:
-            raise ConfigError(f"--xi: expected a value >= 0, got {self.xi}")
-        if self.p <= 0:
-            raise ConfigError(f"--p: expected a value > 0, got {self.p}")
+        if self.xi is not None and not 0 <= self.xi < math.inf:
+            raise ConfigError(f"--xi: expected a finite value >= 0, got {self.xi}")
+        if not 0 < self.p < math.inf:
+            raise ConfigError(f"--p: expected a finite value > 0, got {self.p}")
+        if self.tau is not None and not 0 < self.tau < math.inf:
+            raise ConfigError(f"--tau: expected a finite temperature > 0, got {self.tau}")
+        for option, value in (("--fd-a", self.fd_a), ("--fd-b", self.fd_b)):
+            if not 0 <= value < math.inf:
+                raise ConfigError(f"{option}: expected a finite value >= 0, got {value}")
         if self.topk is not None and self.topk < 1:
             raise ConfigError(f"--topk: expected a positive integer, got {self.topk}")
         if self.weighting not in LDI_WEIGHTINGS:

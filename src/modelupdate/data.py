@@ -160,6 +160,8 @@ def parse_subset(spec: str, n: int) -> int:
         value = float(spec)
     except ValueError:
         raise DataError(f"--train-subset: expected a fraction in (0, 1] or a count, got {spec!r}") from None
+    if not math.isfinite(value):
+        raise DataError(f"--train-subset: expected a fraction in (0, 1] or a count, got {spec!r}")
     if 0 < value <= 1 and ("." in spec or value < 1):
         count = int(round(value * n))
     elif value >= 1 and value == int(value):
@@ -358,6 +360,8 @@ def _load_imagefolder(cfg: DataConfig):
         if not (root / sub).is_dir():
             raise DataError(f"--data imagefolder:{root}: missing folder {root / sub} (expected train/ and test/)")
     size = cfg.image_size
+    if size < 1:
+        raise DataError(f"--image-size: expected a positive number of pixels, got {size}")
 
     def load(sub: str):
         try:
@@ -367,9 +371,13 @@ def _load_imagefolder(cfg: DataConfig):
                             f"expected {root / sub}/<class>/<image files>") from None
         images = torch.empty(len(ds), 3, size, size, dtype=torch.uint8)
         for i, (path, _) in enumerate(ds.samples):
-            img = ds.loader(path).convert("RGB")
-            t = TF.pil_to_tensor(TF.resize(TF.center_crop(img, min(img.size)), [size, size]))
-            images[i] = t
+            try:
+                img = ds.loader(path).convert("RGB")
+                images[i] = TF.pil_to_tensor(TF.resize(TF.center_crop(img, min(img.size)), [size, size]))
+            except (OSError, ValueError, SyntaxError) as exc:  # PIL: corrupt, truncated, unreadable, no access
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise DataError(f"--data imagefolder:{root}: cannot read image {path} ({reason}); expected a "
+                                f"readable image file") from None
         targets = torch.tensor(ds.targets, dtype=torch.long)
         return Split(images, targets, torch.arange(len(targets))), ds.classes
 

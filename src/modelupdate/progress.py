@@ -14,7 +14,7 @@ class ProgressPrinter:
     """An engine ``on_event`` handler that draws on stderr."""
 
     def __init__(self, *, quiet: bool = False, label: str = "train", console: Console | None = None):
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, markup=False, highlight=False, emoji=False)
         self.quiet = quiet
         self.live = self.console.is_terminal and not quiet
         self.label = label
@@ -43,7 +43,7 @@ class ProgressPrinter:
         done = event["start_epoch"] * event["steps_per_epoch"] + event["start_step"]
         if self.live:
             self.progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                 console=self.console, transient=False)
             self.progress.start()

@@ -284,6 +284,12 @@ def _verdict_lines(report: FlipReport) -> list[str]:
 # --------------------------------------------------------------------------- rich
 
 
+def terminal_safe(text: str) -> str:
+    """``text`` with control characters (ANSI escapes, bells, carriage returns) shown as ``\\xNN``:
+    names and paths from files must not drive the terminal."""
+    return "".join(c if c in "\n\t" or c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
 def _rich_table(title: str, header: list[str], rows: list[list[str]], caption: str | None = None,
                 numeric_from: int = 1) -> Table:
     table = Table(title=title, caption=caption, title_justify="left")
@@ -296,7 +302,7 @@ def _rich_table(title: str, header: list[str], rows: list[list[str]], caption: s
 
 def flip_report_rich(report: FlipReport, max_classes: int = 20) -> Group:
     """Summary, per-class, top pairs, margins and the PASS/FAIL banner, as one renderable."""
-    parts: list = [Text(f"old: {report.old_source}\nnew: {report.new_source}", style="dim")]
+    parts: list = [Text(terminal_safe(f"old: {report.old_source}\nnew: {report.new_source}"), style="dim")]
     parts.append(_rich_table("Summary", SUMMARY_HEADER, _summary_rows(report.summary)))
     parts.append(Text(_mcnemar_line(report.summary)))
     shown = _worst_classes(report.per_class, max_classes)
@@ -356,7 +362,7 @@ def _pairwise_rows(result: CompareResult) -> list[list[str]]:
 
 
 def compare_rich(result: CompareResult) -> Group:
-    parts: list = [Text(f"old: {result.old_source}  ({result.n:,} samples)", style="dim")]
+    parts: list = [Text(terminal_safe(f"old: {result.old_source}  ({result.n:,} samples)"), style="dim")]
     # two tables of at most 7 columns, so that each fits an 80-column terminal
     rows = _compare_rows(result)
     split = COMPARE_HEADER.index("BTC")
@@ -371,6 +377,11 @@ def compare_rich(result: CompareResult) -> Group:
 
 
 # --------------------------------------------------------------------------- Markdown
+
+
+def _md_code(text: str) -> str:
+    """A path or name shown as inline code: HTML-escaped, backticks and newlines neutralised."""
+    return "`" + html.escape(text, quote=False).replace("`", "'").replace("\n", " ") + "`"
 
 
 def _md_cell(text: str) -> str:
@@ -391,8 +402,8 @@ def flip_report_markdown(report: FlipReport, max_classes: int = 20) -> str:
     out = [
         f"## modelupdate flip report: {verdict}",
         "",
-        f"old: `{report.old_source}`  ",
-        f"new: `{report.new_source}`",
+        f"old: {_md_code(report.old_source)}  ",
+        f"new: {_md_code(report.new_source)}",
         "",
     ]
     if report.gates:
@@ -422,7 +433,7 @@ def flip_report_markdown(report: FlipReport, max_classes: int = 20) -> str:
 
 
 def compare_markdown(result: CompareResult) -> str:
-    out = ["## modelupdate compare", "", f"old: `{result.old_source}` ({result.n:,} samples)", "",
+    out = ["## modelupdate compare", "", f"old: {_md_code(result.old_source)} ({result.n:,} samples)", "",
            "`*` = on the error-NFR Pareto front", "",
            _md_table(COMPARE_HEADER, _compare_rows(result)), ""]
     if result.pairwise:

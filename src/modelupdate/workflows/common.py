@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import atexit
 import fcntl
+import functools
+import inspect
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -21,13 +24,15 @@ from ..data import Dataset, DatasetInfo
 from ..engine import EventHandler, Runtime, accuracy_counts, predict_logits
 from ..errors import ConfigError, OutputComplete, OutputError
 
+T = TypeVar("T")
+
 
 def check_output_path(out: Path, *, resume: bool = False, inputs: dict[str, Path | None] | None = None) -> None:
-    """Fail before training, not after, when ``out`` cannot be written; then hold a lock on it.
+    """Fail before training, not after, when ``out`` cannot be written.
 
     ``inputs``: option -> path of what the command reads (--old, --reference): ``out`` may be none of them.
-    A second command writing the same ``out`` is refused while the first runs; temp files that a killed
-    write of ``out`` or of its resumable state left behind are removed.
+    Temp files that a killed write of ``out`` or of its resumable state left behind are removed (the
+    workflow holds ``out``'s lock, so no other writer is using them).
     """
     for option, path in (inputs or {}).items():
         if path is not None and Path(path).exists() and Path(path).resolve() == out.resolve():
@@ -46,8 +51,6 @@ def check_output_path(out: Path, *, resume: bool = False, inputs: dict[str, Path
     check_target(out, "--out")
     if out.suffix != ".safetensors":
         raise ConfigError(f"--out {out}: expected a path ending in .safetensors")
-    if int(os.environ.get("RANK", "0")) == 0:  # torchrun: rank 0 writes, so rank 0 holds the lock
-        _lock_output(out)
     state = state_path_for(out)
     for path in (out, state):
         remove_stale_temps(path)
@@ -62,25 +65,45 @@ def _has_members_in_progress(out: Path) -> bool:
     return out.with_name(out.name.removesuffix(".safetensors") + ".members").exists()
 
 
-def _lock_output(out: Path) -> None:
-    """An exclusive lock on ``.<out>.lock`` beside ``out``, held (and the file removed) until the process exits."""
+@contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``.<out>.lock`` beside ``out`` (removed afterwards): a second command
+    writing the same ``out`` is refused while this one runs. Under torchrun, rank 0 (the writer) holds it."""
+    out = Path(out)
+    parent = out.parent if str(out.parent) else Path(".")
+    if int(os.environ.get("RANK", "0")) != 0 or not parent.is_dir():  # no folder: check_output_path says so
+        yield
+        return
     lock = out.with_name(f".{out.name}.lock")
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        raise OutputError(f"--out {out}: another command is writing it now (lock {lock}); wait for it or "
-                          f"choose another --out") from None
-
-    def release() -> None:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:  # a read-only folder: check_output_path explains
+        yield
+        return
+    try:
         try:
-            os.unlink(lock)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            pass
+            raise OutputError(f"--out {out}: another command is writing it now (lock {lock}); wait for it or "
+                              f"choose another --out") from None
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+    finally:
         os.close(fd)
 
-    atexit.register(release)
+
+def holds_output_lock(workflow: Callable[..., T]) -> Callable[..., T]:
+    """Run a training workflow with its ``out`` argument locked (see ``output_lock``)."""
+    signature = inspect.signature(workflow)
+
+    @functools.wraps(workflow)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        with output_lock(signature.bind(*args, **kwargs).arguments["out"]):
+            return workflow(*args, **kwargs)
+
+    return wrapper
 
 
 def state_path_for(out: Path) -> Path:

@@ -23,7 +23,7 @@ from ..data import load_dataset
 from ..engine import EventHandler, accuracy_counts, predict_logits, setup_runtime
 from ..errors import ConfigError
 from ..reference import EnsembleReference
-from .common import check_arch, check_output_path, local_runtime, model_meta, train_one
+from .common import check_arch, check_output_path, holds_output_lock, local_runtime, model_meta, train_one
 
 
 @dataclass
@@ -38,6 +38,7 @@ def members_dir_for(out: Path) -> Path:
     return out.with_name(out.name.removesuffix(".safetensors") + ".members")
 
 
+@holds_output_lock
 def ensemble_train(data_cfg: DataConfig, cfg: TrainConfig, out: Path, members: int, *, resume: bool = False,
                    on_event: EventHandler | None = None) -> TrainedEnsemble:
     out = Path(out)

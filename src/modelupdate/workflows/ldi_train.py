@@ -22,11 +22,12 @@ from ..data import Batch, Dataset, load_dataset
 from ..engine import EventHandler, Runtime, all_reduce_sum, batch_cross_entropy, predict_logits, setup_runtime
 from ..errors import ConfigError, MismatchError
 from ..reference import CachedReference
-from .common import TrainedModel, check_arch, check_output_path, train_one
+from .common import TrainedModel, check_arch, check_output_path, holds_output_lock, train_one
 
 NEEDS_OLD = {"ldi-old", "kd", "fd-kl", "fd-lm", "new-error"}
 
 
+@holds_output_lock
 def ldi_train(data_cfg: DataConfig, cfg: TrainConfig, update_cfg: UpdateConfig, out: Path, *,
               old: Path | None = None, reference: Path | None = None, reference_cache: Path | None = None,
               resume: bool = False, on_event: EventHandler | None = None) -> TrainedModel:

@@ -7,9 +7,10 @@ from pathlib import Path
 from ..config import DataConfig, TrainConfig
 from ..data import load_dataset
 from ..engine import EventHandler, setup_runtime
-from .common import TrainedModel, check_output_path, train_one
+from .common import TrainedModel, check_output_path, holds_output_lock, train_one
 
 
+@holds_output_lock
 def train(data_cfg: DataConfig, cfg: TrainConfig, out: Path, *, resume: bool = False,
           on_event: EventHandler | None = None) -> TrainedModel:
     out = Path(out)
