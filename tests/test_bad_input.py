@@ -235,7 +235,7 @@ def test_an_empty_validation_split_still_trains_and_an_empty_split_cannot_be_pre
     ("missing/m.safetensors", ["missing", "does not exist"]),
     ("a_file/m.safetensors", ["a_file is a file, not a folder"]),
     ("/proc/m.safetensors", ["/proc is not writable"]),  # root ignores permission bits; /proc refuses files
-    ("a_folder.safetensors", ["is a folder; expected a .safetensors file path"]),
+    ("a_folder.safetensors", ["is a folder; expected a regular file path"]),
     ("m.pt", ["expected a path ending in .safetensors"]),
 ], ids=["missing-folder", "under-a-file", "proc", "a-folder", "not-safetensors"])
 @pytest.mark.parametrize("command", [["train"], ["ensemble-train", "-m", "2"], ["ldi-train", "--method", "ce"]],

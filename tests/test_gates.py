@@ -21,7 +21,7 @@ PER_CLASS = per_class_table(OLD, NEW, TARGETS, 3, ["a", "b", "c"])
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("2%", 0.02), ("0.02", 0.02), (" 2.5 % ", 0.025), ("0", 0.0), ("150%", 1.5), (0.1, 0.1)],
+    [("2%", 0.02), ("0.02", 0.02), (" 2.5 % ", 0.025), ("0", 0.0), ("100%", 1.0), (0.1, 0.1)],
 )
 def test_parse_threshold(text, value):
     assert parse_threshold(text) == pytest.approx(value)

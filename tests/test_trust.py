@@ -351,3 +351,79 @@ def test_markup_and_escape_codes_in_a_file_are_shown_as_text(evil, tmp_path):
     preds = tmp_path / "crafted.npz"
     code, out, err = cli("predict", crafted, "--out", preds, *CPU_SYNTHETIC, cwd=tmp_path)
     assert code == 2 and "class names differ" in err, err  # the data's class names are not the file's
+
+
+# --------------------------------------------------------------------------- resume and compatibility guards
+
+
+def test_resume_refuses_a_state_written_on_other_data(tmp_path):
+    out = tmp_path / "m.safetensors"
+    state = tmp_path / "m.state.safetensors"
+    code, _, err = cli("train", *FAST, "--out", out, "--checkpoint-every", "1", "--epochs", "2", cwd=tmp_path)
+    assert code == 0, err
+    # a state as a killed run leaves it: from the uninterrupted run's own files
+    from modelupdate.checkpoint import load_checkpoint
+    from modelupdate.engine import make_optimizer, save_train_state
+    from modelupdate.workflows.common import data_recipe
+
+    loaded = load_checkpoint(out)
+    from modelupdate.config import DataConfig, TrainConfig
+    from modelupdate.data import load_dataset
+
+    data_cfg = DataConfig(train_subset="128")
+    cfg = TrainConfig(**loaded.meta.config["train"])
+    recipe = data_recipe(data_cfg, load_dataset(data_cfg).info)
+    save_train_state(state, loaded.model, make_optimizer(loaded.model, cfg),
+                     {"epoch": 1, "step": 0, "history": [], "config": cfg.to_dict(), "data": recipe})
+    out.unlink()
+    code, _, err = cli("train", *FAST, "--out", out, "--checkpoint-every", "1", "--epochs", "2", "--resume",
+                       "--train-subset", "256", cwd=tmp_path)
+    assert code == 2 and "written with data train_subset = '128'" in err and "'256'" in err, err
+    assert state.exists() and not out.exists()
+
+
+def test_old_model_from_another_validation_split_is_refused_unless_allowed(evil, tmp_path):
+    args = ["ldi-train", "--method", "ldi-old", "--old", evil["good"], *FAST, "--out", tmp_path / "n.safetensors"]
+    code, _, err = cli(*args, "--split-seed", "7", cwd=tmp_path)
+    assert code == 2 and "split_seed = 0" in err and "--allow-other-data" in err, err
+    assert list(tmp_path.iterdir()) == []
+    code, _, err = cli(*args, "--split-seed", "7", "--allow-other-data", cwd=tmp_path)
+    assert code == 0, err
+
+
+def test_ensemble_resume_refuses_a_finished_member_of_another_recipe(evil, tmp_path):
+    import shutil
+
+    members = tmp_path / "e.members"
+    members.mkdir()
+    shutil.copyfile(evil["good"], members / "member0.safetensors")  # trained as `tiny`, seed 0
+    code, _, err = cli("ensemble-train", "-m", "2", *FAST, "--arch-args", '{"width": 4}', "--out",
+                       tmp_path / "e.safetensors", "--resume", cwd=tmp_path)
+    assert code == 2 and "finished member" in err and "arch_args" in err, err
+    assert not (tmp_path / "e.safetensors").exists()
+
+
+def test_a_reference_cache_computed_at_another_precision_is_refused(evil, tmp_path):
+    ref = tmp_path / "ref.safetensors"
+    code, _, err = cli("ensemble-train", "-m", "2", *FAST, "--out", ref, cwd=tmp_path)
+    assert code == 0, err
+    common = ["ldi-train", "--method", "elodi", "--reference", ref, "--reference-cache", tmp_path / "cache.safetensors",
+              *FAST]
+    code, _, err = cli(*common, "--out", tmp_path / "a.safetensors", cwd=tmp_path)
+    assert code == 0, err
+    code, _, err = cli(*common, "--amp", "bf16", "--out", tmp_path / "b.safetensors", cwd=tmp_path)
+    assert code == 2 and "computed at float32" in err and "bfloat16" in err, err
+    code, _, err = cli(*common[:6], ref, *FAST, "--out", tmp_path / "c.safetensors", cwd=tmp_path)
+    assert code == 2 and "is the --reference file" in err, err
+
+
+def test_a_one_class_image_folder_is_refused(tmp_path):
+    from PIL import Image
+
+    for split in ("train", "test"):
+        (tmp_path / "d" / split / "only").mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (8, 8), (i, i, i)).save(tmp_path / "d" / split / "only" / f"{i}.png")
+    code, _, err = cli("train", "--data", f"imagefolder:{tmp_path / 'd'}", *FAST[:-3], "--out",
+                       tmp_path / "m.safetensors", cwd=tmp_path)
+    assert code == 2 and "expected at least 2" in err, err

@@ -44,8 +44,8 @@ def _write_temp(path: Path, data: bytes) -> str:
     except OSError as exc:
         raise OutputError(f"{path}: cannot write ({exc.strerror})") from None
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), _file_mode())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

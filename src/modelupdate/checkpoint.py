@@ -12,13 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load as st_load
+from safetensors import safe_open
 from safetensors.torch import save as st_save
 from torch import nn
 
@@ -173,30 +174,36 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read tensors and string metadata, with one-line errors for every way a file can be wrong."""
+def read_header(path: str | Path) -> tuple[dict[str, Any], int]:
+    """The JSON header of a safetensors file and the file's size, reading only the header's bytes
+    (a huge or sparse file costs no memory); one-line errors for every way a file can be wrong."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: file not found")
     if not path.is_file():
         raise CheckpointError(f"{path}: not a file")
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(16)
+            looks_like_pickle = _looks_like_pickle(head)
+            header_len = struct.unpack("<Q", head[:8])[0] if len(head) >= 8 else None
+            valid_len = header_len is not None and header_len <= size - 8 and header_len <= 100_000_000
+            raw = f.read(header_len - 8) if valid_len and header_len > 8 else b""
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read ({exc.strerror})") from None
-    if _looks_like_pickle(data) or path.suffix.lower() in PICKLE_SUFFIXES:
+    if looks_like_pickle or (path.suffix.lower() in PICKLE_SUFFIXES and head[8:9] != b"{"):
         raise CheckpointError(
             f"{path}: looks like a PyTorch pickle; modelupdate never unpickles files. Convert it where you trust it: "
             f"safetensors.torch.save_file(model.state_dict(), 'model.safetensors'), or export predictions "
             f"(.npz/.csv) for flip-report")
-    if len(data) < 8:
-        raise CheckpointError(f"{path}: truncated ({len(data)} bytes); expected a safetensors file")
-    (header_len,) = struct.unpack("<Q", data[:8])
-    if header_len > len(data) - 8 or header_len > 100_000_000:
+    if header_len is None:
+        raise CheckpointError(f"{path}: truncated ({size} bytes); expected a safetensors file")
+    if not valid_len:
         raise CheckpointError(f"{path}: truncated or not a safetensors file (header length {header_len}, "
-                              f"file size {len(data)})")
+                              f"file size {size})")
     try:
-        header = json.loads(data[8 : 8 + header_len])
+        header = json.loads((head[8:] + raw)[:header_len])
     except (ValueError, RecursionError):  # not JSON, not UTF-8, nested too deep
         raise CheckpointError(f"{path}: not a safetensors file (header is not JSON)") from None
     if not isinstance(header, dict):
@@ -204,11 +211,49 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
     metadata = header.get("__metadata__") or {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise CheckpointError(f"{path}: safetensors metadata must map strings to strings")
+    problem = _tensor_layout_problem(header, size - 8 - header_len)
+    if problem:
+        raise CheckpointError(f"{path}: corrupted safetensors data ({problem})")
+    return header, size
+
+
+DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+               "I32": 4, "U32": 4, "F32": 4, "F64": 8, "I64": 8, "U64": 8}
+
+
+def _tensor_layout_problem(header: dict[str, Any], data_bytes: int) -> str | None:
+    """What is wrong with the header's tensor entries (dtype, shape, byte range), or None: every tensor's
+    bytes must lie inside the file and the data must end where the last tensor does."""
+    end = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(entry, dict) or entry.get("dtype") not in DTYPE_BYTES:
+            return f"tensor {name!r}: unknown dtype {entry.get('dtype') if isinstance(entry, dict) else entry!r}"
+        shape, offsets = entry.get("shape"), entry.get("data_offsets")
+        if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
+            return f"tensor {name!r}: bad shape {shape!r}"
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)
+                and 0 <= offsets[0] <= offsets[1] <= data_bytes):
+            return f"tensor {name!r}: bytes {offsets!r} outside the file's {data_bytes} data bytes"
+        if offsets[1] - offsets[0] != math.prod(shape) * DTYPE_BYTES[entry["dtype"]]:
+            return f"tensor {name!r}: {offsets[1] - offsets[0]} bytes for shape {shape} of {entry['dtype']}"
+        end = max(end, offsets[1])
+    if end != data_bytes:
+        return f"the tensors take {end} bytes, the file holds {data_bytes}"
+    return None
+
+
+def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read tensors (memory-mapped while read) and string metadata, with one-line errors."""
+    path = Path(path)
+    header, _ = read_header(path)
     try:
-        tensors = st_load(data)
+        with safe_open(str(path), framework="pt") as f:
+            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open is no dict)
     except Exception as exc:  # safetensors raises its own SafetensorError
         raise CheckpointError(f"{path}: corrupted safetensors data ({str(exc).splitlines()[0]})") from None
-    return tensors, metadata
+    return tensors, header.get("__metadata__") or {}
 
 
 def _looks_like_pickle(data: bytes) -> bool:
@@ -220,8 +265,9 @@ def _looks_like_pickle(data: bytes) -> bool:
 
 
 def read_meta(path: str | Path) -> ModelMeta:
-    _, header = read_safetensors(path)
-    return ModelMeta.from_header(header, Path(path))
+    """A checkpoint's metadata, from its header alone (no tensor is read)."""
+    header, _ = read_header(path)
+    return ModelMeta.from_header(header.get("__metadata__") or {}, Path(path))
 
 
 def save_model(path: str | Path, model: nn.Module, meta: ModelMeta) -> None:

@@ -323,6 +323,9 @@ def ldi_train_cmd(
     reference_cache: Annotated[Path | None, typer.Option("--reference-cache", help="Precompute the reference's "
                                                          "logits on un-augmented train images into this file "
                                                          "(reused if it exists).")] = None,
+    allow_other_data: Annotated[bool, typer.Option("--allow-other-data", help="Accept an --old / --reference "
+                                                   "trained on another dataset or validation split (transfer).")
+                                ] = False,
 ) -> None:
     """Train the new model against a reference ensemble (ELODI) or with a baseline method."""
     from .config import UpdateConfig
@@ -336,6 +339,7 @@ def ldi_train_cmd(
                                       fd_a=fd_a, fd_b=fd_b))
     result = run(lambda: ldi_train(job.data, job.train, update, job.out, old=old, reference=reference,
                                    reference_cache=reference_cache, resume=job.resume,
+                                   allow_other_data=allow_other_data,
                                    on_event=ProgressPrinter(quiet=job.quiet, label=method)), on_interrupt=RESUME_HINT)
     if is_rank0():
         _print_model_summary(result.out, result.meta.metrics, result.seconds)
@@ -361,10 +365,10 @@ from . import cli_analysis  # noqa: E402,F401  (registers predict, flip-report, 
 def main() -> None:
     """The `modelupdate` entry point: a usage error is one ``error:`` line and exit code 2 (``--help`` shows
     the usage); everything else exits as the command says."""
-    try:
-        import click
-    except ImportError:  # typer >= 0.2x ships its own copy of click
+    try:  # typer >= 0.2x raises the exceptions of its own copy of click
         from typer import _click as click
+    except ImportError:
+        import click
 
     try:
         code = app(prog_name="modelupdate", standalone_mode=False)
@@ -375,12 +379,19 @@ def main() -> None:
         hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
         err_console.print(f"error: {exc.format_message()}{hint}", markup=False, highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
-    except click.exceptions.Abort:
+    except typer.Abort:
         err_console.print("interrupted", markup=False, highlight=False)
         raise SystemExit(130) from None
     except click.ClickException as exc:
         err_console.print(f"error: {exc.format_message()}", markup=False, highlight=False, soft_wrap=True)
         raise SystemExit(exc.exit_code) from None
+    except Exception as exc:  # a bug, not the user's input: exit 3, never the gate's 1
+        if os.environ.get("MODELUPDATE_DEBUG"):
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        err_console.print(f"error: internal error ({type(exc).__name__}: {first}); rerun with --debug for the "
+                          f"traceback", soft_wrap=True)
+        raise SystemExit(3) from None
     raise SystemExit(code if isinstance(code, int) else 0)
 
 

@@ -382,6 +382,9 @@ def _load_imagefolder(cfg: DataConfig):
         return Split(images, targets, torch.arange(len(targets))), ds.classes
 
     train, classes = load("train")
+    if len(classes) < 2:
+        raise DataError(f"--data imagefolder:{root}: {root / 'train'} has {len(classes)} class folder(s); "
+                        f"expected at least 2 (one folder per class)")
     test, test_classes = load("test")
     if classes != test_classes:
         raise DataError(f"--data imagefolder:{root}: train classes {classes} differ from test classes {test_classes}")

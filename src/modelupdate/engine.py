@@ -162,6 +162,15 @@ def teardown_runtime() -> None:
     Registered with ``atexit`` by ``setup_runtime``; safe to call more than once.
     """
     if dist.is_available() and dist.is_initialized():
+        # Leave together: a rank that tears its connections down while rank 0 is still writing the
+        # checkpoint can make rank 0's own teardown fail on a closed peer (exit code != 0).
+        try:
+            if dist.get_backend() == "gloo":
+                dist.monitored_barrier(timeout=datetime.timedelta(seconds=120))
+            else:
+                dist.barrier()
+        except RuntimeError:  # a rank already gone (it failed; torchrun reports that)
+            pass
         dist.destroy_process_group()
 
 
@@ -325,13 +334,15 @@ def fit(
     state_path: Path | None = None,
     resume: bool = False,
     prepare_batch: Callable[[Batch], Batch] | None = None,
+    data_recipe: dict[str, Any] | None = None,
 ) -> FitResult:
     """Train ``model`` in place on ``data.train``; evaluate on ``data.val`` after each epoch.
 
     ``objective`` defaults to cross-entropy with ``cfg.label_smoothing``.
     ``epoch_metrics(model)`` adds metrics (e.g. NFR against the old model) to each epoch's log.
     ``state_path``: where the resumable state is written every ``cfg.checkpoint_every`` steps,
-    at each epoch end and on SIGINT/SIGTERM; with ``resume`` the run continues from it.
+    at each epoch end and on SIGINT/SIGTERM; with ``resume`` the run continues from it, if it was
+    written with the same recipe and ``data_recipe`` (the data options and fingerprint).
     """
     emit = on_event or (lambda event: None)
     objective = objective or cross_entropy_objective(cfg.label_smoothing)
@@ -369,11 +380,15 @@ def fit(
         progress = load_train_state(state_path, model, optimizer)
         start_epoch, start_step = progress["epoch"], progress["step"]
         check_same_recipe(progress.get("config", {}), cfg, state_path)
+        check_same_data(progress.get("data"), data_recipe, state_path)
+        if progress.get("grad_scaler") and scaler.is_enabled():
+            scaler.load_state_dict(progress["grad_scaler"])
         resumed_loss = (progress.get("epoch_loss_sum", 0.0), progress.get("epoch_loss_count", 0))
         prior_seconds = float(progress.get("seconds", 0.0))
         result.history = progress.get("history", [])
         result.resumed_from_step = start_epoch * steps_per_epoch + start_step
-        emit({"type": "resume", "epoch": start_epoch, "step": start_step, "path": str(state_path)})
+        emit({"type": "resume", "epoch": start_epoch, "step": start_step, "epochs": cfg.epochs,
+              "path": str(state_path)})
 
     stop = {"signal": None}
 
@@ -392,6 +407,9 @@ def fit(
             # the epoch's loss so far too: a resumed epoch then logs the mean over all its steps
             save_train_state(state_path, model, optimizer, {"epoch": epoch, "step": step,
                                                             "history": result.history, "config": cfg.to_dict(),
+                                                            "data": data_recipe,
+                                                            "grad_scaler": scaler.state_dict() if
+                                                            scaler.is_enabled() else None,
                                                             "epoch_loss_sum": loss_sum,
                                                             "epoch_loss_count": loss_count,
                                                             "seconds": prior_seconds + time.perf_counter()
@@ -523,5 +541,12 @@ def check_same_recipe(saved: dict[str, Any], cfg: TrainConfig, state_path: Path)
                               f"{current[key]!r}; rerun with the same options, or delete the state to start over")
 
 
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
+def check_same_data(saved: dict[str, Any] | None, current: dict[str, Any] | None, state_path: Path) -> None:
+    """Refuse to resume on other data (another dataset, subset, split or augmentation) than the state's."""
+    if not saved or not current:
+        return
+    for key in sorted(set(saved) | set(current)):
+        if saved.get(key) != current.get(key):
+            raise ConfigError(f"--resume: {state_path} was written with data {key} = {saved.get(key)!r}, this "
+                              f"command has {current.get(key)!r}; rerun with the same data options, or delete the "
+                              f"state to start over")

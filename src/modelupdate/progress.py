@@ -32,7 +32,7 @@ class ProgressPrinter:
         elif kind == "epoch":
             self._line(_epoch_line(name, event))
         elif kind == "resume":
-            self._line(f"{name}: resuming from epoch {event['epoch'] + 1}, step {event['step']} ({event['path']})")
+            self._line(_resume_line(name, event))
         elif kind == "done":
             self._stop()
         elif kind == "message":
@@ -81,3 +81,9 @@ def _epoch_line(name: str, e: dict[str, Any]) -> str:
         parts.append(f"val NFR {100 * e['val_nfr']:.2f}%")
     parts.append(f"{e['epoch_seconds']:.1f}s")
     return "  ".join(parts)
+
+
+def _resume_line(name: str, event: dict[str, Any]) -> str:
+    if event.get("epochs") is not None and event["epoch"] >= event["epochs"]:  # saved after the last epoch
+        return f"{name}: resuming after the last epoch: every epoch is trained, writing the model ({event['path']})"
+    return f"{name}: resuming from epoch {event['epoch'] + 1}, step {event['step']} ({event['path']})"

@@ -162,6 +162,16 @@ def model_meta(info: DatasetInfo, data_cfg: DataConfig, cfg: TrainConfig, metric
     )
 
 
+# What makes two runs train on the same data: a resumed run must match the interrupted one on these.
+DATA_RECIPE_KEYS = ("name", "val_fraction", "train_subset", "split_seed", "augment", "image_size",
+                    "synthetic_classes", "synthetic_size", "synthetic_channels", "synthetic_train", "synthetic_test")
+
+
+def data_recipe(data_cfg: DataConfig, info: DatasetInfo) -> dict[str, Any]:
+    values = data_cfg.to_dict()
+    return {key: values[key] for key in DATA_RECIPE_KEYS} | {"fingerprint": info.fingerprint}
+
+
 @dataclass
 class TrainedModel:
     out: Path
@@ -195,7 +205,7 @@ def train_one(data: Dataset, data_cfg: DataConfig, cfg: TrainConfig, runtime: Ru
     log = JsonlLog(log_path_for(out) if runtime.is_main else None, on_event if runtime.is_main else None, extra)
 
     result = fit(model, data, cfg, runtime, objective=objective, epoch_metrics=epoch_metrics, on_event=log,
-                 state_path=state_path_for(out), resume=resume)
+                 state_path=state_path_for(out), resume=resume, data_recipe=data_recipe(data_cfg, info))
 
     metrics = test_metrics(model, data, runtime, cfg) | {
         "val_error_rate": result.history[-1].get("val_error_rate") if result.history else None,

@@ -30,7 +30,8 @@ NEEDS_OLD = {"ldi-old", "kd", "fd-kl", "fd-lm", "new-error"}
 @holds_output_lock
 def ldi_train(data_cfg: DataConfig, cfg: TrainConfig, update_cfg: UpdateConfig, out: Path, *,
               old: Path | None = None, reference: Path | None = None, reference_cache: Path | None = None,
-              resume: bool = False, on_event: EventHandler | None = None) -> TrainedModel:
+              resume: bool = False, allow_other_data: bool = False,
+              on_event: EventHandler | None = None) -> TrainedModel:
     out = Path(out)
     ucfg = update_cfg.resolved()
     cfg = with_method_defaults(cfg, ucfg.method)
@@ -41,9 +42,9 @@ def ldi_train(data_cfg: DataConfig, cfg: TrainConfig, update_cfg: UpdateConfig, 
     data = load_dataset(data_cfg)
     check_arch(cfg, data.info)
 
-    old_model = _load_against_data(old, "--old", data) if old else None
+    old_model = _load_against_data(old, "--old", data, data_cfg, allow_other_data) if old else None
     if ucfg.method == "elodi":
-        teacher = _load_against_data(reference, "--reference", data)
+        teacher = _load_against_data(reference, "--reference", data, data_cfg, allow_other_data)
     elif ucfg.method == "ce":
         teacher = None
     else:  # every other method holds the student against the old model
@@ -77,6 +78,9 @@ def ldi_train(data_cfg: DataConfig, cfg: TrainConfig, update_cfg: UpdateConfig, 
 
 
 def _check_method_inputs(method: str, old: Path | None, reference: Path | None, cache: Path | None) -> None:
+    for option, path in (("--old", old), ("--reference", reference)):
+        if cache is not None and path is not None and Path(cache).resolve() == Path(path).resolve():
+            raise ConfigError(f"--reference-cache {cache}: is the {option} file; expected a separate cache path")
     if method == "elodi" and reference is None:
         raise ConfigError("--method elodi: needs --reference ENSEMBLE.safetensors (train one with ensemble-train)")
     if method in NEEDS_OLD and old is None:
@@ -87,13 +91,26 @@ def _check_method_inputs(method: str, old: Path | None, reference: Path | None, 
         raise ConfigError("--reference-cache: --method ce has no reference to cache")
 
 
-def _load_against_data(path: Path | None, option: str, data: Dataset) -> LoadedModel:
+def _load_against_data(path: Path | None, option: str, data: Dataset, data_cfg: DataConfig,
+                       allow_other_data: bool) -> LoadedModel:
+    """Load ``path`` and check it fits ``--data``: classes, input shape, normalisation; and unless
+    ``allow_other_data``, the same dataset (fingerprint) and validation split, so that validation
+    images were never training images of the model held against."""
     assert path is not None
     loaded = load_checkpoint(path)
-    try:
-        check_compatible(loaded.meta, f"{option} {path}", data.info, f"--data {data.info.name}")
-    except MismatchError as exc:
-        raise MismatchError(str(exc)) from None
+    check_compatible(loaded.meta, f"{option} {path}", data.info, f"--data {data.info.name}")
+    if allow_other_data:
+        return loaded
+    if loaded.meta.dataset_fingerprint != data.info.fingerprint:
+        raise MismatchError(f"{option} {path}: was trained on other data than --data {data.info.name} (dataset "
+                            f"fingerprint {loaded.meta.dataset_fingerprint[:12]} vs {data.info.fingerprint[:12]}); "
+                            f"pass --allow-other-data if that is intended")
+    trained_on = loaded.meta.config.get("data", {})
+    for key in ("val_fraction", "split_seed"):
+        if key in trained_on and trained_on[key] != getattr(data_cfg, key):
+            raise MismatchError(f"{option} {path}: was trained with {key} = {trained_on[key]!r}, this command has "
+                                f"{getattr(data_cfg, key)!r} (its training images may be in this validation split); "
+                                f"pass --allow-other-data if that is intended")
     return loaded
 
 
@@ -143,12 +160,16 @@ def load_or_build_reference_cache(path: Path, teacher: LoadedModel, data: Datase
     Computed once and stored (safetensors) with the reference's sha256; reused when it still fits.
     """
     path = Path(path)
+    precision = str(runtime.amp_dtype).removeprefix("torch.") if runtime.amp_dtype is not None else "float32"
     if path.exists():
         tensors, meta = read_safetensors(path)
         if meta.get("reference_sha256") != teacher.sha256 or meta.get("dataset_fingerprint") != \
                 data.info.fingerprint or "logits" not in tensors or "ids" not in tensors:
             raise MismatchError(f"--reference-cache {path}: made for another reference or dataset; "
                                 f"delete it to rebuild")
+        if meta.get("precision", "float32") != precision:
+            raise MismatchError(f"--reference-cache {path}: computed at {meta.get('precision', 'float32')}, this "
+                                f"run computes at {precision} (--amp); delete it to rebuild")
         missing = set(data.train.ids.tolist()) - set(tensors["ids"].tolist())
         if missing:
             raise MismatchError(f"--reference-cache {path}: lacks {len(missing)} training ids "
@@ -158,7 +179,7 @@ def load_or_build_reference_cache(path: Path, teacher: LoadedModel, data: Datase
                                     shard=False)
     if runtime.is_main:
         meta = {"format": "modelupdate-reference-cache/1", "reference_sha256": teacher.sha256,
-                "dataset_fingerprint": data.info.fingerprint, "augmented": "false"}
+                "dataset_fingerprint": data.info.fingerprint, "augmented": "false", "precision": precision}
         atomic_write_bytes(path, st_save({"logits": logits.contiguous(), "ids": ids.contiguous()}, metadata=meta))
     return CachedReference(logits, ids).to(runtime.device)
 
