@@ -22,8 +22,9 @@ from torch import nn
 
 from modelupdate.config import TrainConfig
 from modelupdate.data import Dataset, augment_batch, normalize
-from modelupdate.engine import fit, setup_runtime
+from modelupdate.engine import fit
 from modelupdate.models import build_model
+from modelupdate.runtime import setup_runtime
 
 
 def minimal_loop(model: nn.Module, data: Dataset, cfg: TrainConfig) -> int:

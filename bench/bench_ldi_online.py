@@ -34,8 +34,9 @@ from torch import nn
 from modelupdate.checkpoint import load_checkpoint, save_ensemble
 from modelupdate.config import DataConfig, TrainConfig, UpdateConfig, with_method_defaults
 from modelupdate.data import train_batches
-from modelupdate.engine import fit, setup_runtime
+from modelupdate.engine import fit
 from modelupdate.models import build_model
+from modelupdate.runtime import setup_runtime
 from modelupdate.workflows.common import model_meta
 from modelupdate.workflows.ldi_train import load_or_build_reference_cache, make_objective
 

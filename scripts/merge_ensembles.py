@@ -20,9 +20,10 @@ import torch
 from modelupdate.checkpoint import ModelMeta, load_checkpoint, save_ensemble
 from modelupdate.config import DataConfig, TrainConfig
 from modelupdate.data import load_dataset
-from modelupdate.engine import Runtime, accuracy_counts, predict_logits
+from modelupdate.engine import accuracy_counts, predict_logits
 from modelupdate.errors import MismatchError
 from modelupdate.reference import EnsembleReference
+from modelupdate.runtime import Runtime
 
 SAME = ("arch", "arch_args", "classes", "input_shape", "normalization", "dataset", "dataset_fingerprint")
 

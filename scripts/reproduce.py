@@ -36,10 +36,10 @@ NO_DROPOUT = ["--dropout", "0"]
 # ELODI variants compared on seed 0 (validation split); CHOSEN in a command is replaced by the chosen
 # variant's flags. Fixed before the runs, with the rule in choose_elodi_variant.
 ELODI_VARIANTS = {
-    "a0.5": ["--alpha", "0.5"],
-    "a0.8": ["--alpha", "0.8"],
+    "a0.5": ["--alpha", "0.5", "--topk", "0"],
+    "a0.8": ["--alpha", "0.8", "--topk", "0"],
     "top2": ["--alpha", "0.5", "--topk", "2"],
-    "softmax": ["--alpha", "0.5", "--weighting", "softmax"],
+    "softmax": ["--alpha", "0.5", "--topk", "0", "--weighting", "softmax"],
 }
 # How much higher than plain ce's validation ER an ELODI variant may be and still be chosen on its NFR.
 ER_SLACK = 0.001
@@ -130,11 +130,18 @@ def plan_schedule(a: argparse.Namespace) -> list[tuple[str, list[str], Path]]:
         runs.append((f"e{epochs}/{name}", CLI + args + common + ["--out", str(path)], path))
 
     old, ref = str(final / "old.safetensors"), str(final / "reference.safetensors")
-    for seed in range(a.seeds):
-        add(f"ce-s{seed}", ["ldi-train", "--method", "ce", "--old", old, "--arch", a.new_arch, "--seed", str(seed)]
-            + NO_DROPOUT)
-        add(f"elodi-s{seed}", ["ldi-train", "--method", "elodi", "--old", old, "--reference", ref,
-                               "--arch", a.new_arch, "--seed", str(seed), CHOSEN])
+
+    def ce(seed: int, *extra: str) -> list[str]:
+        return ["ldi-train", "--method", "ce", "--old", old, "--arch", a.new_arch, "--seed", str(seed), *NO_DROPOUT,
+                *extra]
+
+    def elodi(seed: int, reference: str, *extra: str) -> list[str]:
+        return ["ldi-train", "--method", "elodi", "--old", old, "--reference", reference, "--arch", a.new_arch,
+                "--seed", str(seed), CHOSEN, *extra]
+
+    # priority: seed 0 of every question first (validation decides), the other seeds after
+    add("ce-s0", ce(0))
+    add("elodi-s0", elodi(0, ref))
     half = a.members // 2
     for part, first_seed in (("a", 100), ("b", 100 + half)):
         add(f"reference-{part}", ["ensemble-train", "--arch", a.new_arch, "--members",
@@ -144,12 +151,12 @@ def plan_schedule(a: argparse.Namespace) -> list[tuple[str, list[str], Path]]:
     runs.append((f"e{epochs}/reference", [sys.executable, str(ROOT / "scripts" / "merge_ensembles.py"),
                                           str(out / "reference-a.safetensors"), str(out / "reference-b.safetensors"),
                                           "--out", str(ref_long)], ref_long))
-    add("elodi-ref-long-s0", ["ldi-train", "--method", "elodi", "--old", old, "--reference", str(ref_long),
-                              "--arch", a.new_arch, "--seed", "0", CHOSEN])
-    add("ce-mix-s0", ["ldi-train", "--method", "ce", "--old", old, "--arch", a.new_arch, "--seed", "0"]
-        + NO_DROPOUT + MIX)
-    add("elodi-mix-s0", ["ldi-train", "--method", "elodi", "--old", old, "--reference", ref,
-                         "--arch", a.new_arch, "--seed", "0", CHOSEN] + MIX)
+    add("ce-mix-s0", ce(0, *MIX))
+    add("elodi-mix-s0", elodi(0, ref, *MIX))
+    add("elodi-ref-long-s0", elodi(0, str(ref_long)))
+    for seed in range(1, a.seeds):
+        add(f"ce-s{seed}", ce(seed))
+        add(f"elodi-s{seed}", elodi(seed, ref))
     return runs
 
 
@@ -241,7 +248,8 @@ def test_predictions(path: Path, data, cache: dict):
     import torch
 
     from modelupdate.checkpoint import load_checkpoint
-    from modelupdate.engine import Runtime, predict_logits
+    from modelupdate.engine import predict_logits
+    from modelupdate.runtime import Runtime
 
     if path not in cache:
         loaded = load_checkpoint(path)
@@ -351,7 +359,8 @@ def main() -> None:
     p.add_argument("--new-arch", default="cnn-m")
     p.add_argument("--schedule-out", default="results/fashion-mnist/e20",
                    help="the schedule study (twice the epochs) goes here")
-    p.add_argument("--no-schedule-study", dest="schedule_study", action="store_false")
+    p.add_argument("--stage", choices=("all", "final", "schedule"), default="all",
+                   help="run the final protocol, the schedule study after it, or one of them")
     p.add_argument("--jobs", type=int, default=1, help="steps run side by side (1 thread each when > 1)")
     p.add_argument("--summary-only", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="print the commands only")
@@ -359,7 +368,7 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     runs = plan(a)
-    schedule_runs = plan_schedule(a) if a.schedule_study else []
+    schedule_runs = plan_schedule(a) if a.stage != "final" else []
     if schedule_runs:
         Path(a.schedule_out).mkdir(parents=True, exist_ok=True)
     if a.dry_run:
@@ -367,7 +376,8 @@ def main() -> None:
             print(f"{name}: {shown(cmd)}")
         return
     # the final protocol first; the schedule study after it (its ELODI variant is the final one's)
-    failed = [] if a.summary_only else run_all(runs + schedule_runs, out, a.jobs)
+    to_run = (runs if a.stage != "schedule" else []) + schedule_runs
+    failed = [] if a.summary_only else run_all(to_run, out, a.jobs)
     result = summarise(a, runs, schedule_runs)
     (out / "results.json").write_text(json.dumps(result, indent=2))
     (out / "results.md").write_text(markdown(result))

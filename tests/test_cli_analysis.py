@@ -312,7 +312,7 @@ def test_predict_then_flip_report_and_compare_on_checkpoints(run_cli, checkpoint
     from modelupdate.checkpoint import load_checkpoint
     from modelupdate.models import count_parameters
     from modelupdate.predictions import write_predictions
-    from modelupdate.workflows.predict import predictions_from_checkpoint
+    from modelupdate.workflows.inputs import predictions_from_checkpoint
 
     m0, m1 = checkpoints
     p0, p1 = tmp_path / "p0.npz", tmp_path / "p1.safetensors"

@@ -20,7 +20,8 @@ import torch.distributed as dist
 from modelupdate.checkpoint import load_checkpoint
 from modelupdate.config import DataConfig, TrainConfig
 from modelupdate.data import load_dataset
-from modelupdate.engine import Runtime, predict_logits
+from modelupdate.engine import predict_logits
+from modelupdate.runtime import Runtime
 from modelupdate.workflows.ensemble_train import ensemble_train
 
 pytestmark = [

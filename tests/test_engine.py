@@ -11,22 +11,12 @@ import torch
 import torch.nn.functional as F
 
 from conftest import tiny_data_config, tiny_train_config
-from modelupdate.checkpoint import read_safetensors, save_model
+from modelupdate.checkpoint import load_train_state, read_safetensors, save_model, save_train_state
 from modelupdate.data import load_dataset, normalize
-from modelupdate.engine import (
-    Runtime,
-    accuracy_counts,
-    amp_dtype,
-    fit,
-    load_train_state,
-    lr_at,
-    make_optimizer,
-    predict_logits,
-    save_train_state,
-    select_device,
-)
+from modelupdate.engine import accuracy_counts, fit, lr_at, make_optimizer, predict_logits
 from modelupdate.errors import CheckpointError, ConfigError, TrainingDiverged
 from modelupdate.models import build_model
+from modelupdate.runtime import Runtime, amp_dtype, select_device
 
 CPU = Runtime(device=torch.device("cpu"))
 

@@ -104,4 +104,12 @@ def test_class_nfr_skips_classes_without_samples():
 
 def test_no_gates():
     assert evaluate_gates(SUMMARY, PER_CLASS, GateSpec()) == []
-    assert GateSpec().is_empty() and not GateSpec(max_er=0.1).is_empty()
+
+
+def test_gate_spec_from_the_thresholds_as_typed():
+    from modelupdate.gates import gate_spec
+
+    spec = gate_spec(max_nfr="2%", max_rel_nfr="1.5", max_er_increase="-0.5%", min_btc="0.9", gate_on="upper")
+    assert spec == GateSpec(max_nfr=0.02, max_rel_nfr=1.5, max_er_increase=-0.005, min_btc=0.9, gate_on="upper")
+    with pytest.raises(ConfigError, match="--max-er 2: did you mean 2% or 0.02"):
+        gate_spec(max_er="2")

@@ -224,9 +224,10 @@ def test_focal_distillation_default_temperature_scales_by_tau_squared() -> None:
 
 
 def test_new_error_loss_by_hand() -> None:
-    # Student logits all zero: CE = ln 2 per sample. Old right on sample 0 only.
-    # -> [ln2·(1+1), ln2·(1+0)]
-    close(new_error_loss(HALVES, QUARTERS, torch.tensor([0, 0])), [2 * LN2, LN2])
+    # Student logits all zero: CE = ln 2 per sample. Old right on sample 0 only -> [ln2, 0]
+    close(new_error_loss(HALVES, QUARTERS, torch.tensor([0, 0])), [LN2, 0.0])
+    # with the CE given (e.g. against soft targets): that CE where the old model is right
+    close(new_error_loss(HALVES, QUARTERS, torch.tensor([0, 0]), cross_entropy=torch.tensor([3.0, 5.0])), [3.0, 0.0])
 
 
 def test_combined_objective_by_hand() -> None:

@@ -12,8 +12,9 @@ import torch
 from conftest import tiny_data_config, tiny_train_config
 from modelupdate.checkpoint import load_checkpoint
 from modelupdate.data import load_dataset
-from modelupdate.engine import Runtime, predict_logits
+from modelupdate.engine import predict_logits
 from modelupdate.errors import MismatchError
+from modelupdate.runtime import Runtime
 from modelupdate.workflows.ensemble_train import ensemble_train
 
 spec = importlib.util.spec_from_file_location("merge_ensembles",

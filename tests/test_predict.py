@@ -11,18 +11,16 @@ import torch
 
 from conftest import tiny_data_config
 from modelupdate import checkpoint
-from modelupdate.config import DataConfig
+from modelupdate.config import DataConfig, EvalConfig
 from modelupdate.errors import ConfigError, MismatchError, PredictionFileError
 from modelupdate.models import count_parameters
 from modelupdate.predictions import Predictions, write_predictions
-from modelupdate.workflows import predict as predict_module
-from modelupdate.workflows.predict import (
+from modelupdate.workflows import inputs as inputs_module
+from modelupdate.workflows.inputs import (
     CHECKPOINT_FORMATS,
-    EvalOptions,
     checkpoint_kind,
     cost_columns,
     load_inputs,
-    load_predictions,
     measure_ms_per_image,
     predictions_from_checkpoint,
 )
@@ -99,22 +97,22 @@ def test_ensemble_is_the_mean_of_its_members(trained_model, ensemble):
 
 def test_checkpoints_need_data(trained_model, ensemble):
     with pytest.raises(ConfigError, match="is a model checkpoint; pass --data to evaluate it"):
-        load_predictions(trained_model, None)
+        load_inputs([trained_model], EvalConfig())
     with pytest.raises(ConfigError, match="is an ensemble checkpoint; pass --data"):
-        load_inputs([BAD.parent / "x.npz", ensemble], EvalOptions())
+        load_inputs([BAD.parent / "x.npz", ensemble], EvalConfig())
 
 
 def test_prediction_files_are_read_before_any_model_runs(trained_model, monkeypatch):
     def must_not_run(*args, **kwargs):
         raise AssertionError("a model ran before the prediction files were checked")
 
-    monkeypatch.setattr(predict_module, "predictions_from_checkpoint", must_not_run)
+    monkeypatch.setattr(inputs_module, "predictions_from_checkpoint", must_not_run)
     with pytest.raises(PredictionFileError, match="contains NaN or Inf"):
-        load_inputs([trained_model, BAD / "nan_logits.npz"], EvalOptions(data=tiny_data_config()))
+        load_inputs([trained_model, BAD / "nan_logits.npz"], EvalConfig(data=tiny_data_config()))
 
 
 def test_timed_inputs_record_ms_per_image(trained_model):
-    [p] = load_inputs([trained_model], EvalOptions(data=tiny_data_config(), device="cpu"),
+    [p] = load_inputs([trained_model], EvalConfig(data=tiny_data_config(), device="cpu"),
                       timed=[True])
     assert cost_columns(p)["ms_per_image"] > 0
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from modelupdate import reference as reference_module
-from modelupdate.reference import CachedReference, EnsembleReference, ModelReference
+from modelupdate.reference import CachedReference, EnsembleReference
 
 NUM_CLASSES = 5
 
@@ -226,15 +226,6 @@ def test_ensemble_arguments_are_checked() -> None:
         EnsembleReference([])
     with pytest.raises(ValueError, match="mode must be one of auto, batched, loop"):
         EnsembleReference([TinyCNN()], mode="vmap")
-
-
-def test_model_reference_is_the_model_in_eval(inputs: torch.Tensor) -> None:
-    model = make_members(1)[0]
-    reference = ModelReference(model)
-    reference.train()
-    assert reference.model is model and not model.training
-    torch.testing.assert_close(reference(inputs), manual_mean([model], inputs))
-    assert not reference(inputs).requires_grad
 
 
 def test_cached_reference_lookup_by_id() -> None:

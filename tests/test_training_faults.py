@@ -18,13 +18,14 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from modelupdate import atomic
-from modelupdate.checkpoint import read_safetensors, save_model
+from modelupdate.checkpoint import load_train_state, read_safetensors, save_model
 from modelupdate.cli import app
 from modelupdate.config import DataConfig, TrainConfig
 from modelupdate.data import load_dataset
-from modelupdate.engine import Runtime, fit, load_train_state, make_optimizer
+from modelupdate.engine import fit, make_optimizer
 from modelupdate.errors import OutputError, TrainingDiverged
 from modelupdate.models import build_model
+from modelupdate.runtime import Runtime
 from modelupdate.workflows import common
 
 FAST = ["--arch", "tiny", "--epochs", "2", "--device", "cpu", "--quiet"]  # 14 steps of 128 per epoch
@@ -164,7 +165,7 @@ def test_disk_full_during_training_keeps_the_previous_state(tmp_path, monkeypatc
         real_write(path, data)
         kept["bytes"] = data
 
-    monkeypatch.setattr("modelupdate.engine.atomic_write_bytes", remember)
+    monkeypatch.setattr("modelupdate.checkpoint.atomic_write_bytes", remember)
     monkeypatch.setattr(atomic, "os", DiskFullAfter(ok=2))
     code, err = invoke("train", *FAST, "--checkpoint-every", "3", "--out", out)
     assert code == 2, err

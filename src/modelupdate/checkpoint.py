@@ -381,3 +381,59 @@ def _close(x: dict, y: dict) -> bool:
         return all(abs(float(p) - float(q)) < 1e-6 for k in ("mean", "std") for p, q in zip(x[k], y[k], strict=True))
     except (KeyError, ValueError, TypeError):
         return False
+
+
+# --------------------------------------------------------------------------- training state (resume)
+
+
+TRAIN_STATE_FORMAT = "modelupdate-train-state/1"
+
+
+def save_train_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, progress: dict[str, Any]) -> None:
+    """Model + optimizer tensors + JSON progress, in one safetensors file (no pickle), atomically."""
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
+    opt_state = optimizer.state_dict()
+    scalars: dict[str, Any] = {}
+    for pid, pstate in opt_state["state"].items():
+        for name, value in pstate.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{pid}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{pid}.{name}"] = value
+    meta = {
+        "format": TRAIN_STATE_FORMAT,
+        "progress": json.dumps(progress, sort_keys=True),
+        "optim_groups": json.dumps([{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]}
+                                    for g in opt_state["param_groups"]]),
+        "optim_scalars": json.dumps(scalars),
+    }
+    atomic_write_bytes(path, st_save(tensors, metadata=meta))
+
+
+def state_is_finite(model: nn.Module, optimizer: torch.optim.Optimizer) -> bool:
+    """No NaN / Inf in the model's floating-point weights and buffers, nor in the optimizer's state."""
+    tensors = list(unwrap(model).state_dict().values())
+    tensors += [v for pstate in optimizer.state.values() for v in pstate.values() if torch.is_tensor(v)]
+    return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
+
+
+def load_train_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    tensors, meta = read_safetensors(path)
+    if meta.get("format") != TRAIN_STATE_FORMAT:
+        raise CheckpointError(f"{path}: not a modelupdate training state (format {meta.get('format')!r})")
+    model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        unwrap(model).load_state_dict(model_state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: saved state does not fit this model ({state_dict_error(exc)}); "
+                              f"was the command changed since the run started?") from None
+    state: dict[int, dict[str, Any]] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, pid, name = k.split(".", 2)
+            state.setdefault(int(pid), {})[name] = v
+    for k, v in json.loads(meta["optim_scalars"]).items():
+        pid, name = k.split(".", 1)
+        state.setdefault(int(pid), {})[name] = v
+    optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["optim_groups"])})
+    return json.loads(meta["progress"])

@@ -9,169 +9,29 @@ would have drawn. Library code: it reports through ``on_event`` and never prints
 
 from __future__ import annotations
 
-import atexit
-import datetime
-import json
 import math
-import os
 import signal
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
-from safetensors.torch import save as st_save
 from torch import nn
 
-from .checkpoint import atomic_write_bytes, read_safetensors, state_dict_error, unwrap
+from .checkpoint import load_train_state, save_train_state, state_is_finite
 from .config import TrainConfig
 from .data import Batch, Dataset, DatasetInfo, Split, eval_batches, mix_batch, step_seed, train_batches, train_order
-from .errors import CheckpointError, ConfigError, TrainingDiverged
+from .errors import ConfigError, TrainingDiverged
+from .runtime import Runtime, all_reduce_sum, broadcast_from_main, reduce_progress
 
 Event = dict[str, Any]
 EventHandler = Callable[[Event], None]
 # An objective maps (student logits [B, C], batch) to (scalar loss, named parts for the log; tensors are
 # read only when a step is logged, so the loop does not wait on the device every step).
 Objective = Callable[[torch.Tensor, Batch], tuple[torch.Tensor, dict[str, float | torch.Tensor]]]
-
-
-# --------------------------------------------------------------------------- runtime
-
-
-@dataclass
-class Runtime:
-    """Where and how this process computes."""
-
-    device: torch.device
-    rank: int = 0
-    world: int = 1
-    amp_dtype: torch.dtype | None = None
-
-    @property
-    def distributed(self) -> bool:
-        return self.world > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def autocast(self):
-        if self.amp_dtype is None:
-            return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
-
-
-def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """cuda, then mps, then cpu; or the device the user named."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"--device: expected auto, cpu, cuda, cuda:N or mps, got {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank % torch.cuda.device_count())
-    return device
-
-
-def setup_runtime(cfg: TrainConfig) -> Runtime:
-    """Pick the device, join the torchrun process group if there is one, set determinism and AMP."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = select_device(cfg.device, local_rank)
-    if world > 1 and not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        # long timeout: ensemble-train ranks wait at a barrier while others finish their members
-        dist.init_process_group(backend=backend, timeout=datetime.timedelta(hours=24))
-        atexit.register(teardown_runtime)  # at the end of the command, however it ends
-    if device.type == "cpu" and world > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // min(world, os.cpu_count() or 1)))
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=False)
-        torch.backends.cudnn.benchmark = False
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    elif device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    return Runtime(device=device, rank=rank, world=world, amp_dtype=amp_dtype(cfg.amp, device))
-
-
-def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    if amp == "off":
-        return None
-    if amp == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if amp == "fp16" and device.type != "cuda":
-        raise ConfigError("--amp fp16: needs a CUDA device (use bf16 on CPU, or off)")
-    return torch.bfloat16 if amp == "bf16" else torch.float16
-
-
-def all_reduce_sum(values: torch.Tensor, runtime: Runtime) -> torch.Tensor:
-    """Sum a tensor of counts over ranks (pooled counts, never averaged rates)."""
-    if runtime.distributed:
-        values = values.to(runtime.device if runtime.device.type == "cuda" else "cpu")
-        dist.all_reduce(values, op=dist.ReduceOp.SUM)
-    return values.cpu()
-
-
-def reduce_progress(stop: bool, loss_sum: torch.Tensor, count: int, runtime: Runtime) -> tuple[bool, float, int]:
-    """Over all ranks (one all-reduce): whether any rank was told to stop, the summed training loss
-    and the number of steps it sums. A NaN on one rank makes the sum NaN on all of them."""
-    if not runtime.distributed:
-        return stop, float(loss_sum), count
-    pooled = all_reduce_sum(torch.stack([torch.tensor(float(stop), dtype=torch.float64),
-                                         loss_sum.detach().double().cpu(),
-                                         torch.tensor(float(count), dtype=torch.float64)]), runtime)
-    return bool(pooled[0] > 0), float(pooled[1]), int(pooled[2])
-
-
-def broadcast_from_main(model: nn.Module, runtime: Runtime) -> None:
-    """Give every rank rank 0's weights and buffers, in place.
-
-    Under DDP the gradients are averaged, but BatchNorm running statistics are not:
-    each rank's last forward updates them from its own batch. Synced at each epoch
-    end, every rank's shard of a sharded evaluation is scored by exactly the model
-    that rank 0 saves, so pooled counts equal a single-process evaluation.
-    """
-    if not runtime.distributed:
-        return
-    for tensor in unwrap(model).state_dict().values():  # detached views of the module's own storage
-        dist.broadcast(tensor, src=0)
-
-
-def teardown_runtime() -> None:
-    """Leave the torchrun process group (if this process joined one), so that torchrun exits cleanly.
-
-    Registered with ``atexit`` by ``setup_runtime``; safe to call more than once.
-    """
-    if dist.is_available() and dist.is_initialized():
-        # Leave together: a rank that tears its connections down while rank 0 is still writing the
-        # checkpoint can make rank 0's own teardown fail on a closed peer (exit code != 0).
-        try:
-            if dist.get_backend() == "gloo":
-                dist.monitored_barrier(timeout=datetime.timedelta(seconds=120))
-            else:
-                dist.barrier()
-        except RuntimeError:  # a rank already gone (it failed; torchrun reports that)
-            pass
-        dist.destroy_process_group()
 
 
 # --------------------------------------------------------------------------- schedule
@@ -211,59 +71,6 @@ def cross_entropy_objective(label_smoothing: float = 0.0) -> Objective:
     return objective
 
 
-# --------------------------------------------------------------------------- resumable state
-
-
-def save_train_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, progress: dict[str, Any]) -> None:
-    """Model + optimizer tensors + JSON progress, in one safetensors file (no pickle), atomically."""
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
-    opt_state = optimizer.state_dict()
-    scalars: dict[str, Any] = {}
-    for pid, pstate in opt_state["state"].items():
-        for name, value in pstate.items():
-            if torch.is_tensor(value):
-                tensors[f"optim.{pid}.{name}"] = value.detach().cpu().contiguous()
-            else:
-                scalars[f"{pid}.{name}"] = value
-    meta = {
-        "format": "modelupdate-train-state/1",
-        "progress": json.dumps(progress, sort_keys=True),
-        "optim_groups": json.dumps([{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]}
-                                    for g in opt_state["param_groups"]]),
-        "optim_scalars": json.dumps(scalars),
-    }
-    atomic_write_bytes(path, st_save(tensors, metadata=meta))
-
-
-def state_is_finite(model: nn.Module, optimizer: torch.optim.Optimizer) -> bool:
-    """No NaN / Inf in the model's floating-point weights and buffers, nor in the optimizer's state."""
-    tensors = list(unwrap(model).state_dict().values())
-    tensors += [v for pstate in optimizer.state.values() for v in pstate.values() if torch.is_tensor(v)]
-    return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
-
-
-def load_train_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    tensors, meta = read_safetensors(path)
-    if meta.get("format") != "modelupdate-train-state/1":
-        raise CheckpointError(f"{path}: not a modelupdate training state (format {meta.get('format')!r})")
-    model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-    try:
-        unwrap(model).load_state_dict(model_state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: saved state does not fit this model ({state_dict_error(exc)}); "
-                              f"was the command changed since the run started?") from None
-    state: dict[int, dict[str, Any]] = {}
-    for k, v in tensors.items():
-        if k.startswith("optim."):
-            _, pid, name = k.split(".", 2)
-            state.setdefault(int(pid), {})[name] = v
-    for k, v in json.loads(meta["optim_scalars"]).items():
-        pid, name = k.split(".", 1)
-        state.setdefault(int(pid), {})[name] = v
-    optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["optim_groups"])})
-    return json.loads(meta["progress"])
-
-
 # --------------------------------------------------------------------------- evaluation
 
 
@@ -289,19 +96,6 @@ def predict_logits(model: nn.Module, split: Split, info: DatasetInfo, runtime: R
     return torch.cat(outs), torch.cat(targets), torch.cat(ids)
 
 
-def gather_predictions(logits: torch.Tensor, targets: torch.Tensor, ids: torch.Tensor, runtime: Runtime):
-    """All ranks' shards concatenated in id order (for files written by rank 0)."""
-    if not runtime.distributed:
-        return logits, targets, ids
-    parts: list[Any] = [None] * runtime.world
-    dist.all_gather_object(parts, (logits.numpy(), targets.numpy(), ids.numpy()))
-    lg = torch.cat([torch.from_numpy(p[0]) for p in parts if len(p[2])])
-    tg = torch.cat([torch.from_numpy(p[1]) for p in parts if len(p[2])])
-    ix = torch.cat([torch.from_numpy(p[2]) for p in parts if len(p[2])])
-    order = ix.argsort()
-    return lg[order], tg[order], ix[order]
-
-
 def accuracy_counts(logits: torch.Tensor, targets: torch.Tensor, runtime: Runtime) -> dict[str, Any]:
     """Pooled correct / total over ranks, and the error rate they give."""
     correct = (logits.argmax(1) == targets).sum() if len(targets) else torch.tensor(0)
@@ -322,20 +116,10 @@ class FitResult:
     resumed_from_step: int | None = None
 
 
-def fit(
-    model: nn.Module,
-    data: Dataset,
-    cfg: TrainConfig,
-    runtime: Runtime,
-    *,
-    objective: Objective | None = None,
-    epoch_metrics: Callable[[nn.Module], dict[str, Any]] | None = None,
-    on_event: EventHandler | None = None,
-    state_path: Path | None = None,
-    resume: bool = False,
-    prepare_batch: Callable[[Batch], Batch] | None = None,
-    data_recipe: dict[str, Any] | None = None,
-) -> FitResult:
+def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, runtime: Runtime, *, objective: Objective | None = None,
+        epoch_metrics: Callable[[nn.Module], dict[str, Any]] | None = None, on_event: EventHandler | None = None,
+        state_path: Path | None = None, resume: bool = False, prepare_batch: Callable[[Batch], Batch] | None = None,
+        data_recipe: dict[str, Any] | None = None) -> FitResult:
     """Train ``model`` in place on ``data.train``; evaluate on ``data.val`` after each epoch.
 
     ``objective`` defaults to cross-entropy with ``cfg.label_smoothing``.
@@ -346,6 +130,66 @@ def fit(
     """
     emit = on_event or (lambda event: None)
     objective = objective or cross_entropy_objective(cfg.label_smoothing)
+    train_model, optimizer, scaler = prepare_training(model, cfg, runtime)
+    plan = Schedule.of(len(data.train), cfg, runtime)
+    result = FitResult()
+    start = Start()
+    if resume and state_path is not None and state_path.exists():
+        start = resume_state(state_path, model, optimizer, scaler, cfg, data_recipe, result, plan)
+        emit({"type": "resume", "epoch": start.epoch, "step": start.step, "epochs": cfg.epochs,
+              "path": str(state_path)})
+    saver = StateSaver(state_path, model, optimizer, scaler, cfg, data_recipe, result, runtime, start.seconds,
+                       plan.base_lr)
+    emit({"type": "start", "epochs": cfg.epochs, "steps_per_epoch": plan.steps_per_epoch,
+          "total_steps": plan.total_steps, "n_train": len(data.train), "device": str(runtime.device),
+          "world": runtime.world, "start_epoch": start.epoch, "start_step": start.step})
+    meter = Throughput()
+    with StopSignals() as stop:
+        for epoch in range(start.epoch, cfg.epochs):
+            train_model.train()
+            loss = LossTracker.at(start, epoch, runtime.device)
+            t_epoch = time.perf_counter()
+            first = start.step if epoch == start.epoch else 0
+            for step, batch in train_batches(data.train, data.info, batch_size=cfg.batch_size, seed=cfg.seed,
+                                             epoch=epoch, start_step=first, device=runtime.device,
+                                             rank=runtime.rank, world=runtime.world,
+                                             channels_last=cfg.channels_last):
+                global_step = epoch * plan.steps_per_epoch + step
+                set_lr(optimizer, plan.lr(global_step))
+                torch.manual_seed(step_seed(cfg.seed, epoch, step, runtime.rank, "dropout"))  # resumable
+                batch = prepare_batch(batch) if prepare_batch is not None else batch
+                batch = mix_for_step(batch, data.info.num_classes, cfg, epoch, step, runtime.rank)
+                log_now = (step + 1) % LOG_EVERY == 0 or step + 1 == plan.steps_per_epoch
+                value, parts, grad_norm = train_step(train_model, optimizer, scaler, objective, batch, runtime,
+                                                     cfg.clip_grad_norm, measure_grad_norm=log_now)
+                loss.add(value)
+                meter.add(batch.targets.shape[0] * runtime.world)
+                save_now = plan.saves_after(global_step, step, cfg.checkpoint_every)
+                # ranks check only where they all log or save, and agree there on a signal or a NaN
+                stopping = False
+                if log_now or save_now or (stop.requested and not runtime.distributed):
+                    stopping = loss.agree(stop.requested, runtime, epoch, step, saver.hint(), plan.base_lr)
+                if log_now:
+                    emit(step_event(epoch, step, global_step, plan, loss.mean, meter.rate(), grad_norm, parts))
+                if save_now or stopping:
+                    saver.save(epoch, step + 1, *loss.per_rank_share(runtime.world))
+                if stopping:
+                    raise KeyboardInterrupt
+            record = end_of_epoch(model, data, cfg, runtime, epoch, loss.mean, plan, t_epoch, epoch_metrics)
+            result.history.append(record)
+            emit({"type": "epoch"} | record)
+            saver.save(epoch + 1, 0)
+    result.seconds = start.seconds + meter.seconds()
+    result.steps = plan.total_steps
+    result.images_per_second = meter.rate()
+    return result
+
+
+LOG_EVERY = 20  # steps between step records (and the ranks' stop/NaN agreement)
+
+
+def prepare_training(model: nn.Module, cfg: TrainConfig, runtime: Runtime):
+    """The model on its device (DDP-wrapped, compiled as asked), its optimizer and its fp16 GradScaler."""
     model.to(runtime.device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -362,168 +206,230 @@ def fit(
     if cfg.compile:
         train_model = torch.compile(train_model)
     scaler = torch.amp.GradScaler("cuda", enabled=runtime.amp_dtype == torch.float16)
+    return train_model, optimizer, scaler
 
-    n_train = len(data.train)
-    if n_train == 0:
-        raise ConfigError("the training split is empty")
-    steps_per_epoch = math.ceil(len(train_order(n_train, seed=cfg.seed, epoch=0, rank=runtime.rank,
-                                                world=runtime.world, batch_size=cfg.batch_size)) / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
-    warmup_steps = int(round(cfg.warmup_epochs * steps_per_epoch))
-    base_lr = cfg.resolved_lr()
 
-    result = FitResult()
-    start_epoch, start_step = 0, 0
-    resumed_loss: tuple[float, int] = (0.0, 0)
-    prior_seconds = 0.0  # training time of the interrupted runs this one continues
-    if resume and state_path is not None and state_path.exists():
-        progress = load_train_state(state_path, model, optimizer)
-        start_epoch, start_step = progress["epoch"], progress["step"]
-        check_same_recipe(progress.get("config", {}), cfg, state_path)
-        check_same_data(progress.get("data"), data_recipe, state_path)
-        if progress.get("grad_scaler") and scaler.is_enabled():
-            scaler.load_state_dict(progress["grad_scaler"])
-        resumed_loss = (progress.get("epoch_loss_sum", 0.0), progress.get("epoch_loss_count", 0))
-        prior_seconds = float(progress.get("seconds", 0.0))
-        result.history = progress.get("history", [])
-        result.resumed_from_step = start_epoch * steps_per_epoch + start_step
-        emit({"type": "resume", "epoch": start_epoch, "step": start_step, "epochs": cfg.epochs,
-              "path": str(state_path)})
+@dataclass(frozen=True)
+class Schedule:
+    """Steps per epoch (this rank's, full batches), total steps, warm-up and the peak learning rate."""
 
-    stop = {"signal": None}
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+    base_lr: float
 
-    def save_state(epoch: int, step: int, loss_sum: float = 0.0, loss_count: int = 0) -> None:
-        if state_path is not None:
-            # a finite loss does not make finite weights: the update after it may overflow (huge --lr),
-            # and a state with NaN / Inf weights must never replace the last good one. Checked on every
-            # rank (DDP keeps their weights equal), so that all of them stop together.
-            if not state_is_finite(model, optimizer):
-                good = f"; the last good state is in {state_path}" if state_path.exists() else ""
-                where = f"epoch {epoch + 1}, step {step}" if step else f"the end of epoch {epoch}"
-                raise TrainingDiverged(f"weights became NaN or Inf by {where}{good}; "
-                                       f"try a lower --lr (now {base_lr:g}) or --amp off")
-            if not runtime.is_main:
-                return
+    @classmethod
+    def of(cls, n_train: int, cfg: TrainConfig, runtime: Runtime) -> Schedule:
+        if n_train == 0:
+            raise ConfigError("the training split is empty")
+        order = train_order(n_train, seed=cfg.seed, epoch=0, rank=runtime.rank, world=runtime.world,
+                            batch_size=cfg.batch_size)
+        per_epoch = math.ceil(len(order) / cfg.batch_size)
+        return cls(per_epoch, per_epoch * cfg.epochs, int(round(cfg.warmup_epochs * per_epoch)), cfg.resolved_lr())
+
+    def lr(self, global_step: int) -> float:
+        return lr_at(global_step, self.total_steps, self.warmup_steps, self.base_lr)
+
+    def saves_after(self, global_step: int, step: int, every: int) -> bool:
+        """A mid-epoch resumable save after this step (the epoch's end always saves)."""
+        return bool(every) and (global_step + 1) % every == 0 and step + 1 < self.steps_per_epoch
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def mix_for_step(batch: Batch, num_classes: int, cfg: TrainConfig, epoch: int, step: int, rank: int) -> Batch:
+    """The step's mixup / cutmix (drawn from its own seed); the objective's reference sees the mixed batch."""
+    if cfg.mixup <= 0 and cfg.cutmix <= 0:
+        return batch
+    return mix_batch(batch, num_classes, mixup=cfg.mixup, cutmix=cfg.cutmix, mix_prob=cfg.mix_prob,
+                     switch_prob=cfg.mix_switch_prob, seed=step_seed(cfg.seed, epoch, step, rank, "mix"))
+
+
+def train_step(train_model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+               objective: Objective, batch: Batch, runtime: Runtime, clip_grad_norm: float | None, *,
+               measure_grad_norm: bool) -> tuple[torch.Tensor, dict[str, Any], torch.Tensor | None]:
+    """Forward, loss, backward, clip, step. Returns the loss, its named parts and the gradient norm before
+    clipping (when clipping or asked to measure; measured on unscaled fp16 gradients)."""
+    with runtime.autocast():
+        logits = train_model(batch.images)
+        loss, parts = objective(logits, batch)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    grad_norm = None
+    if clip_grad_norm or measure_grad_norm:
+        scaler.unscale_(optimizer)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        grad_norm = nn.utils.clip_grad_norm_(params, clip_grad_norm or math.inf)
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach(), parts, grad_norm
+
+
+@dataclass
+class Start:
+    """Where a run starts: epoch, step within it, the epoch's loss so far, training seconds before."""
+
+    epoch: int = 0
+    step: int = 0
+    loss_sum: float = 0.0
+    loss_count: int = 0
+    seconds: float = 0.0
+
+
+def resume_state(state_path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 scaler: torch.amp.GradScaler, cfg: TrainConfig, data_recipe: dict[str, Any] | None,
+                 result: FitResult, plan: Schedule) -> Start:
+    """Load a resumable state into model, optimizer and scaler, after checking it is this run's recipe."""
+    progress = load_train_state(state_path, model, optimizer)
+    check_same_recipe(progress.get("config", {}), cfg, state_path)
+    check_same_data(progress.get("data"), data_recipe, state_path)
+    if progress.get("grad_scaler") and scaler.is_enabled():
+        scaler.load_state_dict(progress["grad_scaler"])
+    result.history = progress.get("history", [])
+    start = Start(progress["epoch"], progress["step"], progress.get("epoch_loss_sum", 0.0),
+                  progress.get("epoch_loss_count", 0), float(progress.get("seconds", 0.0)))
+    result.resumed_from_step = start.epoch * plan.steps_per_epoch + start.step
+    return start
+
+
+class StateSaver:
+    """Writes the resumable state (rank 0), never after weights turned NaN or Inf."""
+
+    def __init__(self, path: Path | None, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 scaler: torch.amp.GradScaler, cfg: TrainConfig, data_recipe: dict[str, Any] | None,
+                 result: FitResult, runtime: Runtime, prior_seconds: float, base_lr: float):
+        self.path, self.model, self.optimizer, self.scaler = path, model, optimizer, scaler
+        self.cfg, self.data_recipe, self.result, self.runtime = cfg, data_recipe, result, runtime
+        self.prior_seconds, self.base_lr, self.t_start = prior_seconds, base_lr, time.perf_counter()
+
+    def hint(self) -> str:
+        saved = self.path is not None and self.path.exists()
+        return f"; the last good state is in {self.path}" if saved else ""
+
+    def save(self, epoch: int, step: int, loss_sum: float = 0.0, loss_count: int = 0) -> None:
+        if self.path is None:
+            return
+        # a finite loss does not make finite weights (the update after it may overflow); checked on every
+        # rank (DDP keeps their weights equal), so that all of them stop together
+        if not state_is_finite(self.model, self.optimizer):
+            where = f"epoch {epoch + 1}, step {step}" if step else f"the end of epoch {epoch}"
+            raise TrainingDiverged(f"weights became NaN or Inf by {where}{self.hint()}; "
+                                   f"try a lower --lr (now {self.base_lr:g}) or --amp off")
+        if not self.runtime.is_main:
+            return
+        save_train_state(self.path, self.model, self.optimizer, {
+            "epoch": epoch, "step": step, "history": self.result.history, "config": self.cfg.to_dict(),
+            "data": self.data_recipe, "grad_scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             # the epoch's loss so far too: a resumed epoch then logs the mean over all its steps
-            save_train_state(state_path, model, optimizer, {"epoch": epoch, "step": step,
-                                                            "history": result.history, "config": cfg.to_dict(),
-                                                            "data": data_recipe,
-                                                            "grad_scaler": scaler.state_dict() if
-                                                            scaler.is_enabled() else None,
-                                                            "epoch_loss_sum": loss_sum,
-                                                            "epoch_loss_count": loss_count,
-                                                            "seconds": prior_seconds + time.perf_counter()
-                                                            - t_start})
+            "epoch_loss_sum": loss_sum, "epoch_loss_count": loss_count,
+            "seconds": self.prior_seconds + time.perf_counter() - self.t_start})
 
-    def on_signal(signum, frame):  # finish the step, save, then stop
-        stop["signal"] = signum
 
-    old_handlers = {}
-    for s in (signal.SIGINT, signal.SIGTERM):  # on every rank: torchrun passes a signal on to all of them
-        try:
-            old_handlers[s] = signal.signal(s, on_signal)
-        except ValueError:  # not the main thread
-            pass
+class LossTracker:
+    """The epoch's training loss: summed on the device (no sync per step), pooled over ranks when read."""
 
-    emit({"type": "start", "epochs": cfg.epochs, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
-          "n_train": n_train, "device": str(runtime.device), "world": runtime.world, "start_epoch": start_epoch,
-          "start_step": start_step})
-    t_start = time.perf_counter()
-    images_seen = 0
-    try:
-        for epoch in range(start_epoch, cfg.epochs):
-            train_model.train()
-            loss_sum = torch.zeros((), device=runtime.device)
-            loss_count = 0
-            if epoch == start_epoch and start_step > 0:
-                loss_sum, loss_count = torch.tensor(resumed_loss[0], device=runtime.device), resumed_loss[1]
-            t_epoch = time.perf_counter()
-            first = start_step if epoch == start_epoch else 0
-            mean_loss = float(loss_sum) / max(loss_count, 1)  # a state saved after the epoch's last step
-            for step, batch in train_batches(data.train, data.info, batch_size=cfg.batch_size, seed=cfg.seed,
-                                             epoch=epoch, start_step=first, device=runtime.device,
-                                             rank=runtime.rank, world=runtime.world,
-                                             channels_last=cfg.channels_last):
-                global_step = epoch * steps_per_epoch + step
-                lr = lr_at(global_step, total_steps, warmup_steps, base_lr)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                torch.manual_seed(step_seed(cfg.seed, epoch, step, runtime.rank, "dropout"))  # resumable
-                if prepare_batch is not None:
-                    batch = prepare_batch(batch)
-                if cfg.mixup > 0 or cfg.cutmix > 0:  # the reference, in the objective, sees the mixed batch
-                    batch = mix_batch(batch, data.info.num_classes, mixup=cfg.mixup, cutmix=cfg.cutmix,
-                                      mix_prob=cfg.mix_prob, switch_prob=cfg.mix_switch_prob,
-                                      seed=step_seed(cfg.seed, epoch, step, runtime.rank, "mix"))
-                with runtime.autocast():
-                    logits = train_model(batch.images)
-                    loss, parts = objective(logits, batch)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                log_now = (step + 1) % 20 == 0 or step + 1 == steps_per_epoch
-                grad_norm = None
-                if cfg.clip_grad_norm or log_now:
-                    scaler.unscale_(optimizer)  # the true gradients, not fp16-scaled ones
-                    grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm or math.inf)
-                scaler.step(optimizer)
-                scaler.update()
-                loss_sum += loss.detach()
-                loss_count += 1
-                images_seen += batch.targets.shape[0] * runtime.world
-                save_now = bool(cfg.checkpoint_every) and (global_step + 1) % cfg.checkpoint_every == 0 \
-                    and step + 1 < steps_per_epoch
-                # Under torchrun every rank must stop at the same step (a rank that leaves the loop alone
-                # leaves the others waiting in their next all-reduce): ranks check at the steps they all
-                # log or save at, and agree there on a signal or a NaN seen by any of them.
-                check_now = log_now or save_now or (stop["signal"] is not None and not runtime.distributed)
-                stopping = False
-                if check_now:  # never save a state after a NaN step
-                    stopping, g_sum, g_count = reduce_progress(stop["signal"] is not None, loss_sum, loss_count,
-                                                               runtime)
-                    mean_loss = g_sum / g_count  # over all ranks' steps
-                    if not math.isfinite(mean_loss):
-                        saved = state_path is not None and state_path.exists()
-                        save_hint = f"; the last good state is in {state_path}" if saved else ""
-                        raise TrainingDiverged(
-                            f"loss became {mean_loss} at epoch {epoch + 1}, step {step + 1}{save_hint}; "
-                            f"try a lower --lr (now {base_lr:g}) or --amp off")
-                if log_now:
-                    elapsed = time.perf_counter() - t_start
-                    emit({"type": "step", "epoch": epoch, "step": step + 1, "steps_per_epoch": steps_per_epoch,
-                          "global_step": global_step + 1, "total_steps": total_steps, "loss": mean_loss, "lr": lr,
-                          "images_per_second": images_seen / max(elapsed, 1e-9),
-                          "grad_norm": float(grad_norm)}  # this rank's, before clipping
-                         | {k: float(v) for k, v in parts.items()})
-                if save_now or stopping:
-                    # each rank resumes from 1/world of the pooled sums: pooled again, they are these
-                    save_state(epoch, step + 1, g_sum / runtime.world, g_count // runtime.world)
-                if stopping:
-                    raise KeyboardInterrupt
-            train_loss = mean_loss  # the last step always logs: the epoch's mean over all ranks
-            if not math.isfinite(train_loss):
-                raise TrainingDiverged(f"loss became {train_loss} in epoch {epoch + 1}; try a lower --lr")
-            broadcast_from_main(model, runtime)  # BatchNorm statistics differ between ranks
-            record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss,
-                                      "epoch_seconds": time.perf_counter() - t_epoch, "lr": lr_at(
-                                          (epoch + 1) * steps_per_epoch - 1, total_steps, warmup_steps, base_lr)}
-            if len(data.val):
-                logits_v, targets_v, _ = predict_logits(model, data.val, data.info, runtime,
-                                                        batch_size=cfg.eval_batch_size,
-                                                        channels_last=cfg.channels_last)
-                record["val_error_rate"] = accuracy_counts(logits_v, targets_v, runtime)["error_rate"]
-            if epoch_metrics is not None:
-                record |= epoch_metrics(model)
-            result.history.append(record)
-            emit({"type": "epoch"} | record)
-            save_state(epoch + 1, 0)
-    finally:
-        for s, h in old_handlers.items():
-            signal.signal(s, h)
-    this_run = time.perf_counter() - t_start
-    result.seconds = prior_seconds + this_run
-    result.steps = total_steps
-    result.images_per_second = images_seen / max(this_run, 1e-9)
-    return result
+    def __init__(self, loss_sum: torch.Tensor, count: int):
+        self.sum, self.count, self.mean = loss_sum, count, float(loss_sum) / max(count, 1)
+        self.pooled = (self.mean * count, count)
+
+    @classmethod
+    def at(cls, start: Start, epoch: int, device: torch.device) -> LossTracker:
+        resumed = epoch == start.epoch and start.step > 0
+        return cls(torch.tensor(start.loss_sum if resumed else 0.0, device=device), start.loss_count if resumed else 0)
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.sum += loss
+        self.count += 1
+
+    def agree(self, stop: bool, runtime: Runtime, epoch: int, step: int, hint: str, base_lr: float) -> bool:
+        """One all-reduce: whether any rank was told to stop, and the mean loss over every rank's steps;
+        a NaN on any rank raises on all of them (never save a state after a NaN step)."""
+        stopping, total, count = reduce_progress(stop, self.sum, self.count, runtime)
+        self.pooled, self.mean = (total, count), total / count
+        if not math.isfinite(self.mean):
+            raise TrainingDiverged(f"loss became {self.mean} at epoch {epoch + 1}, step {step + 1}{hint}; "
+                                   f"try a lower --lr (now {base_lr:g}) or --amp off")
+        return stopping
+
+    def per_rank_share(self, world: int) -> tuple[float, int]:
+        """What each rank saves: 1/world of the pooled sums, which pooled again on resume give these."""
+        return self.pooled[0] / world, self.pooled[1] // world
+
+
+class Throughput:
+    """Images trained (all ranks) over this process's training time."""
+
+    def __init__(self) -> None:
+        self.images, self.t0 = 0, time.perf_counter()
+
+    def add(self, images: int) -> None:
+        self.images += images
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def rate(self) -> float:
+        return self.images / max(self.seconds(), 1e-9)
+
+
+class StopSignals:
+    """SIGINT / SIGTERM ask the loop to finish its step, save and stop (on every rank: torchrun passes a
+    signal on to all of them); the handlers found are restored on exit."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._old: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
+
+    def __enter__(self) -> StopSignals:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[s] = signal.signal(s, self._on_signal)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _on_signal(self, signum, frame) -> None:
+        self.signal = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+
+
+def step_event(epoch: int, step: int, global_step: int, plan: Schedule, mean_loss: float, images_per_second: float,
+               grad_norm: torch.Tensor | None, parts: dict[str, Any]) -> Event:
+    """The record of a logged step: loss so far this epoch (all ranks), lr, speed, gradient norm (this
+    rank's, before clipping) and the objective's named parts."""
+    return {"type": "step", "epoch": epoch, "step": step + 1, "steps_per_epoch": plan.steps_per_epoch,
+            "global_step": global_step + 1, "total_steps": plan.total_steps, "loss": mean_loss,
+            "lr": plan.lr(global_step), "images_per_second": images_per_second,
+            "grad_norm": float(grad_norm) if grad_norm is not None else None} | {k: float(v) for k, v in parts.items()}
+
+
+def end_of_epoch(model: nn.Module, data: Dataset, cfg: TrainConfig, runtime: Runtime, epoch: int, train_loss: float,
+                 plan: Schedule, t_epoch: float, epoch_metrics: Callable[[nn.Module], dict[str, Any]] | None
+                 ) -> dict[str, Any]:
+    """The epoch's record: training loss, time, lr, validation error and the caller's metrics."""
+    if not math.isfinite(train_loss):
+        raise TrainingDiverged(f"loss became {train_loss} in epoch {epoch + 1}; try a lower --lr")
+    broadcast_from_main(model, runtime)  # BatchNorm statistics differ between ranks
+    record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss,
+                              "epoch_seconds": time.perf_counter() - t_epoch,
+                              "lr": plan.lr((epoch + 1) * plan.steps_per_epoch - 1)}
+    if len(data.val):
+        logits, targets, _ = predict_logits(model, data.val, data.info, runtime, batch_size=cfg.eval_batch_size,
+                                            channels_last=cfg.channels_last)
+        record["val_error_rate"] = accuracy_counts(logits, targets, runtime)["error_rate"]
+    if epoch_metrics is not None:
+        record |= epoch_metrics(model)
+    return record
 
 
 # What makes two runs the same training recipe: a resumed run must match the interrupted one on these.

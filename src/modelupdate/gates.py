@@ -13,10 +13,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from modelupdate.config import GATE_ON_CHOICES, GateSpec
 from modelupdate.errors import ConfigError
 from modelupdate.metrics import ClassRow, FlipSummary, Rate, error_rate_increase
 
-GATE_ON_CHOICES = ("value", "upper")
+__all__ = ["GATE_ON_CHOICES", "GateResult", "GateSpec", "evaluate_gates", "gate_spec", "parse_threshold"]
 
 
 def parse_threshold(text: str | float, name: str = "threshold",
@@ -49,30 +50,18 @@ def parse_threshold(text: str | float, name: str = "threshold",
     return value
 
 
-@dataclass(frozen=True)
-class GateSpec:
-    """Thresholds (fractions, e.g. 0.02 for 2 %); ``None`` means no such gate."""
+def gate_spec(*, max_nfr: str | None = None, max_rel_nfr: str | None = None, max_er: str | None = None,
+              max_er_increase: str | None = None, min_btc: str | None = None, max_class_nfr: str | None = None,
+              gate_on: str = "value") -> GateSpec:
+    """The gates of flip-report from the thresholds as the user typed them (``"2%"``, ``"0.02"``)."""
 
-    max_nfr: float | None = None
-    max_rel_nfr: float | None = None
-    max_er: float | None = None
-    max_er_increase: float | None = None
-    min_btc: float | None = None
-    max_class_nfr: float | None = None
-    gate_on: str = "value"
+    def value(flag: str, text: str | None, allow_negative: bool = False, rate: bool = True) -> float | None:
+        return None if text is None else parse_threshold(text, flag, allow_negative, rate)
 
-    def __post_init__(self) -> None:
-        if self.gate_on not in GATE_ON_CHOICES:
-            raise ConfigError(
-                f"gate-on: {self.gate_on!r} is not one of {', '.join(GATE_ON_CHOICES)}"
-            )
-
-    def is_empty(self) -> bool:
-        return all(
-            getattr(self, f) is None
-            for f in ("max_nfr", "max_rel_nfr", "max_er", "max_er_increase", "min_btc",
-                      "max_class_nfr")
-        )
+    return GateSpec(max_nfr=value("--max-nfr", max_nfr), max_rel_nfr=value("--max-rel-nfr", max_rel_nfr, rate=False),
+                    max_er=value("--max-er", max_er), max_er_increase=value("--max-er-increase", max_er_increase, True),
+                    min_btc=value("--min-btc", min_btc), max_class_nfr=value("--max-class-nfr", max_class_nfr),
+                    gate_on=gate_on)
 
 
 @dataclass(frozen=True)

@@ -231,10 +231,13 @@ def focal_distillation_loss(
     return weight * per_sample_distance
 
 
-def new_error_loss(student_logits: Tensor, old_logits: Tensor, targets: Tensor) -> Tensor:
-    """CE on every sample plus CE again on the samples the old model gets right.
+def new_error_loss(student_logits: Tensor, old_logits: Tensor, targets: Tensor, *,
+                   cross_entropy: Tensor | None = None) -> Tensor:
+    """CE on the samples the old model gets right: ``ce_i · 1[argmax old_i == y_i]`` per sample.
 
-    Per sample: ``ce_i · (1 + 1[argmax old_i == y_i])``.
+    The method's objective adds it to CE on every sample (``combined_objective``), so the samples the
+    old model gets right count twice as much at α = 0.5. ``cross_entropy``: the per-sample CE already
+    computed (e.g. against a mixed batch's soft targets); by default CE against ``targets``.
 
     Args:
         student_logits: ``[B, C]``.
@@ -246,10 +249,10 @@ def new_error_loss(student_logits: Tensor, old_logits: Tensor, targets: Tensor) 
     """
     _check_logit_pair("student_logits", student_logits, "old_logits", old_logits)
     _check_targets(targets, student_logits.shape[0])
-    student = _at_least_float32(student_logits)
-    cross_entropy = F.cross_entropy(student, targets.long(), reduction="none")
+    if cross_entropy is None:
+        cross_entropy = F.cross_entropy(_at_least_float32(student_logits), targets.long(), reduction="none")
     old_correct = _old_model_correct(old_logits.detach(), targets)
-    return cross_entropy * (1 + old_correct.to(cross_entropy.dtype))
+    return cross_entropy * old_correct.to(cross_entropy.dtype)
 
 
 def combined_objective(ce: Tensor, aux: Tensor, alpha: float) -> Tensor:

@@ -23,9 +23,9 @@ rename).
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from modelupdate.errors import MismatchError, OutputError, PredictionFileError
+from modelupdate.atomic import atomic_write_bytes
+from modelupdate.errors import MismatchError, PredictionFileError
 
 PREDICTIONS_FORMAT = "modelupdate-predictions/1"
 SUFFIXES = (".npz", ".csv", ".safetensors")
@@ -381,42 +382,24 @@ def write_predictions(path: str | os.PathLike, predictions: Predictions) -> Path
     }
     if p.logits is not None:
         tensors["logits"] = np.ascontiguousarray(p.logits, dtype=np.float32)
-    directory = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write here ({exc.strerror})") from None
-    try:
-        if suffix == ".npz":
-            if p.num_classes is not None:
-                tensors["num_classes"] = np.asarray(p.num_classes, dtype=np.int64)
-            if p.classes is not None:
-                tensors["classes"] = np.asarray(p.classes, dtype=str)
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **tensors)
-                fh.flush()
-                os.fsync(fh.fileno())
-        else:
-            os.close(fd)
-            from safetensors.numpy import save_file
+    if suffix == ".npz":
+        if p.num_classes is not None:
+            tensors["num_classes"] = np.asarray(p.num_classes, dtype=np.int64)
+        if p.classes is not None:
+            tensors["classes"] = np.asarray(p.classes, dtype=str)
+        buffer = io.BytesIO()
+        np.savez(buffer, **tensors)
+        data = buffer.getvalue()
+    else:
+        from safetensors.numpy import save
 
-            metadata = {**p.meta, "format": PREDICTIONS_FORMAT}
-            if p.num_classes is not None:
-                metadata["num_classes"] = str(p.num_classes)
-            if p.classes is not None:
-                metadata["classes"] = json.dumps(list(p.classes))
-            save_file(tensors, tmp_name, metadata=metadata)
-            with open(tmp_name, "rb") as fh:
-                os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp_name)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
-        raise
+        metadata = {**p.meta, "format": PREDICTIONS_FORMAT}
+        if p.num_classes is not None:
+            metadata["num_classes"] = str(p.num_classes)
+        if p.classes is not None:
+            metadata["classes"] = json.dumps(list(p.classes))
+        data = save(tensors, metadata=metadata)
+    atomic_write_bytes(path, data)
     return path
 
 

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-__all__ = ["CachedReference", "EnsembleReference", "ModelReference"]
+__all__ = ["CachedReference", "EnsembleReference"]
 
 ENSEMBLE_MODES = ("auto", "batched", "loop")
 
@@ -81,18 +81,9 @@ class EnsembleReference(nn.Module):
             the members share one architecture, falling back to the loop for
             good if the first batched call raises.
 
-    Why ``auto`` loops on the CPU: measured with bench/bench_ensemble_forward.py on a
-    2-core CPU (Fashion-MNIST-sized inputs), the batched forward took 1.6-3.8x as long
-    as the loop for cnn-m members (M=4, batch 256, 2 threads, wall clock), and still
-    1.6-2.5x for the narrower cnn-m of today (M=4 and 8, batches of 32 to 1024, one
-    thread, CPU time); docs/performance.md has the runs. (On a heavily shared machine
-    with 2 threads, wall clock, the batched path came out ahead: fewer parallel regions
-    to wait on for descheduled threads. That is contention, not the computation.)
-    vmap folds the members into the channel axis (grouped convolutions) and reshapes
-    between layers; on the CPU those kernels and copies cost more than M ordinary
-    calls, while the batched path's gain, M times fewer kernel launches, only matters
-    on an accelerator.
-    The forced ``"batched"`` mode still runs it anywhere.
+    ``auto`` loops on the CPU because there the batched forward's grouped convolutions and reshapes
+    cost more than M ordinary calls; its gain, M times fewer kernel launches, pays on an accelerator
+    (measurements: docs/performance.md). The forced ``"batched"`` mode still runs it anywhere.
 
     The stacked weights are built lazily, on the first batched call, from the
     members' current parameters and buffers, and rebuilt after anything that
@@ -130,10 +121,6 @@ class EnsembleReference(nn.Module):
         self.train(False)
 
     # -- mode --------------------------------------------------------------
-
-    @property
-    def num_members(self) -> int:
-        return len(self.members)
 
     @property
     def device(self) -> torch.device:
@@ -248,21 +235,6 @@ class EnsembleReference(nn.Module):
 
         # in_dims: weights batched over members (dim 0), the input shared.
         return vmap(one_member, in_dims=(0, 0, None))(params, buffers, x)
-
-
-class ModelReference(EnsembleReference):
-    """One frozen model as a reference (e.g. LDI towards the old model).
-
-    Same interface as ``EnsembleReference``: ``forward(x) -> [B, C]`` raw
-    logits, eval mode kept, no gradient.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__([model], mode="loop")
-
-    @property
-    def model(self) -> nn.Module:
-        return self.members[0]
 
 
 class CachedReference:

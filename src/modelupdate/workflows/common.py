@@ -21,8 +21,9 @@ from ..atomic import check_target, remove_stale_temps
 from ..checkpoint import ModelMeta
 from ..config import DataConfig, TrainConfig
 from ..data import Dataset, DatasetInfo
-from ..engine import EventHandler, Runtime, accuracy_counts, predict_logits
+from ..engine import EventHandler, accuracy_counts, predict_logits
 from ..errors import ConfigError, OutputComplete, OutputError
+from ..runtime import Runtime
 
 T = TypeVar("T")
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import combinations
+from pathlib import Path
 
 import numpy as np
 
+from modelupdate.config import EvalConfig
 from modelupdate.errors import ConfigError
 from modelupdate.metrics import (
     FlipSummary,
@@ -99,3 +101,46 @@ def compare(
         test = paired_exact_test(negative_flips[a], negative_flips[b])
         pairwise.append(PairwiseNfrTest(a, b, test.only_a, test.only_b, test.p_value))
     return CompareResult(old_source=old.source, n=len(old), rows=rows, pairwise=pairwise)
+
+
+def candidate_names(paths: list[Path], names: list[str]) -> list[str]:
+    """One unique name per candidate: the --name values, else file names (paths on a clash)."""
+    if names:
+        if len(names) != len(paths):
+            raise ConfigError(f"--name given {len(names)} times for {len(paths)} candidates; "
+                              "give one per candidate, in order")
+        if len(set(names)) != len(names):
+            raise ConfigError("--name: candidate names must be unique")
+        return list(names)
+    if len({p.resolve() for p in paths}) != len(paths):
+        raise ConfigError("a candidate is given twice")
+    stems = [p.stem for p in paths]
+    if len(set(stems)) == len(stems):
+        return stems
+    return [str(p) for p in paths]
+
+
+@dataclass(frozen=True)
+class CompareRun:
+    result: CompareResult
+    stdout: str | None  # the report asked for on stdout ('-'), printed instead of the tables
+
+
+def run_compare(old: Path, candidates: list[Path], names: list[str], eval_cfg: EvalConfig,
+                outputs: dict[str, str | Path | None]) -> CompareRun:
+    """`modelupdate compare`: name the candidates, check the outputs, load every input (the candidates'
+    inference timed), compare, write the requested files."""
+    from modelupdate import report as render
+
+    from .inputs import cost_columns, load_inputs
+    from .outputs import Outputs, deliver, step_summary_path
+
+    labels = candidate_names(candidates, names)
+    plan = Outputs([old, *candidates], outputs)
+    summary = step_summary_path()
+    loaded = load_inputs([old, *candidates], eval_cfg, timed=[False] + [True] * len(candidates))
+    old_p, candidate_p = loaded[0], dict(zip(labels, loaded[1:], strict=True))
+    result = compare(old_p, candidate_p, {name: cost_columns(p) for name, p in candidate_p.items()})
+    text = deliver(plan, summary, result, {
+        "--json": render.compare_json, "--markdown": render.compare_markdown, "--html": render.compare_html})
+    return CompareRun(result, text)

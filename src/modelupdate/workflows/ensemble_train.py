@@ -20,9 +20,10 @@ import torch.distributed as dist
 from ..checkpoint import ModelMeta, load_checkpoint, read_meta, save_ensemble
 from ..config import DataConfig, TrainConfig
 from ..data import load_dataset
-from ..engine import RECIPE_KEYS, EventHandler, accuracy_counts, predict_logits, setup_runtime
+from ..engine import RECIPE_KEYS, EventHandler, accuracy_counts, predict_logits
 from ..errors import ConfigError
 from ..reference import EnsembleReference
+from ..runtime import setup_runtime
 from .common import (
     DATA_RECIPE_KEYS,
     check_arch,

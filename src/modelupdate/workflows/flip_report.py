@@ -8,10 +8,12 @@ evaluate the gates. Turning checkpoints into Predictions happens before this.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from modelupdate.gates import GateResult, GateSpec, evaluate_gates
+from modelupdate.config import EvalConfig, GateSpec
+from modelupdate.gates import GateResult, evaluate_gates
 from modelupdate.metrics import (
     ClassRow,
     FlipPair,
@@ -104,3 +106,30 @@ def flip_report(
         gate_on=gates.gate_on,
         flips=flips,
     )
+
+
+@dataclass(frozen=True)
+class FlipReportRun:
+    report: FlipReport
+    stdout: str | None  # the report asked for on stdout ('-'), printed instead of the tables
+
+
+def run_flip_report(old: Path, new: Path, eval_cfg: EvalConfig, gates: GateSpec,
+                    outputs: dict[str, str | Path | None]) -> FlipReportRun:
+    """`modelupdate flip-report`: check the outputs, load both inputs, report, write the requested files.
+
+    ``outputs``: ``--json``, ``--markdown``, ``--flips-csv``, ``--html`` -> a path, ``'-'`` or None.
+    """
+    from modelupdate import report as render
+
+    from .inputs import load_inputs
+    from .outputs import Outputs, deliver, step_summary_path
+
+    plan = Outputs([old, new], outputs)
+    summary = step_summary_path()
+    old_p, new_p = load_inputs([old, new], eval_cfg)
+    result = flip_report(old_p, new_p, gates)
+    text = deliver(plan, summary, result, {
+        "--json": render.flip_report_json, "--markdown": render.flip_report_markdown,
+        "--flips-csv": render.flips_csv, "--html": render.flip_report_html})
+    return FlipReportRun(result, text)

@@ -8,7 +8,6 @@ the method, its parameters and the sha256 of the old model and the reference.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,11 @@ from .. import losses
 from ..checkpoint import LoadedModel, atomic_write_bytes, check_compatible, load_checkpoint, read_safetensors
 from ..config import DataConfig, TrainConfig, UpdateConfig, with_method_defaults
 from ..data import Batch, Dataset, load_dataset
-from ..engine import EventHandler, Runtime, all_reduce_sum, batch_cross_entropy, predict_logits, setup_runtime
+from ..engine import EventHandler, batch_cross_entropy, predict_logits
 from ..errors import ConfigError, MismatchError
+from ..metrics import flip_counts
 from ..reference import CachedReference
+from ..runtime import Runtime, all_reduce_sum, setup_runtime
 from .common import TrainedModel, check_arch, check_output_path, holds_output_lock, train_one
 
 NEEDS_OLD = {"ldi-old", "kd", "fd-kl", "fd-lm", "new-error"}
@@ -33,7 +34,7 @@ def ldi_train(data_cfg: DataConfig, cfg: TrainConfig, update_cfg: UpdateConfig, 
               resume: bool = False, allow_other_data: bool = False,
               on_event: EventHandler | None = None) -> TrainedModel:
     out = Path(out)
-    ucfg = update_cfg.resolved()
+    ucfg = update_cfg.for_inputs(has_reference=reference is not None, has_old=old is not None).resolved()
     cfg = with_method_defaults(cfg, ucfg.method)
     _check_method_inputs(ucfg.method, old, reference, reference_cache)
     check_output_path(out, resume=resume, inputs={"--old": old, "--reference": reference,
@@ -136,7 +137,7 @@ def make_objective(ucfg: UpdateConfig, teacher: LoadedModel | None, cache: Cache
             return ce.mean(), {}
         t = teacher_logits(batch)
         if method in ("elodi", "ldi-old"):
-            aux = losses.ldi_loss(logits, t, batch.targets, xi=float(ucfg.xi), p=ucfg.p, topk=ucfg.topk,
+            aux = losses.ldi_loss(logits, t, batch.targets, xi=float(ucfg.xi), p=ucfg.p, topk=ucfg.topk or None,
                                   exclude_target=bool(ucfg.exclude_target), weighting=ucfg.weighting)
         elif method == "kd":
             aux = losses.kd_loss(logits, t, tau=float(ucfg.tau))
@@ -144,7 +145,7 @@ def make_objective(ucfg: UpdateConfig, teacher: LoadedModel | None, cache: Cache
             aux = losses.focal_distillation_loss(logits, t, batch.targets, a=ucfg.fd_a, b=ucfg.fd_b,
                                                  distance=method[3:], tau=float(ucfg.tau))
         else:  # new-error: (1-α)·CE on all + α·CE on the samples the old model gets right
-            aux = ce * (t.argmax(1) == batch.targets).float()
+            aux = losses.new_error_loss(logits, t, batch.targets, cross_entropy=ce)
         return losses.combined_objective(ce, aux, alpha), {"ce": ce.detach().mean(), "aux": aux.detach().mean()}
 
     return objective
@@ -188,29 +189,25 @@ def load_or_build_reference_cache(path: Path, teacher: LoadedModel, data: Datase
 
 
 def flip_metrics_on(old: LoadedModel, data: Dataset, split_name: str, runtime: Runtime, cfg: TrainConfig):
-    """A function model -> {<split>_nfr, <split>_negative_flips, ...}: pooled counts over ranks."""
+    """A function model -> {<split>_nfr, <split>_negative_flips, ...}: ``metrics.flip_counts`` of each
+    rank's shard, pooled over ranks."""
     split = data.split(split_name)
     cached: dict[str, torch.Tensor] = {}
 
+    def predictions(model: torch.nn.Module, **kw: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, targets, _ = predict_logits(model, split, data.info, runtime, batch_size=cfg.eval_batch_size, **kw)
+        # an empty shard (tiny split, many ranks) has [0, 0] logits: no argmax
+        return (logits.argmax(1) if len(targets) else targets), targets
+
     def measure(model: torch.nn.Module) -> dict[str, Any]:
         if "old" not in cached:
-            old_logits, targets, _ = predict_logits(old.model, split, data.info, runtime,
-                                                    batch_size=cfg.eval_batch_size)
-            # an empty shard (tiny split, many ranks) has [0, 0] logits: no argmax, zero counts
-            cached["old"] = old_logits.argmax(1) == targets if len(targets) else torch.zeros(0, dtype=torch.bool)
-            cached["targets"] = targets
-        new_logits, targets, _ = predict_logits(model, split, data.info, runtime, batch_size=cfg.eval_batch_size,
-                                                channels_last=cfg.channels_last)
-        old_ok = cached["old"]
-        new_ok = new_logits.argmax(1) == targets if len(targets) else torch.zeros(0, dtype=torch.bool)
-        counts = all_reduce_sum(torch.tensor([len(targets), int((old_ok & ~new_ok).sum()),
-                                              int((~old_ok & new_ok).sum()), int(old_ok.sum())]), runtime)
-        n, neg, pos, old_correct = (int(c) for c in counts)
+            cached["old"], cached["targets"] = predictions(old.model)
+        new, targets = predictions(model, channels_last=cfg.channels_last)
+        shard = flip_counts(cached["old"].numpy(), new.numpy(), targets.numpy())
+        pooled = all_reduce_sum(torch.tensor([shard.n, shard.negative_flips, shard.positive_flips,
+                                              shard.old_correct]), runtime)
+        n, neg, pos, old_correct = (int(c) for c in pooled)
         return {f"{split_name}_nfr": neg / n if n else None, f"{split_name}_negative_flips": neg,
                 f"{split_name}_positive_flips": pos, f"{split_name}_old_error_rate": 1 - old_correct / n if n else None}
 
     return measure
-
-
-def describe(update: dict[str, Any]) -> str:
-    return json.dumps(update, sort_keys=True)

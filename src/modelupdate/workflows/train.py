@@ -6,7 +6,8 @@ from pathlib import Path
 
 from ..config import DataConfig, TrainConfig
 from ..data import load_dataset
-from ..engine import EventHandler, setup_runtime
+from ..engine import EventHandler
+from ..runtime import setup_runtime
 from .common import TrainedModel, check_output_path, holds_output_lock, train_one
 
 

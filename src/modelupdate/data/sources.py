@@ -1,9 +1,9 @@
-"""Datasets held in memory as uint8 tensors, split, and augmented in batch.
+"""Where datasets come from: the registry, the loaders, splits, subsets and the fingerprint.
 
 Small image datasets (MNIST-like, CIFAR) fit in memory several times over, so
-the expensive part of a PIL pipeline (per-image decode and transform in Python)
-is avoided: each split is one ``uint8`` tensor ``[N, C, H, W]``; a batch is
-moved to the training device as uint8 and cropped / flipped / normalised there.
+each split is loaded once into one ``uint8`` tensor ``[N, C, H, W]`` and the
+per-image decode and transform of a PIL pipeline is avoided; batches.py turns
+slices of it into training and evaluation batches on the device.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ import hashlib
 import math
 import os
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .config import DataConfig
-from .errors import DataError
+from ..config import DataConfig
+from ..errors import DataError
 
 FASHION_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -80,12 +80,15 @@ class Split:
 
 @dataclass
 class Dataset:
+    """A loaded dataset: its ``info`` and three in-memory splits (``val`` may be empty)."""
+
     info: DatasetInfo
     train: Split
     val: Split
     test: Split
 
     def split(self, name: str) -> Split:
+        """The split called ``name`` (train, val or test); a DataError if it is unknown or empty."""
         if name not in ("train", "val", "test"):
             raise DataError(f"--split: expected train, val or test, got {name!r}")
         split = getattr(self, name)
@@ -96,11 +99,14 @@ class Dataset:
 
 # --------------------------------------------------------------------------- registry
 
+# A loader returns (train, test, classes, mean, std, augment); load_dataset carves val out of train.
 Loader = Callable[[DataConfig], tuple[Split, Split, list[str], tuple, tuple, AugmentSpec]]
 DATASETS: dict[str, Loader] = {}
 
 
 def register_dataset(name: str):
+    """Decorator: register the decorated loader as ``--data name``."""
+
     def wrap(fn: Loader) -> Loader:
         DATASETS[name] = fn
         return fn
@@ -109,6 +115,7 @@ def register_dataset(name: str):
 
 
 def known_datasets() -> list[str]:
+    """The names ``--data`` accepts, registered ones sorted, then ``imagefolder:PATH``."""
     return sorted(DATASETS) + ["imagefolder:PATH"]
 
 
@@ -174,12 +181,15 @@ def parse_subset(spec: str, n: int) -> int:
 
 
 def take_subset(train: Split, spec: str, seed: int) -> Split:
+    """A seeded subset of ``train`` as ``parse_subset(spec)`` sizes it, ids kept in order."""
+    # seed + 1: the subset draw must not replay split_train_val's permutation of the same seed
     count = parse_subset(spec, len(train))
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed + 1))
     return train.subset(order[:count].sort().values)
 
 
 def _fingerprint(train: Split, test: Split) -> str:
+    """``sha256:`` and 16 hex digits over the images and targets of train (before the val split) and test."""
     h = hashlib.sha256()
     for t in (train.images, train.targets, test.images, test.targets):
         h.update(t.contiguous().numpy().tobytes())
@@ -190,7 +200,7 @@ def _fingerprint(train: Split, test: Split) -> str:
 
 
 def read_idx(path: Path) -> torch.Tensor:
-    """Read an IDX file (optionally gzipped) into a uint8 tensor."""
+    """Read an IDX file (optionally gzipped) into a uint8 tensor of the dims in its header ([N, H, W], [N])."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
@@ -213,6 +223,7 @@ def read_idx(path: Path) -> torch.Tensor:
 
 
 def _find_idx_dir(candidates: list[Path]) -> Path | None:
+    """The first folder that holds all four IDX files, gzipped or not."""
     for d in candidates:
         if all(_idx_path(d, stem) for stem in IDX_FILES.values()):
             return d
@@ -228,10 +239,12 @@ def _idx_path(d: Path, stem: str) -> Path | None:
 
 
 def cache_dir() -> Path:
+    """Where downloads go: ``$XDG_CACHE_HOME/modelupdate``, by default ``~/.cache/modelupdate``."""
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "modelupdate"
 
 
 def _idx_candidates(cfg: DataConfig, slug: str, tv_name: str) -> list[Path]:
+    """Folders to search in order: each root, root/<slug> (Debian's layout), root/<TorchvisionName>/raw."""
     roots: list[Path] = []
     if cfg.data_dir:
         roots.append(Path(cfg.data_dir))
@@ -246,6 +259,7 @@ def _idx_candidates(cfg: DataConfig, slug: str, tv_name: str) -> list[Path]:
 
 
 def _load_idx_dataset(cfg: DataConfig, slug: str, tv_name: str, classes: list[str]):
+    """(train, test, classes) from IDX files found on disk, or downloaded by torchvision with ``--download``."""
     candidates = _idx_candidates(cfg, slug, tv_name)
     found = _find_idx_dir(candidates)
     if found is None and cfg.download:
@@ -268,6 +282,7 @@ def _load_idx_dataset(cfg: DataConfig, slug: str, tv_name: str, classes: list[st
 
 
 def _idx_split(images: torch.Tensor, labels: torch.Tensor, where: Path) -> Split:
+    """images uint8 [N, H, W] and labels [N] -> a Split with images [N, 1, H, W]."""
     if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
         raise DataError(f"{where}: IDX images {tuple(images.shape)} and labels {tuple(labels.shape)} disagree")
     return Split(images.unsqueeze(1).contiguous(), labels.long(), torch.arange(len(labels)))
@@ -286,6 +301,7 @@ def _mnist(cfg: DataConfig):
 
 
 def _torchvision_cifar(cfg: DataConfig, cls_name: str):
+    """(train, test, classes) of torchvision's CIFAR10 / CIFAR100; images [N, H, W, C] -> [N, C, H, W]."""
     import torchvision
 
     root = cfg.data_dir or os.environ.get("MODELUPDATE_DATA") or str(cache_dir())
@@ -351,7 +367,8 @@ def _synthetic(cfg: DataConfig):
 
 
 def _load_imagefolder(cfg: DataConfig):
-    """``imagefolder:PATH`` with PATH/train/<class>/* and PATH/test/<class>/*, resized in memory."""
+    """``imagefolder:PATH`` with PATH/train/<class>/* and PATH/test/<class>/*: RGB, centre-cropped to a square
+    and resized to ``cfg.image_size``, so images are uint8 [N, 3, S, S]."""
     import torchvision
     from torchvision.transforms import functional as TF
 
@@ -389,152 +406,3 @@ def _load_imagefolder(cfg: DataConfig):
     if classes != test_classes:
         raise DataError(f"--data imagefolder:{root}: train classes {classes} differ from test classes {test_classes}")
     return train, test, classes, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), AugmentSpec(max(1, size // 8), True)
-
-
-# --------------------------------------------------------------------------- batches
-
-
-@dataclass
-class Batch:
-    images: torch.Tensor  # float [B, C, H, W], normalised, on device
-    targets: torch.Tensor  # int64 [B], on device
-    ids: torch.Tensor  # int64 [B], on device
-    # [B, C] class probabilities of a mixed batch (mixup / cutmix), else None: CE uses them when present
-    soft_targets: torch.Tensor | None = None
-
-
-def step_seed(seed: int, epoch: int, step: int, rank: int = 0, stream: str = "augment") -> int:
-    """A 63-bit seed for one (seed, epoch, step, rank) and one use of it, from a hash.
-
-    A hash, not a linear formula: no two runs, epochs, steps, ranks or streams (augmentation,
-    dropout, mixing) share a seed, so adjacent seeds never replay each other's draws.
-    """
-    key = f"{stream}:{seed}:{epoch}:{step}:{rank}".encode()
-    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
-
-
-def step_generator(seed: int, epoch: int, step: int, rank: int = 0, stream: str = "augment") -> torch.Generator:
-    """The RNG of one training step on one rank, derived from (seed, epoch, step, rank) alone.
-
-    Deriving it instead of carrying one stream through the run makes a resumed
-    run draw exactly the augmentations the uninterrupted run would have drawn;
-    each torchrun rank draws its own.
-    """
-    return torch.Generator().manual_seed(step_seed(seed, epoch, step, rank, stream))
-
-
-def normalize(images_u8: torch.Tensor, info: DatasetInfo) -> torch.Tensor:
-    """uint8 [B,C,H,W] -> float32 normalised, on the tensor's device."""
-    mean = torch.tensor(info.mean, device=images_u8.device).view(1, -1, 1, 1)
-    std = torch.tensor(info.std, device=images_u8.device).view(1, -1, 1, 1)
-    return (images_u8.float().div_(255) - mean) / std
-
-
-def augment_batch(images: torch.Tensor, spec: AugmentSpec, gen: torch.Generator) -> torch.Tensor:
-    """Random pad-and-crop and horizontal flip of a whole batch [B,C,H,W] at once."""
-    b, _, h, w = images.shape
-    if spec.pad > 0:
-        p = spec.pad
-        padded = torch.nn.functional.pad(images, (p, p, p, p))
-        dy = torch.randint(0, 2 * p + 1, (b,), generator=gen).to(images.device)
-        dx = torch.randint(0, 2 * p + 1, (b,), generator=gen).to(images.device)
-        rows = (dy[:, None] + torch.arange(h, device=images.device))[:, None, :, None]
-        cols = (dx[:, None] + torch.arange(w, device=images.device))[:, None, None, :]
-        bidx = torch.arange(b, device=images.device)[:, None, None, None]
-        cidx = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
-        images = padded[bidx, cidx, rows, cols]
-    if spec.hflip:
-        flip = (torch.rand(b, generator=gen) < 0.5).to(images.device)[:, None, None, None]
-        images = torch.where(flip, images.flip(3), images)
-    return images
-
-
-def mix_batch(batch: Batch, num_classes: int, *, mixup: float, cutmix: float, mix_prob: float = 1.0,
-              switch_prob: float = 0.5, seed: int) -> Batch:
-    """MixUp or CutMix of a whole batch with the batch reversed (timm's batch mode), from ``seed`` alone.
-
-    With probability ``mix_prob`` the batch is mixed: by CutMix with probability ``switch_prob`` when both
-    concentrations are > 0, else by the one that is. The mixing weight is ``lam ~ Beta(a, a)`` (for CutMix,
-    the share of the image left uncut). Returns the mixed images, ``soft_targets`` [B, C] =
-    ``lam * onehot(y) + (1 - lam) * onehot(y reversed)``, and as ``targets`` the label with the larger share.
-    """
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    if (mixup <= 0 and cutmix <= 0) or rng.random() >= mix_prob:
-        return batch
-    use_cutmix = cutmix > 0 and (mixup <= 0 or rng.random() < switch_prob)
-    lam = float(rng.beta(cutmix, cutmix) if use_cutmix else rng.beta(mixup, mixup))
-    images, partner = batch.images, batch.images.flip(0)
-    if use_cutmix:
-        h, w = images.shape[-2:]
-        cut_h, cut_w = int(h * math.sqrt(1.0 - lam)), int(w * math.sqrt(1.0 - lam))
-        cy, cx = int(rng.integers(h)), int(rng.integers(w))
-        y1, y2 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, h)
-        x1, x2 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, w)
-        images = images.clone()
-        images[..., y1:y2, x1:x2] = partner[..., y1:y2, x1:x2]
-        lam = 1.0 - (y2 - y1) * (x2 - x1) / (h * w)  # the share actually kept
-    else:
-        images = lam * images + (1.0 - lam) * partner
-    one_hot = torch.nn.functional.one_hot(batch.targets, num_classes).float()
-    soft = lam * one_hot + (1.0 - lam) * one_hot.flip(0)
-    targets = batch.targets if lam >= 0.5 else batch.targets.flip(0)
-    return Batch(images, targets, batch.ids, soft)
-
-
-def shard_indices(n: int, rank: int, world: int) -> torch.Tensor:
-    """Contiguous, non-overlapping, unpadded shard for evaluation (pooled counts stay exact)."""
-    per = (n + world - 1) // world
-    return torch.arange(min(n, rank * per), min(n, (rank + 1) * per))  # late ranks of a small set: empty
-
-
-def train_order(n: int, *, seed: int, epoch: int, rank: int, world: int, batch_size: int) -> list[int]:
-    """Sample order of one epoch for this rank, via torch's DistributedSampler.
-
-    ``drop_last``: every rank gets the same number of full batches so DDP stays in step.
-    """
-    from torch.utils.data import DistributedSampler
-
-    sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
-    sampler.set_epoch(epoch)
-    order = list(sampler)
-    full = (len(order) // batch_size) * batch_size
-    return order[:full] if full > 0 else order
-
-
-def train_batches(
-    split: Split, info: DatasetInfo, *, batch_size: int, seed: int, epoch: int, start_step: int = 0,
-    device: torch.device, rank: int = 0, world: int = 1, channels_last: bool = False,
-) -> Iterator[tuple[int, Batch]]:
-    """Yield (step, batch) for one training epoch from ``start_step`` on."""
-    order = torch.tensor(train_order(len(split), seed=seed, epoch=epoch, rank=rank, world=world, batch_size=batch_size))
-    steps = (len(order) + batch_size - 1) // batch_size
-    for step in range(start_step, steps):
-        idx = order[step * batch_size : (step + 1) * batch_size]
-        images = split.images[idx].to(device, non_blocking=True)
-        images = augment_batch(images, info.augment, step_generator(seed, epoch, step, rank))
-        x = normalize(images, info)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        yield step, Batch(x, split.targets[idx].to(device), split.ids[idx].to(device))
-
-
-def steps_per_epoch(n: int, batch_size: int, world: int = 1) -> int:
-    per_rank = n // world
-    full = (per_rank // batch_size) * batch_size
-    return max(1, (full if full > 0 else per_rank + batch_size - 1) // batch_size)
-
-
-def eval_batches(
-    split: Split, info: DatasetInfo, *, batch_size: int, device: torch.device,
-    rank: int = 0, world: int = 1, channels_last: bool = False,
-) -> Iterator[Batch]:
-    """Un-augmented batches of this rank's shard, in id order."""
-    idx_all = shard_indices(len(split), rank, world)
-    for start in range(0, len(idx_all), batch_size):
-        idx = idx_all[start : start + batch_size]
-        x = normalize(split.images[idx].to(device, non_blocking=True), info)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        yield Batch(x, split.targets[idx].to(device), split.ids[idx].to(device))

@@ -1,0 +1,214 @@
+"""The analysis commands: models, info, predict, flip-report (the CI gate) and compare.
+
+Each gathers its options, makes one library call and renders the result. Exit codes: 0 success (every
+gate passes), 1 a gate fails (flip-report), 2 bad usage or input (one line on stderr). Report files are
+rendered in memory and written all or none once every input has been read and checked.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from ..config import GateSpec
+from .console import err_console, out_console
+from .errors import run
+from .options import (
+    DATA,
+    EVAL,
+    Data,
+    DataDir,
+    Device,
+    Download,
+    EvalBatchSize,
+    EvalImageSize,
+    GateOn,
+    HtmlPath,
+    JsonOut,
+    JsonPath,
+    MarkdownPath,
+    MaxClassNfr,
+    MaxEr,
+    MaxErIncrease,
+    MaxNfr,
+    MaxRelNfr,
+    MinBtc,
+    OldInput,
+    OptionalData,
+    SplitName,
+    SplitSeed,
+    ValFraction,
+    eval_config,
+)
+
+
+def models_cmd() -> None:
+    """List the registered architectures."""
+    from ..models import ARCHS
+
+    table = Table(title="architectures")
+    table.add_column("name")
+    table.add_column("description")
+    for name in sorted(ARCHS):
+        table.add_row(name, ARCHS[name][1])
+    out_console.print(table)
+
+
+def info_cmd(checkpoint: Annotated[Path, typer.Argument(help="A model or ensemble .safetensors file.")],
+             as_json: JsonOut = False) -> None:
+    """Show a checkpoint's metadata."""
+    from ..checkpoint import read_meta
+
+    meta = run(lambda: read_meta(checkpoint))
+    header = meta.to_header()
+    if as_json:
+        print(json.dumps({k: _maybe_json(v) for k, v in header.items()}, indent=2, sort_keys=True))
+        return
+    table = Table(title=str(checkpoint), show_lines=False)
+    table.add_column("field")
+    table.add_column("value", overflow="fold")
+    for key, value in header.items():
+        table.add_row(key, value)
+    out_console.print(table)
+
+
+def _maybe_json(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def predict_cmd(
+    checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A model or ensemble "
+                                               "checkpoint (.safetensors).")],
+    data: Data,
+    out: Annotated[Path, typer.Option("--out", help="Prediction file to write: .npz or "
+                                      ".safetensors (logits, preds, targets, ids).")],
+    split: SplitName = EVAL.split,
+    data_dir: DataDir = None,
+    download: Download = DATA.download,
+    val_fraction: ValFraction = DATA.val_fraction,
+    split_seed: SplitSeed = DATA.split_seed,
+    image_size: EvalImageSize = None,
+    device: Device = EVAL.device,
+    batch_size: EvalBatchSize = EVAL.batch_size,
+) -> None:
+    """Run a checkpoint on a dataset split and write its predictions (for flip-report / compare)."""
+    from ..workflows.predict import predict
+
+    options = run(lambda: eval_config(data, data_dir, download, val_fraction, split_seed, image_size, split, device,
+                                      batch_size))
+    assert options.data is not None
+    result = run(lambda: predict(checkpoint, options.data, out, split=options.split,
+                                 device=options.device, batch_size=options.batch_size,
+                                 image_size_from_checkpoint=options.image_size_from_checkpoint))
+    p = result.predictions
+    table = Table(title=f"wrote {result.out}", title_justify="left")
+    table.add_column("field")
+    table.add_column("value", justify="right")
+    table.add_row("samples", f"{len(p):,}")
+    table.add_row("classes", str(p.num_classes))
+    table.add_row("split", f"{p.meta.get('dataset')} / {p.meta.get('split')}")
+    table.add_row("error rate", f"{100 * result.error_rate:.2f}%")
+    table.add_row("checkpoint sha256", p.meta.get("checkpoint_sha256", "")[:16] + "...")
+    out_console.print(table)
+
+
+
+def flip_report_cmd(
+    old: OldInput,
+    new: Annotated[Path, typer.Option("--new", help="The candidate update: a checkpoint, an "
+                                      "ensemble or a prediction file.")],
+    data: OptionalData = None,
+    split: SplitName = EVAL.split,
+    data_dir: DataDir = None,
+    download: Download = DATA.download,
+    val_fraction: ValFraction = DATA.val_fraction,
+    split_seed: SplitSeed = DATA.split_seed,
+    image_size: EvalImageSize = None,
+    device: Device = EVAL.device,
+    batch_size: EvalBatchSize = EVAL.batch_size,
+    json_path: JsonPath = None,
+    markdown_path: MarkdownPath = None,
+    flips_csv_path: Annotated[Path | None, typer.Option(
+        "--flips-csv", help="Write every flipped sample (id, target, old and new prediction) "
+        "as CSV.")] = None,
+    html_path: HtmlPath = None,
+    max_nfr: MaxNfr = None,
+    max_rel_nfr: MaxRelNfr = None,
+    max_er: MaxEr = None,
+    max_er_increase: MaxErIncrease = None,
+    min_btc: MinBtc = None,
+    max_class_nfr: MaxClassNfr = None,
+    gate_on: GateOn = GateSpec.gate_on,
+) -> None:
+    """How many regressions does the new model bring, where, and do the gates pass?
+
+    Exit code 0: every gate passes; 1: a gate fails; 2: bad usage or input.
+    """
+    from ..gates import gate_spec
+    from ..report import flip_report_rich
+    from ..workflows.flip_report import run_flip_report
+
+    gates = run(lambda: gate_spec(max_nfr=max_nfr, max_rel_nfr=max_rel_nfr, max_er=max_er,
+                                  max_er_increase=max_er_increase, min_btc=min_btc, max_class_nfr=max_class_nfr,
+                                  gate_on=gate_on))
+    options = run(lambda: eval_config(data, data_dir, download, val_fraction, split_seed, image_size, split, device,
+                                      batch_size))
+    done = run(lambda: run_flip_report(old, new, options, gates, {
+        "--json": json_path, "--markdown": markdown_path, "--flips-csv": flips_csv_path, "--html": html_path}))
+    _show(done.stdout, lambda: flip_report_rich(done.report))
+    if not done.report.passed:
+        failed = ", ".join(g.name for g in done.report.gates if not g.passed)
+        err_console.print(f"gate failed: {failed}", soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def compare_cmd(
+    candidates: Annotated[list[Path], typer.Argument(
+        metavar="CANDIDATE", help="Candidate updates: checkpoints, ensembles or prediction "
+        "files.")],
+    old: OldInput,
+    names: Annotated[list[str] | None, typer.Option(
+        "--name", help="Name of a candidate, once per candidate in order [default: file "
+        "names].")] = None,
+    data: OptionalData = None,
+    split: SplitName = EVAL.split,
+    data_dir: DataDir = None,
+    download: Download = DATA.download,
+    val_fraction: ValFraction = DATA.val_fraction,
+    split_seed: SplitSeed = DATA.split_seed,
+    image_size: EvalImageSize = None,
+    device: Device = EVAL.device,
+    batch_size: EvalBatchSize = EVAL.batch_size,
+    json_path: JsonPath = None,
+    markdown_path: MarkdownPath = None,
+    html_path: HtmlPath = None,
+) -> None:
+    """Several candidate updates against one old model: error, flips, cost, Pareto front.
+
+    Exit code 0 on success, 2 for bad usage or input.
+    """
+    from ..report import compare_rich
+    from ..workflows.compare import run_compare
+
+    options = run(lambda: eval_config(data, data_dir, download, val_fraction, split_seed, image_size, split, device,
+                                      batch_size))
+    done = run(lambda: run_compare(old, candidates, names or [], options, {
+        "--json": json_path, "--markdown": markdown_path, "--html": html_path}))
+    _show(done.stdout, lambda: compare_rich(done.result))
+
+
+def _show(stdout_text: str | None, rich) -> None:
+    """The report asked for on stdout ('-'), as it is; else the tables."""
+    if stdout_text is not None:
+        sys.stdout.write(stdout_text)
+        sys.stdout.flush()
+    else:
+        out_console.print(rich())

@@ -1,0 +1,187 @@
+"""Shared Typer options: names, help texts, and defaults read from ``config`` (one place for each).
+
+A command function lists the options it takes; ``training_command`` gives a training command every
+option the three training commands share, gathered into one ``TrainingRun``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..config import DataConfig, EvalConfig, TrainConfig, UpdateConfig, parse_arch_args
+from .errors import run
+
+DATA, TRAIN, EVAL, UPDATE = DataConfig(), TrainConfig(), EvalConfig(), UpdateConfig()
+
+# --------------------------------------------------------------------------- training options
+
+Data = Annotated[str, typer.Option("--data", help="Dataset: fashion-mnist, mnist, cifar10, cifar100, "
+                                   "imagefolder:PATH or synthetic.")]
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Folder holding the dataset files.")]
+Download = Annotated[bool, typer.Option("--download", help="Download the dataset through torchvision if missing.")]
+ValFraction = Annotated[float, typer.Option("--val-fraction", help="Share of train held out for validation.")]
+TrainSubset = Annotated[str | None, typer.Option("--train-subset", help="Train on a seeded subset: a fraction "
+                                                 "(0.33) or a count (20000).")]
+SplitSeed = Annotated[int, typer.Option("--split-seed", help="Seed of the validation split and the subset.")]
+NoAugment = Annotated[bool, typer.Option("--no-augment", help="Turn off train-time augmentation.")]
+ImageSize = Annotated[int, typer.Option("--image-size", help="imagefolder: resize images to this size.")]
+Arch = Annotated[str, typer.Option("--arch", help="Architecture (see `modelupdate models`) or package.module:factory.")]
+ArchArgs = Annotated[str, typer.Option("--arch-args", help="Architecture arguments as a JSON object, "
+                                       "e.g. '{\"width\": 48}'.")]
+Epochs = Annotated[int, typer.Option("--epochs", help="Training epochs.")]
+BatchSize = Annotated[int, typer.Option("--batch-size", help="Batch size per process.")]
+Lr = Annotated[float | None, typer.Option("--lr", help="Peak learning rate [default: 0.1*batch/256 for SGD, "
+                                          "2e-3 for AdamW].")]
+Optimizer = Annotated[str, typer.Option("--optimizer", help="sgd (nesterov momentum) or adamw.")]
+WeightDecay = Annotated[float, typer.Option("--weight-decay", help="Weight decay (not on biases / norms).")]
+LabelSmoothing = Annotated[float, typer.Option("--label-smoothing", help="Label smoothing of the cross-entropy.")]
+Warmup = Annotated[float, typer.Option("--warmup-epochs", help="Linear warm-up before the cosine decay.")]
+ClipGradNorm = Annotated[float | None, typer.Option(
+    "--clip-grad-norm", help="Clip the L2 norm of all gradients together to this value; 0: no clipping "
+    "[default: none, but ldi-train's elodi, ldi-old and fd-lm clip at 5: their squared logit differences have "
+    "unbounded gradients].")]
+Dropout = Annotated[float | None, typer.Option(
+    "--dropout", help="Train-time probability of every dropout layer; 0 turns dropout off [default: the "
+    "architecture's own, but ldi-train's elodi and ldi-old train without dropout].")]
+Mixup = Annotated[float, typer.Option("--mixup", help="MixUp: Beta(a, a) concentration of the mixing weight; "
+                                      "0: off. The reference sees the same mixed batch.")]
+Cutmix = Annotated[float, typer.Option("--cutmix", help="CutMix: Beta(a, a) concentration; 0: off.")]
+MixProb = Annotated[float, typer.Option("--mix-prob", help="Share of the batches that are mixed (mixup/cutmix).")]
+MixSwitchProb = Annotated[float, typer.Option("--mix-switch-prob", help="With both --mixup and --cutmix: "
+                                              "chance that a mixed batch uses CutMix.")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of initialisation, data order and augmentation.")]
+Device = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.")]
+Amp = Annotated[str, typer.Option("--amp", help="Mixed precision: off, auto, bf16, fp16 (fp16: CUDA only).")]
+ChannelsLast = Annotated[bool, typer.Option("--channels-last", help="channels_last memory format.")]
+Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the model.")]
+Deterministic = Annotated[bool, typer.Option("--deterministic", help="Deterministic algorithms (bitwise resume "
+                                             "on CPU).")]
+SyncBn = Annotated[bool, typer.Option("--sync-bn", help="SyncBatchNorm under torchrun.")]
+CheckpointEvery = Annotated[int, typer.Option("--checkpoint-every", help="Steps between resumable-state saves.")]
+Out = Annotated[Path, typer.Option("--out", help="Output checkpoint (.safetensors).")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run of the same command.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Plain per-epoch log lines instead of a progress bar.")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+
+# --------------------------------------------------------------------------- evaluation options
+
+OptionalData = Annotated[str | None, typer.Option(
+    "--data", help="Dataset to run checkpoints on (fashion-mnist, mnist, cifar10, cifar100, "
+    "imagefolder:PATH, synthetic); not needed for prediction files.")]
+SplitName = Annotated[str, typer.Option("--split", help="Which split checkpoints are run on: "
+                                        "test, val or train.")]
+EvalBatchSize = Annotated[int, typer.Option("--batch-size", help="Batch size of inference.")]
+EvalImageSize = Annotated[int | None, typer.Option(
+    "--image-size", help="imagefolder: resize images to this size [default: the checkpoint's "
+    "input size].")]
+OldInput = Annotated[Path, typer.Option(
+    "--old", help="The deployed model: a checkpoint, an ensemble or a prediction file "
+    "(.npz, .csv, predictions .safetensors).")]
+JsonPath = Annotated[str | None, typer.Option(
+    "--json", help="Write the JSON report here ('-': to stdout, instead of the tables).")]
+MarkdownPath = Annotated[str | None, typer.Option(
+    "--markdown", help="Write a Markdown report here ('-': to stdout, instead of the tables).")]
+HtmlPath = Annotated[Path | None, typer.Option(
+    "--html", help="Write a self-contained HTML report with plots here.")]
+
+
+def _threshold(flag: str, text: str):  # -> an Annotated option type
+    return Annotated[str | None, typer.Option(flag, help=text + " Accepts 0.02 or 2%.")]
+
+
+MaxNfr = _threshold("--max-nfr", "Gate: fail when NFR is above this.")
+MaxRelNfr = _threshold("--max-rel-nfr", "Gate: fail when relative NFR (a ratio; 1.0 = as many "
+                       "flips as independent errors) is above this.")
+MaxEr = _threshold("--max-er", "Gate: fail when the new error rate is above this.")
+MaxErIncrease = _threshold("--max-er-increase", "Gate: fail when ER new - ER old is above this "
+                           "(negative: require a gain, e.g. -0.5%).")
+MinBtc = _threshold("--min-btc", "Gate: fail when BTC (share of old-correct samples still "
+                    "correct) is below this.")
+MaxClassNfr = _threshold("--max-class-nfr", "Gate: fail when the NFR within any class is above "
+                         "this.")
+GateOn = Annotated[str, typer.Option(
+    "--gate-on", help="value: gate on the point estimates; upper: on the pessimistic end of "
+    "the 95% interval (upper for max gates, lower for --min-btc).")]
+
+
+
+
+def data_config(data: str, data_dir: Path | None, download: bool, val_fraction: float, train_subset: str | None,
+                split_seed: int, no_augment: bool, image_size: int) -> DataConfig:
+    return DataConfig(name=data, data_dir=str(data_dir) if data_dir else None, download=download,
+                      val_fraction=val_fraction, train_subset=train_subset, split_seed=split_seed,
+                      augment=not no_augment, image_size=image_size)
+
+
+def eval_config(data: str | None, data_dir: Path | None, download: bool, val_fraction: float, split_seed: int,
+                image_size: int | None, split: str, device: str, batch_size: int) -> EvalConfig:
+    """How checkpoints are evaluated; without ``--image-size`` an image folder takes each checkpoint's size."""
+    data_cfg = None if data is None else data_config(data, data_dir, download, val_fraction, None, split_seed, True,
+                                                     image_size if image_size is not None else DATA.image_size)
+    return EvalConfig(data=data_cfg, split=split, device=device, batch_size=batch_size,
+                      image_size_from_checkpoint=image_size is None)
+
+
+@dataclass
+class TrainingRun:
+    out: Path
+    data: DataConfig
+    train: TrainConfig
+    resume: bool
+    quiet: bool
+
+
+def _training_options(
+    out: Out = Path("model.safetensors"), data: Data = DATA.name, arch: Arch = TRAIN.arch,
+    arch_args: ArchArgs = json.dumps(TRAIN.arch_args), epochs: Epochs = TRAIN.epochs,
+    batch_size: BatchSize = TRAIN.batch_size, lr: Lr = TRAIN.lr, optimizer: Optimizer = TRAIN.optimizer,
+    weight_decay: WeightDecay = TRAIN.weight_decay, label_smoothing: LabelSmoothing = TRAIN.label_smoothing,
+    warmup_epochs: Warmup = TRAIN.warmup_epochs, clip_grad_norm: ClipGradNorm = TRAIN.clip_grad_norm,
+    dropout: Dropout = TRAIN.dropout, mixup: Mixup = TRAIN.mixup, cutmix: Cutmix = TRAIN.cutmix,
+    mix_prob: MixProb = TRAIN.mix_prob, mix_switch_prob: MixSwitchProb = TRAIN.mix_switch_prob,
+    seed: Seed = TRAIN.seed, device: Device = TRAIN.device, amp: Amp = TRAIN.amp,
+    channels_last: ChannelsLast = TRAIN.channels_last, compile: Compile = TRAIN.compile,
+    deterministic: Deterministic = TRAIN.deterministic, sync_bn: SyncBn = TRAIN.sync_bn,
+    checkpoint_every: CheckpointEvery = TRAIN.checkpoint_every, data_dir: DataDir = None,
+    download: Download = DATA.download, val_fraction: ValFraction = DATA.val_fraction,
+    train_subset: TrainSubset = DATA.train_subset, split_seed: SplitSeed = DATA.split_seed,
+    no_augment: NoAugment = not DATA.augment, image_size: ImageSize = DATA.image_size, resume: Resume = False,
+    quiet: Quiet = False,
+) -> TrainingRun:
+    """The options every training command shares (one place for their names and help)."""
+    train = TrainConfig(arch=arch, arch_args=parse_arch_args(arch_args), epochs=epochs, batch_size=batch_size, lr=lr,
+                        optimizer=optimizer, weight_decay=weight_decay, label_smoothing=label_smoothing,
+                        warmup_epochs=warmup_epochs, seed=seed, device=device, amp=amp, channels_last=channels_last,
+                        compile=compile, deterministic=deterministic, sync_bn=sync_bn,
+                        checkpoint_every=checkpoint_every, clip_grad_norm=clip_grad_norm, dropout=dropout,
+                        mixup=mixup, cutmix=cutmix, mix_prob=mix_prob, mix_switch_prob=mix_switch_prob)
+    data_cfg = data_config(data, data_dir, download, val_fraction, train_subset, split_seed, no_augment, image_size)
+    return TrainingRun(out=out, data=data_cfg, train=train, resume=resume, quiet=quiet)
+
+
+def training_command(fn: Callable[..., None]) -> Callable[..., None]:
+    """Give a command the shared training options; it receives them as one ``job: TrainingRun``."""
+    shared = inspect.signature(_training_options, eval_str=True).parameters
+    own = [p for name, p in inspect.signature(fn, eval_str=True).parameters.items() if name != "job"]
+
+    @functools.wraps(fn)
+    def wrapper(**kwargs: Any) -> None:
+        shared_kwargs = {name: kwargs.pop(name) for name in shared}
+        job = run(lambda: _training_options(**shared_kwargs))
+        return fn(job=job, **kwargs)
+
+    wrapper.__signature__ = inspect.Signature(own + list(shared.values()))  # type: ignore[attr-defined]
+    # evaluated annotations: the command's module does not define the shared option types
+    wrapper.__annotations__ = {k: v for k, v in inspect.get_annotations(fn, eval_str=True).items() if k != "job"} | {
+        k: v for k, v in inspect.get_annotations(_training_options, eval_str=True).items() if k != "return"}
+    return wrapper

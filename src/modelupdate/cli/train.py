@@ -1,0 +1,112 @@
+"""The training commands: train, ensemble-train, ldi-train. Each gathers its options, makes one
+library call (a workflow) and prints the checkpoint's summary (rank 0 only under torchrun)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from .console import is_rank0, out_console
+from .errors import RESUME_HINT, run
+from .options import UPDATE, TrainingRun, training_command
+
+
+@training_command
+def train_cmd(job: TrainingRun) -> None:
+    """Train one model (the old model, or a plain baseline) and write its checkpoint."""
+    from ..progress import ProgressPrinter
+    from ..workflows.train import train
+
+    result = run(lambda: train(job.data, job.train, job.out, resume=job.resume,
+                               on_event=ProgressPrinter(quiet=job.quiet, label=job.train.arch)),
+                 on_interrupt=RESUME_HINT)
+    if is_rank0():
+        _print_model_summary(result.out, result.meta.metrics, result.seconds)
+
+
+@training_command
+def ensemble_train_cmd(
+    job: TrainingRun,
+    members: Annotated[int, typer.Option("--members", "-m", help="Number of members (seeds seed..seed+M-1).")] = 4,
+) -> None:
+    """Train M members of one architecture into one ensemble file (the ELODI reference)."""
+    from ..progress import ProgressPrinter
+    from ..workflows.ensemble_train import ensemble_train
+
+    result = run(lambda: ensemble_train(job.data, job.train, job.out, members, resume=job.resume,
+                                        on_event=ProgressPrinter(quiet=job.quiet, label=job.train.arch)),
+                 on_interrupt=RESUME_HINT)
+    if is_rank0():
+        table = Table(title=f"wrote {result.out} ({members} members)")
+        for col in ("member", "seed", "test error rate"):
+            table.add_column(col, justify="right")
+        for i, m in enumerate(result.member_metrics):
+            table.add_row(str(i), str(m["seed"]), f"{100 * m['test_error_rate']:.2f}%")
+        table.add_row("ensemble", "", f"{100 * result.meta.metrics['test_error_rate']:.2f}%")
+        out_console.print(table)
+
+
+@training_command
+def ldi_train_cmd(
+    job: TrainingRun,
+    old: Annotated[Path | None, typer.Option("--old", help="The deployed (old) model: NFR is measured against it; "
+                                             "the reference of ldi-old, kd, fd-*, new-error.")] = None,
+    reference: Annotated[Path | None, typer.Option("--reference", help="Reference ensemble (or model) for "
+                                                   "--method elodi.")] = None,
+    method: Annotated[str | None, typer.Option("--method", help="elodi, ldi-old, kd, fd-kl, fd-lm, new-error or ce "
+                                               "[default: elodi with --reference, else ldi-old].")] = None,
+    alpha: Annotated[float | None, typer.Option("--alpha", help="Weight of the method's loss: "
+                                                "(1-a)*CE + a*loss.")] = None,
+    xi: Annotated[float | None, typer.Option("--xi", help="LDI margin: logit differences up to xi "
+                                             "cost nothing.")] = None,
+    p: Annotated[float, typer.Option("--p", help="LDI exponent.")] = UPDATE.p,
+    topk: Annotated[int | None, typer.Option("--topk", help="LDI over the union of the top-K classes of "
+                                             "reference and student, per sample; 0: every class [default: 2 "
+                                             "for elodi, else every class].")] = None,
+    exclude_target: Annotated[bool | None, typer.Option("--exclude-target/--all-classes", help="Leave the true "
+                                                        "class out of the LDI loss.")] = None,
+    weighting: Annotated[str, typer.Option("--weighting", help="LDI: uniform over the classes, or each class "
+                                           "weighted by the reference's softmax probability.")] = UPDATE.weighting,
+    tau: Annotated[float | None, typer.Option("--tau", help="Temperature of kd and fd-kl.")] = None,
+    fd_a: Annotated[float, typer.Option("--fd-a", help="Focal distillation: weight of every sample.")] = UPDATE.fd_a,
+    fd_b: Annotated[float, typer.Option("--fd-b", help="Focal distillation: extra weight where the old model is "
+                                        "right.")] = UPDATE.fd_b,
+    reference_cache: Annotated[Path | None, typer.Option("--reference-cache", help="Precompute the reference's "
+                                                         "logits on un-augmented train images into this file "
+                                                         "(reused if it exists).")] = None,
+    allow_other_data: Annotated[bool, typer.Option("--allow-other-data", help="Accept an --old / --reference "
+                                                   "trained on another dataset or validation split (transfer).")
+                                ] = False,
+) -> None:
+    """Train the new model against a reference ensemble (ELODI) or with a baseline method."""
+    from ..config import UpdateConfig
+    from ..progress import ProgressPrinter
+    from ..workflows.ldi_train import ldi_train
+
+    update = run(lambda: UpdateConfig(method=method, alpha=alpha, xi=xi, p=p, topk=topk,
+                                      exclude_target=exclude_target, weighting=weighting, tau=tau,
+                                      fd_a=fd_a, fd_b=fd_b))
+    result = run(lambda: ldi_train(job.data, job.train, update, job.out, old=old, reference=reference,
+                                   reference_cache=reference_cache, resume=job.resume,
+                                   allow_other_data=allow_other_data,
+                                   on_event=ProgressPrinter(quiet=job.quiet, label=method or "ldi-train")),
+                 on_interrupt=RESUME_HINT)
+    if is_rank0():
+        _print_model_summary(result.out, result.meta.metrics, result.seconds)
+
+
+def _print_model_summary(out: Path, metrics: dict[str, Any], seconds: float) -> None:
+    table = Table(title=f"wrote {out}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, label in (("test_error_rate", "test error rate"), ("val_error_rate", "val error rate"),
+                       ("test_nfr", "test NFR vs old"), ("ensemble_test_error_rate", "ensemble test error rate")):
+        if metrics.get(key) is not None:
+            table.add_row(label, f"{100 * metrics[key]:.2f}%")
+    if metrics.get("test_negative_flips") is not None:
+        table.add_row("test negative flips", str(metrics["test_negative_flips"]))
+    table.add_row("training time", f"{seconds:.1f} s")
+    out_console.print(table)

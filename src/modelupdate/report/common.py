@@ -1,0 +1,188 @@
+"""Pieces shared by several renderers: number formatting and the plain table rows.
+
+Every function here returns plain strings (or lists of them); the format modules
+only lay them out, so a value reads the same in the terminal, Markdown and HTML.
+Undefined values are "n/a" (``NA``), never 0.
+"""
+
+from __future__ import annotations
+
+import html
+
+from modelupdate.metrics import ClassRow, FlipSummary, MarginAnalysis, Rate
+from modelupdate.workflows.compare import CompareResult
+from modelupdate.workflows.flip_report import FlipReport
+
+#: people-facing names of the rates, in report order
+RATE_LABELS = {
+    "er_old": "ER old",
+    "er_new": "ER new",
+    "nfr": "NFR (negative flips)",
+    "pfr": "PFR (positive flips)",
+    "rel_nfr": "relative NFR",
+    "nfi": "NFI (new errors that are flips)",
+    "btc": "BTC (old-correct kept)",
+    "bec": "BEC (old-wrong still wrong)",
+}
+
+NA = "n/a"
+
+SUMMARY_HEADER = ["metric", "value", "counts", "95% CI"]
+CLASS_HEADER = ["class", "n", "old acc", "new acc", "neg flips", "pos flips", "NFR in class",
+                "NFR 95% CI"]
+PAIR_HEADER = ["true class", "new prediction", "negative flips", "share of flips"]
+MARGIN_HEADER = ["quantile", "old margin: all", "old margin: neg flips", "logit change: all",
+                 "logit change: neg flips"]
+COMPARE_HEADER = ["candidate", "ER", "NFR", "NFR 95% CI", "rel NFR", "NFI", "PFR", "BTC", "BEC",
+                  "params", "ms/image"]
+PAIRWISE_HEADER = ["a", "b", "only a flips", "only b flips", "p (exact)"]
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def format_percent(value: float | None) -> str:
+    """Return 0.0213 as "2.13%"; small rates keep three decimals; None gives "n/a"."""
+    if value is None:
+        return NA
+    if value != 0 and abs(value) < 0.01:
+        return f"{value:.3%}"
+    return f"{value:.2%}"
+
+
+def format_rate(name: str, value: float | None) -> str:
+    """Return the rate ``name`` formatted: a percentage, but relative NFR as a ratio ("1.250").
+
+    Relative NFR is a ratio of rates (1.0 = as many flips as independent errors).
+    """
+    if value is None:
+        return NA
+    return f"{value:.3f}" if name == "rel_nfr" else format_percent(value)
+
+
+def format_ci(name: str, ci: tuple[float, float] | None) -> str:
+    """Return a 95% interval as "[lo, hi]" in the units of rate ``name``, or "n/a"."""
+    if ci is None:
+        return NA
+    return f"[{format_rate(name, ci[0])}, {format_rate(name, ci[1])}]"
+
+
+def format_counts(name: str, rate: Rate, summary: FlipSummary) -> str:
+    """Return the ``k/n`` behind a rate; for relative NFR: flips vs those expected if independent."""
+    if name == "rel_nfr":
+        c = summary.counts
+        if c.n == 0 or rate.denominator == 0:
+            return f"{c.negative_flips} flips, expected n/a"
+        return f"{c.negative_flips} flips vs {rate.denominator / c.n:.1f} if independent"
+    return f"{rate.numerator:,}/{rate.denominator:,}"
+
+
+def format_p(p: float) -> str:
+    """Return a p-value with three significant digits, in e-notation below 1e-4."""
+    return f"{p:.3g}" if p >= 1e-4 else f"{p:.2e}"
+
+
+def escape_html(text: object) -> str:
+    """Return ``str(text)`` HTML-escaped, quotes included (safe in element text and attributes)."""
+    return html.escape(str(text), quote=True)
+
+
+def worst_classes(rows: list[ClassRow], limit: int | None) -> list[ClassRow]:
+    """Return the ``limit`` classes with most negative flips (all when None); ties by index."""
+    ordered = sorted(rows, key=lambda r: (-r.negative_flips, r.index))
+    return ordered if limit is None else ordered[:limit]
+
+
+def class_label(index: int, classes: list[str] | None) -> str:
+    """Return "3 cat" when class names are known, else "3"."""
+    if classes is None:
+        return str(index)
+    return f"{index} {classes[index]}"
+
+
+# --------------------------------------------------------------------------- table rows
+# Each returns rows of cells (strings) matching the header of the same name above.
+
+
+def summary_rows(summary: FlipSummary) -> list[list[str]]:
+    """Return one row per rate, in report order (``SUMMARY_HEADER``)."""
+    return [
+        [RATE_LABELS[name], format_rate(name, rate.value), format_counts(name, rate, summary),
+         format_ci(name, rate.ci95)]
+        for name, rate in summary.rates().items()
+    ]
+
+
+def class_rows(rows: list[ClassRow], classes: list[str] | None) -> list[list[str]]:
+    """Return one row per class in ``rows``, in the given order (``CLASS_HEADER``)."""
+    return [
+        [class_label(r.index, classes), f"{r.n:,}", format_percent(r.old_acc.value),
+         format_percent(r.new_acc.value), f"{r.negative_flips:,}", f"{r.positive_flips:,}",
+         format_percent(r.nfr.value), format_ci("nfr", r.nfr.ci95)]
+        for r in rows
+    ]
+
+
+def pair_rows(report: FlipReport) -> list[list[str]]:
+    """Return one row per top (true class, new prediction) pair of negative flips (``PAIR_HEADER``)."""
+    return [
+        [class_label(p.true_class, report.classes), class_label(p.new_pred, report.classes),
+         f"{p.count:,}", format_percent(p.share)]
+        for p in report.top_pairs
+    ]
+
+
+def margin_rows(m: MarginAnalysis) -> list[list[str]]:
+    """Return one row per quantile of margins and logit changes (``MARGIN_HEADER``)."""
+    def cell(values: tuple[float, ...] | None, i: int) -> str:
+        return NA if values is None else f"{values[i]:.3f}"
+
+    return [
+        [f"{q:g}", cell(m.old_margin.all, i), cell(m.old_margin.negative_flips, i),
+         cell(m.logit_change.all, i), cell(m.logit_change.negative_flips, i)]
+        for i, q in enumerate(m.old_margin.quantiles)
+    ]
+
+
+def compare_rows(result: CompareResult) -> list[list[str]]:
+    """Return one row per candidate, " *" after Pareto-front names (``COMPARE_HEADER``)."""
+    rows = []
+    for row in result.rows:
+        s = row.summary
+        rows.append([
+            row.name + (" *" if row.pareto else ""),
+            format_percent(s.er_new.value),
+            format_percent(s.nfr.value),
+            format_ci("nfr", s.nfr.ci95),
+            format_rate("rel_nfr", s.rel_nfr.value),
+            format_percent(s.nfi.value),
+            format_percent(s.pfr.value),
+            format_percent(s.btc.value),
+            format_percent(s.bec.value),
+            f"{row.params:,}" if row.params is not None else NA,
+            f"{row.ms_per_image:.3f}" if row.ms_per_image is not None else NA,
+        ])
+    return rows
+
+
+def pairwise_rows(result: CompareResult) -> list[list[str]]:
+    """Return one row per pair of candidates with its exact McNemar test (``PAIRWISE_HEADER``)."""
+    return [[t.a, t.b, f"{t.a_only:,}", f"{t.b_only:,}", format_p(t.p_value)]
+            for t in result.pairwise]
+
+
+# --------------------------------------------------------------------------- sentences
+
+
+def mcnemar_line(summary: FlipSummary) -> str:
+    """Return the sentence reporting McNemar's exact test of negative vs positive flips."""
+    c = summary.counts
+    return (f"McNemar exact test, negative vs positive flips ({c.negative_flips:,} vs "
+            f"{c.positive_flips:,}): p = {format_p(summary.mcnemar_p)}")
+
+
+def verdict_lines(report: FlipReport) -> list[str]:
+    """Return one "PASS  name: detail" / "FAIL ..." line per gate, or ["no gates set"]."""
+    if not report.gates:
+        return ["no gates set"]
+    return [f"{'PASS' if g.passed else 'FAIL'}  {g.name}: {g.detail}" for g in report.gates]

@@ -1,0 +1,117 @@
+"""JSON of flip reports and compare results: the stable, machine-read outputs.
+
+Undefined values are ``null``, never 0 or NaN.
+
+JSON of a flip report (``"schema": 1``; documented in docs/ci-gate.md)::
+
+    {"schema": 1,
+     "counts": {"n", "old_correct", "new_correct", "negative_flips", "positive_flips"},
+     "metrics": {"er_old" | "er_new" | "nfr" | "pfr" | "rel_nfr" | "nfi" | "btc" | "bec":
+                 {"value": number|null, "ci95": [lo, hi]|null}},
+     "mcnemar_p": number,
+     "per_class": [{"class": int, "name": str|null, "n", "old_correct", "new_correct",
+                    "negative_flips", "positive_flips",
+                    "old_acc" | "new_acc" | "nfr": {"value": number|null, "ci95": [lo, hi]|null}}],
+     "gates": [{"name": str, "threshold": number, "value": number|null, "passed": bool}],
+     "passed": bool}
+
+JSON of a compare result (``"schema": 1``)::
+
+    {"schema": 1, "old": str, "n": int,
+     "candidates": [{"name", "source", "counts": {...as above}, "metrics": {...as above},
+                     "mcnemar_p", "params": int|null, "ms_per_image": number|null,
+                     "pareto": bool}],
+     "pairwise": [{"a", "b", "a_only_negative_flips", "b_only_negative_flips", "p_value"}]}
+"""
+
+from __future__ import annotations
+
+import json
+
+from modelupdate.metrics import FlipSummary, Rate
+from modelupdate.workflows.compare import CompareResult
+from modelupdate.workflows.flip_report import FlipReport
+
+JSON_SCHEMA_VERSION = 1
+
+
+def _rate_dict(rate: Rate) -> dict:
+    """Return ``{"value", "ci95"}`` of one rate (None where undefined)."""
+    return {"value": rate.value, "ci95": list(rate.ci95) if rate.ci95 is not None else None}
+
+
+def _summary_dicts(summary: FlipSummary) -> tuple[dict, dict]:
+    """Return the ``counts`` and ``metrics`` objects of one old/new comparison."""
+    return summary.counts.as_dict(), {k: _rate_dict(r) for k, r in summary.rates().items()}
+
+
+def _dumps(data: dict) -> str:
+    """Return ``data`` as indented JSON text ending in a newline."""
+    # allow_nan=False: an undefined value must be null, never NaN
+    return json.dumps(data, indent=2, allow_nan=False) + "\n"
+
+
+def flip_report_to_dict(report: FlipReport) -> dict:
+    """Return the stable JSON object of a flip report (see the module docstring)."""
+    counts, metrics = _summary_dicts(report.summary)
+    return {
+        "schema": JSON_SCHEMA_VERSION,
+        "counts": counts,
+        "metrics": metrics,
+        "mcnemar_p": report.summary.mcnemar_p,
+        "per_class": [
+            {
+                "class": row.index,
+                "name": row.name,
+                "n": row.n,
+                "old_correct": row.old_correct,
+                "new_correct": row.new_correct,
+                "negative_flips": row.negative_flips,
+                "positive_flips": row.positive_flips,
+                "old_acc": _rate_dict(row.old_acc),
+                "new_acc": _rate_dict(row.new_acc),
+                "nfr": _rate_dict(row.nfr),
+            }
+            for row in report.per_class
+        ],
+        "gates": [g.as_dict() for g in report.gates],
+        "passed": report.passed,
+    }
+
+
+def flip_report_json(report: FlipReport) -> str:
+    """Return the flip report as JSON text (``flip_report_to_dict``), newline-terminated."""
+    return _dumps(flip_report_to_dict(report))
+
+
+def compare_to_dict(result: CompareResult) -> dict:
+    """Return the stable JSON object of a compare result (see the module docstring)."""
+    candidates = []
+    for row in result.rows:
+        counts, metrics = _summary_dicts(row.summary)
+        candidates.append({
+            "name": row.name,
+            "source": row.source,
+            "counts": counts,
+            "metrics": metrics,
+            "mcnemar_p": row.summary.mcnemar_p,
+            "params": row.params,
+            "ms_per_image": row.ms_per_image,
+            "pareto": row.pareto,
+        })
+    return {
+        "schema": JSON_SCHEMA_VERSION,
+        "old": result.old_source,
+        "n": result.n,
+        "candidates": candidates,
+        "pairwise": [
+            {"a": t.a, "b": t.b, "a_only_negative_flips": t.a_only,
+             "b_only_negative_flips": t.b_only, "p_value": t.p_value}
+            for t in result.pairwise
+        ],
+    }
+
+
+def compare_json(result: CompareResult) -> str:
+    """Return the compare result as JSON text (``compare_to_dict``), newline-terminated."""
+    return _dumps(compare_to_dict(result))

@@ -1,0 +1,188 @@
+"""The inputs of the analysis commands: prediction files, or checkpoints run on a dataset split.
+
+Reads top to bottom: decide what each input path is (a prediction file or a checkpoint), read
+prediction files first (a bad one fails before any model runs), then load the dataset once and
+run each checkpoint on the split, keeping its logits and provenance.
+
+torch is imported only when a checkpoint has to run, so commands that work on prediction files
+alone start in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+from ..config import EVAL_BATCH_SIZE, DataConfig, EvalConfig
+from ..errors import ConfigError
+from ..predictions import PREDICTIONS_FORMAT, Predictions, read_predictions
+
+# The 'format' metadata of checkpoint.MODEL_FORMAT and checkpoint.ENSEMBLE_FORMAT, spelled
+# here so telling a checkpoint from a prediction file needs no torch (a test keeps them equal).
+CHECKPOINT_FORMATS = {"modelupdate-model/1": "model", "modelupdate-ensemble/1": "ensemble"}
+
+# Inference timing for compare: a fixed batch of random images, a few warm-up calls (lazy
+# initialisation, the ensemble's batched-or-loop choice, allocator growth), then timed calls.
+TIMING_BATCH = 64
+TIMING_WARMUP = 2
+TIMING_BATCHES = 5
+
+
+def checkpoint_kind(path: str | Path) -> str | None:
+    """'model' or 'ensemble' for a modelupdate checkpoint, None for anything else.
+
+    Anything that is not recognisably a checkpoint goes to the prediction-file reader,
+    whose messages then say what is wrong with it.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".safetensors" or not path.is_file():
+        return None
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="np") as fh:
+            fmt = (fh.metadata() or {}).get("format")
+    except Exception:  # unreadable: the prediction reader gives the one-line reason
+        return None
+    if fmt == PREDICTIONS_FORMAT:
+        return None
+    return CHECKPOINT_FORMATS.get(fmt)
+
+
+def load_inputs(paths: list[str | Path], options: EvalConfig,
+                timed: list[bool] | None = None) -> list[Predictions]:
+    """Every path as Predictions, in order. Cheap checks and prediction files come first,
+    so a bad input fails before any model runs; the dataset is loaded at most once.
+
+    ``timed[i]``: also measure the inference time of checkpoint ``i`` (meta "ms_per_image").
+    """
+    timed = timed or [False] * len(paths)
+    kinds = [checkpoint_kind(p) for p in paths]
+    for path, kind in zip(paths, kinds, strict=True):
+        if kind is not None and options.data is None:
+            article = "an" if kind == "ensemble" else "a"
+            raise ConfigError(f"{path} is {article} {kind} checkpoint; pass --data to evaluate it")
+    loaded: dict[int, Predictions] = {}
+    for i, (path, kind) in enumerate(zip(paths, kinds, strict=True)):
+        if kind is None:
+            loaded[i] = read_predictions(path)
+    datasets: dict[str, Any] = {}
+    for i, (path, kind) in enumerate(zip(paths, kinds, strict=True)):
+        if kind is not None:
+            assert options.data is not None
+            loaded[i] = predictions_from_checkpoint(
+                path, options.data, split=options.split, device=options.device,
+                batch_size=options.batch_size, measure_speed=timed[i],
+                image_size_from_checkpoint=options.image_size_from_checkpoint,
+                datasets=datasets)
+    return [loaded[i] for i in range(len(paths))]
+
+
+def predictions_from_checkpoint(
+    path: str | Path,
+    data_cfg: DataConfig,
+    *,
+    split: str = "test",
+    device: str = "auto",
+    batch_size: int = EVAL_BATCH_SIZE,
+    measure_speed: bool = False,
+    image_size_from_checkpoint: bool = False,
+    datasets: dict[str, Any] | None = None,
+) -> Predictions:
+    """Run a model or ensemble checkpoint on one split: logits [N, C], targets, ids, classes.
+
+    Raises CheckpointError for a bad file, MismatchError naming checkpoint and dataset when
+    their classes, input shape or normalisation differ, DataError for a bad dataset.
+    ``meta`` records provenance (checkpoint sha256, arch, dataset, split) and ``params``;
+    with ``measure_speed`` also ``ms_per_image``. ``datasets`` caches loaded datasets by config.
+    """
+    from ..checkpoint import check_compatible, load_checkpoint
+    from ..engine import predict_logits
+    from ..models import count_parameters
+    from ..runtime import Runtime, select_device
+
+    path = Path(path)
+    runtime = Runtime(device=select_device(device))  # a bad --device fails before any loading
+    loaded = load_checkpoint(path)
+    meta = loaded.meta
+    if image_size_from_checkpoint and data_cfg.name.startswith("imagefolder:"):
+        data_cfg = dataclasses.replace(data_cfg, image_size=int(meta.input_shape[1]))
+    data = _dataset(data_cfg, datasets)
+    check_compatible(meta, str(path), data.info, f"--data {data.info.name}")
+    samples = data.split(split)
+
+    model = loaded.model.to(runtime.device)
+    logits, targets, ids = predict_logits(model, samples, data.info, runtime, batch_size=batch_size,
+                                          shard=False)
+    provenance = {
+        "checkpoint": str(path),
+        "checkpoint_sha256": loaded.sha256,
+        "checkpoint_kind": "ensemble" if meta.is_ensemble else "model",
+        "arch": meta.arch,
+        "dataset": data.info.name,
+        "dataset_fingerprint": data.info.fingerprint,
+        "trained_on_fingerprint": meta.dataset_fingerprint,
+        "split": split,
+        "params": str(count_parameters(model)),
+    }
+    if measure_speed:
+        ms = measure_ms_per_image(model, meta.input_shape, runtime.device)
+        provenance["ms_per_image"] = f"{ms:.6g}"
+    return Predictions.from_arrays(ids.numpy(), targets.numpy(), logits=logits.numpy(),
+                                   classes=list(meta.classes), source=str(path), meta=provenance)
+
+
+def _dataset(data_cfg: DataConfig, cache: dict[str, Any] | None):
+    from ..data import load_dataset
+
+    if cache is None:
+        return load_dataset(data_cfg)
+    key = data_cfg.to_json()
+    if key not in cache:
+        cache[key] = load_dataset(data_cfg)
+    return cache[key]
+
+
+def measure_ms_per_image(model, input_shape: tuple[int, ...], device, *, batch: int = TIMING_BATCH,
+                         warmup: int = TIMING_WARMUP, batches: int = TIMING_BATCHES) -> float:
+    """Milliseconds per image of ``model`` on ``batch`` random inputs of ``input_shape`` [C, H, W].
+
+    ``warmup`` untimed calls, then the mean over ``batches`` timed calls (device synchronised).
+    """
+    import torch
+
+    x = torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(0)).to(device)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        elif device.type == "mps":
+            torch.mps.synchronize()
+
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for _ in range(warmup):
+            model(x)
+        sync()
+        start = time.perf_counter()
+        for _ in range(batches):
+            model(x)
+        sync()
+        seconds = time.perf_counter() - start
+    model.train(was_training)
+    return 1000.0 * seconds / (batches * batch)
+
+
+def cost_columns(predictions: Predictions) -> dict[str, float | int | None]:
+    """``params`` and ``ms_per_image`` recorded in a Predictions' meta (None when absent)."""
+    def number(key: str, kind: type) -> Any:
+        raw = predictions.meta.get(key)
+        try:
+            return kind(raw) if raw is not None else None
+        except ValueError:
+            return None
+
+    return {"params": number("params", int), "ms_per_image": number("ms_per_image", float)}

@@ -1,0 +1,81 @@
+"""The report files an analysis command writes: checked before any work, rendered in memory after it,
+written all or none, and the Markdown appended to ``$GITHUB_STEP_SUMMARY`` when it is set."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..atomic import atomic_write_many, check_target
+from ..errors import ConfigError, OutputError
+
+STDOUT = "-"  # an output option given '-' prints that report instead of the tables
+
+
+class Outputs:
+    """Where each rendered report goes (option -> path, or stdout)."""
+
+    def __init__(self, inputs: list[Path], requested: dict[str, str | Path | None]) -> None:
+        self.files: dict[str, Path] = {}
+        self.stdout: str | None = None  # the option whose report goes to stdout
+        self._inputs = {Path(p).resolve() for p in inputs}
+        for option, value in requested.items():
+            self.add(option, value)
+
+    def add(self, option: str, value: str | Path | None) -> None:
+        if value is None:
+            return
+        if str(value) == STDOUT:
+            if self.stdout is not None:
+                raise ConfigError(f"{self.stdout} and {option} cannot both write to stdout ('-')")
+            self.stdout = option
+            return
+        path = Path(value)
+        parent = path.parent if str(path.parent) else Path(".")
+        if not parent.is_dir():
+            raise OutputError(f"{option} {path}: folder {parent} does not exist")
+        check_target(path, option)
+        if path.resolve() in self._inputs:
+            raise ConfigError(f"{option} {path}: is one of the inputs; refusing to overwrite it")
+        for other, taken in self.files.items():
+            if taken.resolve() == path.resolve():
+                raise ConfigError(f"{other} and {option} both write {path}")
+        self.files[option] = path
+
+    def wanted(self, option: str) -> bool:
+        return option in self.files or self.stdout == option
+
+
+def step_summary_path() -> Path | None:
+    """``$GITHUB_STEP_SUMMARY`` when set (GitHub Actions), checked like an output path."""
+    value = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not value:
+        return None
+    path = Path(value)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir() or path.is_dir():
+        raise OutputError(f"$GITHUB_STEP_SUMMARY {path}: cannot append (no such folder, or a folder)")
+    return path
+
+
+def append_step_summary(path: Path | None, markdown: str) -> None:
+    if path is None:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(markdown + "\n")
+    except OSError as exc:
+        raise OutputError(f"$GITHUB_STEP_SUMMARY {path}: cannot append ({exc.strerror})") from None
+
+
+def deliver(outputs: Outputs, summary: Path | None, result: Any,
+            renderers: dict[str, Callable[[Any], str]]) -> str | None:
+    """Render the requested reports, write the files (all or none), append the Markdown to the step
+    summary; returns the text to print on stdout instead of the tables, if one was asked for."""
+    texts = {option: render(result) for option, render in renderers.items()
+             if outputs.wanted(option) or (option == "--markdown" and summary is not None)}
+    atomic_write_many({path: texts[option].encode("utf-8") for option, path in outputs.files.items()})
+    append_step_summary(summary, texts.get("--markdown", ""))
+    return texts[outputs.stdout] if outputs.stdout is not None else None

@@ -1,0 +1,60 @@
+"""Every CLI default is the library's: the options read them from config, and nothing else sets one."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+
+import pytest
+import typer.main
+
+from modelupdate.cli import app
+from modelupdate.config import DataConfig, EvalConfig, GateSpec, TrainConfig, UpdateConfig
+
+# CLI parameter -> (config class, field); a few read inverted or as JSON text
+FIELDS = {cls: {f.name for f in dataclasses.fields(cls)} for cls in (DataConfig, TrainConfig, EvalConfig,
+                                                                         UpdateConfig, GateSpec)}
+SPECIAL = {"data": ("name", DataConfig), "no_augment": ("augment", DataConfig), "arch_args": ("arch_args", TrainConfig)}
+NO_CONFIG = {"out", "resume", "quiet", "as_json", "data_dir", "old", "new", "reference", "reference_cache",
+             "members", "method", "checkpoint", "candidates", "names", "json_path", "markdown_path",
+             "flips_csv_path", "html_path", "allow_other_data", "debug", "version", "allow_arch_module",
+             "image_size", "max_nfr", "max_rel_nfr", "max_er", "max_er_increase", "min_btc", "max_class_nfr"}
+COMMAND_CONFIGS = {  # which configs a command's options fill, in the order a name is looked up
+    "train": (TrainConfig, DataConfig), "ensemble-train": (TrainConfig, DataConfig),
+    "ldi-train": (UpdateConfig, TrainConfig, DataConfig), "predict": (EvalConfig, DataConfig),
+    "flip-report": (EvalConfig, DataConfig, GateSpec), "compare": (EvalConfig, DataConfig),
+}
+
+
+def cli_defaults(command: str) -> dict[str, object]:
+    click_command = typer.main.get_command(app).commands[command]
+    return {p.name: p.default for p in click_command.params}
+
+
+@pytest.mark.parametrize("command", sorted(COMMAND_CONFIGS))
+def test_every_cli_default_equals_the_configs(command):
+    checked = 0
+    for name, default in cli_defaults(command).items():
+        if name in NO_CONFIG or (name == "data" and EvalConfig in COMMAND_CONFIGS[command]):
+            continue  # the analysis commands' --data is required or optional (prediction files need none)
+        if name in SPECIAL:
+            field, cls = SPECIAL[name]
+            expected = getattr(cls(), field)
+            default = {"no_augment": lambda d: not d, "arch_args": json.loads}.get(name, lambda d: d)(default)
+        else:
+            cls = next((c for c in COMMAND_CONFIGS[command] if name in FIELDS[c]), None)
+            assert cls is not None, f"{command} --{name}: no config field of that name; add it to config.py"
+            expected = getattr(cls(), name)
+        assert default == expected, f"{command} --{name}: CLI default {default!r}, config {expected!r}"
+        checked += 1
+    assert checked >= 3
+
+
+def test_training_options_take_their_defaults_from_config_not_literals():
+    from modelupdate.cli import options
+
+    source = inspect.getsource(options._training_options)
+    signature = source[: source.index(") -> TrainingRun")]
+    for literal in ("= 2,", "= 128", "= 5e-4", "= 0.5,", "= 200"):
+        assert literal not in signature, f"a literal default {literal!r} in the training options"
