@@ -6,7 +6,7 @@ each batch) and SGD with nesterov momentum. What the engine adds on top — a re
 per-step RNG, the DistributedSampler-based order, an lr schedule, a finite-loss check,
 progress events — is what this ratio prices. Rounds alternate the two, and the printed
 ratio is that of each side's fastest run (``best``: on a shared machine other processes
-only ever add time); the per-round ratios are shown beside it. Target (issue 5): >= 0.95.
+only ever add time); the per-round ratios are shown beside it. Target: >= 0.95.
 
     PYTHONPATH=src python bench/bench_engine.py [--images 1024] [--repeats 3] [--quick]
 """

@@ -4,7 +4,7 @@ Writes two seeded prediction files (float32 logits) to a temp folder, then times
 reading + aligning + flip_report + JSON rendering in a fresh process, and
 measures that process's peak resident memory increase (VmHWM in
 /proc/self/status, relative to VmRSS just before reading) over the size of the
-arrays read (ids, targets, preds, logits of both files). Targets (issue 4): < 10 s and
+arrays read (ids, targets, preds, logits of both files). Targets: < 10 s and
 peak / input < 3.
 
     PYTHONPATH=src python bench/bench_flip_report.py [--n 1000000] [--classes 100]

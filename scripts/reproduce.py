@@ -87,9 +87,10 @@ def plan(a: argparse.Namespace) -> list[tuple[str, list[str], Path]]:
         runs.append((name, CLI + args + common + ["--out", str(path)], path))
 
     add("old", ["train", "--arch", a.old_arch, "--train-subset", SUBSET, "--seed", "0"])
-    # the reference: M members in two halves trained side by side, then merged into one file
+    # the reference: M members in two halves trained side by side, then merged into one file (the halves
+    # are not kept once merged)
     half = a.members // 2
-    for part, first_seed in (("a", 100), ("b", 100 + half)):
+    for part, first_seed in (("a", 100), ("b", 100 + half)) if not (out / "reference.safetensors").exists() else ():
         add(f"reference-{part}", ["ensemble-train", "--arch", a.new_arch, "--members",
                                   str(half if part == "a" else a.members - half), "--seed", str(first_seed)]
             + NO_DROPOUT)
@@ -143,11 +144,11 @@ def plan_schedule(a: argparse.Namespace) -> list[tuple[str, list[str], Path]]:
     add("ce-s0", ce(0))
     add("elodi-s0", elodi(0, ref))
     half = a.members // 2
-    for part, first_seed in (("a", 100), ("b", 100 + half)):
+    ref_long = out / "reference.safetensors"
+    for part, first_seed in (("a", 100), ("b", 100 + half)) if not ref_long.exists() else ():
         add(f"reference-{part}", ["ensemble-train", "--arch", a.new_arch, "--members",
                                   str(half if part == "a" else a.members - half), "--seed", str(first_seed)]
             + NO_DROPOUT)
-    ref_long = out / "reference.safetensors"
     runs.append((f"e{epochs}/reference", [sys.executable, str(ROOT / "scripts" / "merge_ensembles.py"),
                                           str(out / "reference-a.safetensors"), str(out / "reference-b.safetensors"),
                                           "--out", str(ref_long)], ref_long))
@@ -165,6 +166,21 @@ def shown(cmd: list[str]) -> str:
     return " ".join(shlex.quote(c) for c in (["modelupdate"] + cmd[3:] if cmd[:3] == CLI else cmd))
 
 
+def done_record(path: Path) -> dict | None:
+    """The "done" record a finished training run wrote to its JSONL log (metrics on test), if any."""
+    log = path.with_name(path.name.removesuffix(".safetensors") + ".log.jsonl")
+    if not log.exists():
+        return None
+    done = [json.loads(line) for line in log.read_text().splitlines() if '"type": "done"' in line]
+    return done[-1] if done else None
+
+
+def finished(path: Path) -> bool:
+    """A step is done when its checkpoint exists, or when its log says it finished: the checkpoints that
+    back no final number are not kept in the repository (their logs are)."""
+    return path.exists() or done_record(path) is not None
+
+
 def text_log(path: Path) -> Path:
     """A step's console output, beside its checkpoint."""
     return path.with_name(path.name.removesuffix(".safetensors") + ".log")
@@ -178,10 +194,10 @@ def run_all(runs: list[tuple[str, list[str], Path]], log_dir: Path, jobs: int = 
     """
     import threading
 
-    pending = [r for r in runs if not r[2].exists()]
+    pending = [r for r in runs if not finished(r[2])]
     for name, _, path in runs:
-        if path.exists():
-            print(f"[skip] {name}: {path} exists", flush=True)
+        if finished(path):
+            print(f"[skip] {name}: finished ({path})", flush=True)
     lock = threading.Lock()
     failed: list[str] = []
     running = [0]
@@ -198,18 +214,21 @@ def run_all(runs: list[tuple[str, list[str], Path]], log_dir: Path, jobs: int = 
                                                               for v in ELODI_VARIANTS]
         return paths
 
+    def ready(cmd: list[str]) -> bool:
+        return all(finished(p) for p in needs(cmd))
+
     def worker() -> None:
         while True:
             with lock:
                 if not pending:
                     return
-                ready = [r for r in pending if all(p.exists() for p in needs(r[1]))]
-                if not ready and not running[0]:  # what is left waits on a step that failed
+                can_run = [r for r in pending if ready(r[1])]
+                if not can_run and not running[0]:  # what is left waits on a step that failed
                     return
-                if not ready:
+                if not can_run:
                     job = None
                 else:
-                    job = ready[0]
+                    job = can_run[0]
                     pending.remove(job)
                     running[0] += 1
             if job is None:
@@ -278,8 +297,8 @@ def summarise(a: argparse.Namespace, runs, schedule_runs) -> dict:
         chosen = None
     result["elodi_variant"] = {"chosen": chosen, "variants": ELODI_VARIANTS, "er_slack": ER_SLACK}
     everything = runs + schedule_runs
-    result["train_seconds_total"] = sum(float(test_predictions(path, data, cache)[2].metrics.get("train_seconds")
-                                              or 0.0) for _, _, path in everything if path.exists())
+    result["train_seconds_total"] = sum(float((done_record(path) or {}).get("train_seconds") or 0.0)
+                                        for _, _, path in everything)
     old = out / "old.safetensors"
     result["scenarios"]["old"] = test_table([p for _, _, p in runs] + [out / "elodi-s0.safetensors"], old, data,
                                             cache)
@@ -300,13 +319,18 @@ def test_table(paths: list[Path], old: Path, data, cache: dict) -> dict:
     for path in sorted(set(paths), key=lambda p: (p.stem.rsplit("-s", 1)[0], p.stem)):
         name = path.name.removesuffix(".safetensors")
         method = PARAGONS.get(name, name.rsplit("-s", 1)[0])
-        if name == "old" or name.startswith("reference-") or method in variants or not path.exists():
+        if name == "old" or name.startswith("reference-") or method in variants or not finished(path):
             continue
-        s = flip_summary(old_pred, test_predictions(path, data, cache)[0], targets)
+        if path.exists():
+            s = flip_summary(old_pred, test_predictions(path, data, cache)[0], targets)
+            er, nfr, flips = 100 * s.er_new.value, 100 * s.nfr.value, s.counts.negative_flips
+        else:  # the run's own measurement against the same old model, from its log
+            done = done_record(path)
+            er, nfr, flips = 100 * done["test_error_rate"], 100 * done["test_nfr"], done["test_negative_flips"]
         row = rows.setdefault(method, {"er": [], "nfr": [], "neg_flips": [], "runs": []})
-        row["er"].append(100 * s.er_new.value)
-        row["nfr"].append(100 * s.nfr.value)
-        row["neg_flips"].append(s.counts.negative_flips)
+        row["er"].append(er)
+        row["nfr"].append(nfr)
+        row["neg_flips"].append(flips)
         row["runs"].append(name)
     return {"old_error_rate": 100 * float((old_pred != targets).mean()),
             "methods": {m: {"er": mean_std(r["er"]), "nfr": mean_std(r["nfr"]), "neg_flips": r["neg_flips"],
@@ -318,7 +342,7 @@ def validation_table(runs) -> dict:
     table = {}
     for name, _, path in runs:
         log = path.with_name(path.name.removesuffix(".safetensors") + ".log.jsonl")
-        if not path.exists() or not log.exists():
+        if not log.exists():
             continue
         epochs = [json.loads(line) for line in log.read_text().splitlines() if '"type": "epoch"' in line]
         if epochs and "val_nfr" in epochs[-1]:

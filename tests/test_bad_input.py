@@ -1,4 +1,4 @@
-"""Bad input through the command line (issue 6, point 2): exit code 2, one line on stderr that
+"""Bad input through the command line: exit code 2, one line on stderr that
 names the file or option and what was expected, no traceback (unless --debug), and nothing
 written: an ``--out`` that existed keeps its bytes and mtime, and no other file appears.
 

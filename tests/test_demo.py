@@ -30,7 +30,13 @@ def test_demo_script_runs_the_whole_workflow(tmp_path):
     for name in ("old", "reference", "new-elodi", "new-ce"):
         assert (tmp_path / f"{name}.safetensors").exists()
     report = json.loads((tmp_path / "flip-report.json").read_text())
-    assert "nfr" in json.dumps(report)
+    counts = report["counts"]
+    assert counts["n"] == 256  # the synthetic test split
+    assert report["metrics"]["nfr"]["value"] == pytest.approx(counts["negative_flips"] / counts["n"])
+    # the gate the demo sets: --max-er-increase 0 and --max-nfr 3%, echoed with their parsed thresholds
+    assert {g["name"]: g["threshold"] for g in report["gates"]} == {"max-nfr": pytest.approx(0.03),
+                                                                   "max-er-increase": 0.0}
+    assert report["passed"] == all(g["passed"] for g in report["gates"])
     table = (tmp_path / "compare.md").read_text()
     assert "new-ce" in table and "new-elodi" in table and "reference" in table
     # the final table is printed too, with both updates' NFR

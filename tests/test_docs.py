@@ -153,7 +153,8 @@ def test_link_checker_sees_links_and_skips_code(tmp_path):
 
 
 def test_the_documented_pages_exist_and_readme_links_them():
-    pages = ["index", "quickstart", "cli", "method", "ci-gate", "results", "performance", "reliability", "gpu"]
+    pages = ["index", "quickstart", "cli", "method", "ci-gate", "results", "performance", "reliability", "gpu",
+             "architecture"]
     readme = (ROOT / "README.md").read_text()
     for page in pages:
         assert (ROOT / "docs" / f"{page}.md").is_file(), page

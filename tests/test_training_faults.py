@@ -1,4 +1,4 @@
-"""Training faults (issue 6, point 3): divergence stops the run with the step and a hint and keeps
+"""Training faults: divergence stops the run with the step and a hint and keeps
 the last good state; a write error (disk full) leaves the previous file intact and no temp files.
 
 In-process through the CLI (typer's CliRunner) on the default synthetic data with the `tiny` arch.

@@ -40,7 +40,7 @@ def main_callback(
     if debug:
         os.environ["MODELUPDATE_DEBUG"] = "1"
     if allow_arch_module:
-        from .models import ARCH_MODULES_ENV
+        from ..models import ARCH_MODULES_ENV
 
         current = os.environ.get(ARCH_MODULES_ENV, "")
         os.environ[ARCH_MODULES_ENV] = ",".join([m for m in current.split(",") if m] + list(allow_arch_module))

@@ -153,7 +153,7 @@ def flip_report_cmd(
     Exit code 0: every gate passes; 1: a gate fails; 2: bad usage or input.
     """
     from ..gates import gate_spec
-    from ..report import flip_report_rich
+    from ..report import FLIP_REPORT_FORMATS, flip_report_rich
     from ..workflows.flip_report import run_flip_report
 
     gates = run(lambda: gate_spec(max_nfr=max_nfr, max_rel_nfr=max_rel_nfr, max_er=max_er,
@@ -162,7 +162,8 @@ def flip_report_cmd(
     options = run(lambda: eval_config(data, data_dir, download, val_fraction, split_seed, image_size, split, device,
                                       batch_size))
     done = run(lambda: run_flip_report(old, new, options, gates, {
-        "--json": json_path, "--markdown": markdown_path, "--flips-csv": flips_csv_path, "--html": html_path}))
+        "--json": json_path, "--markdown": markdown_path, "--flips-csv": flips_csv_path, "--html": html_path},
+        FLIP_REPORT_FORMATS))
     _show(done.stdout, lambda: flip_report_rich(done.report))
     if not done.report.passed:
         failed = ", ".join(g.name for g in done.report.gates if not g.passed)
@@ -195,13 +196,13 @@ def compare_cmd(
 
     Exit code 0 on success, 2 for bad usage or input.
     """
-    from ..report import compare_rich
+    from ..report import COMPARE_FORMATS, compare_rich
     from ..workflows.compare import run_compare
 
     options = run(lambda: eval_config(data, data_dir, download, val_fraction, split_seed, image_size, split, device,
                                       batch_size))
     done = run(lambda: run_compare(old, candidates, names or [], options, {
-        "--json": json_path, "--markdown": markdown_path, "--html": html_path}))
+        "--json": json_path, "--markdown": markdown_path, "--html": html_path}, COMPARE_FORMATS))
     _show(done.stdout, lambda: compare_rich(done.result))
 
 

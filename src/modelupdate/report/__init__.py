@@ -35,9 +35,16 @@ from .markdown import GATE_HEADER, compare_markdown, flip_report_markdown
 from .svg import svg_class_flips, svg_histogram, svg_pareto
 from .text import compare_rich, flip_report_rich, terminal_safe
 
+# the files flip-report and compare can write: option -> renderer
+FLIP_REPORT_FORMATS = {"--json": flip_report_json, "--markdown": flip_report_markdown, "--flips-csv": flips_csv,
+                       "--html": flip_report_html}
+COMPARE_FORMATS = {"--json": compare_json, "--markdown": compare_markdown, "--html": compare_html}
+
 __all__ = [
     "CLASS_HEADER",
+    "COMPARE_FORMATS",
     "COMPARE_HEADER",
+    "FLIP_REPORT_FORMATS",
     "GATE_HEADER",
     "JSON_SCHEMA_VERSION",
     "MARGIN_HEADER",

@@ -8,6 +8,7 @@ indicators over the same samples).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -127,11 +128,10 @@ class CompareRun:
 
 
 def run_compare(old: Path, candidates: list[Path], names: list[str], eval_cfg: EvalConfig,
-                outputs: dict[str, str | Path | None]) -> CompareRun:
+                outputs: dict[str, str | Path | None], formats: dict[str, Callable[[CompareResult], str]]
+                ) -> CompareRun:
     """`modelupdate compare`: name the candidates, check the outputs, load every input (the candidates'
-    inference timed), compare, write the requested files."""
-    from modelupdate import report as render
-
+    inference timed), compare, write the requested files (``formats``: ``report.COMPARE_FORMATS``)."""
     from .inputs import cost_columns, load_inputs
     from .outputs import Outputs, deliver, step_summary_path
 
@@ -141,6 +141,4 @@ def run_compare(old: Path, candidates: list[Path], names: list[str], eval_cfg: E
     loaded = load_inputs([old, *candidates], eval_cfg, timed=[False] + [True] * len(candidates))
     old_p, candidate_p = loaded[0], dict(zip(labels, loaded[1:], strict=True))
     result = compare(old_p, candidate_p, {name: cost_columns(p) for name, p in candidate_p.items()})
-    text = deliver(plan, summary, result, {
-        "--json": render.compare_json, "--markdown": render.compare_markdown, "--html": render.compare_html})
-    return CompareRun(result, text)
+    return CompareRun(result, deliver(plan, summary, result, formats))

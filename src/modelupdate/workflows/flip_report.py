@@ -7,6 +7,7 @@ evaluate the gates. Turning checkpoints into Predictions happens before this.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,13 +116,13 @@ class FlipReportRun:
 
 
 def run_flip_report(old: Path, new: Path, eval_cfg: EvalConfig, gates: GateSpec,
-                    outputs: dict[str, str | Path | None]) -> FlipReportRun:
+                    outputs: dict[str, str | Path | None],
+                    formats: dict[str, Callable[[FlipReport], str]]) -> FlipReportRun:
     """`modelupdate flip-report`: check the outputs, load both inputs, report, write the requested files.
 
-    ``outputs``: ``--json``, ``--markdown``, ``--flips-csv``, ``--html`` -> a path, ``'-'`` or None.
+    ``outputs``: option (``--json``, ...) -> a path, ``'-'`` or None; ``formats``: option -> its renderer
+    (``report.FLIP_REPORT_FORMATS``).
     """
-    from modelupdate import report as render
-
     from .inputs import load_inputs
     from .outputs import Outputs, deliver, step_summary_path
 
@@ -129,7 +130,4 @@ def run_flip_report(old: Path, new: Path, eval_cfg: EvalConfig, gates: GateSpec,
     summary = step_summary_path()
     old_p, new_p = load_inputs([old, new], eval_cfg)
     result = flip_report(old_p, new_p, gates)
-    text = deliver(plan, summary, result, {
-        "--json": render.flip_report_json, "--markdown": render.flip_report_markdown,
-        "--flips-csv": render.flips_csv, "--html": render.flip_report_html})
-    return FlipReportRun(result, text)
+    return FlipReportRun(result, deliver(plan, summary, result, formats))

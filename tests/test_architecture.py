@@ -1,0 +1,46 @@
+"""The shape of the code: data flows one way (no import cycle), modules stay small, fit reads on one screen."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "src" / "modelupdate"
+
+
+def test_no_import_cycle_in_the_package():
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "import_map.py"), "--check"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_the_import_map_finds_a_cycle_when_there_is_one():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from import_map import find_cycle
+    finally:
+        sys.path.pop(0)
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set(), "p.x": {"p"}}) is None
+
+
+def test_no_module_over_550_lines():
+    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 550}
+    assert not long, long
+
+
+def test_fit_reads_on_one_screen():
+    tree = ast.parse((PACKAGE / "engine.py").read_text())
+    fit = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "fit")
+    assert fit.end_lineno - fit.lineno + 1 <= 80
+
+
+def test_the_cli_layer_holds_no_library_logic():
+    """Command modules import the library lazily inside commands or from config; no raise of domain errors."""
+    for path in (PACKAGE / "cli").glob("*.py"):
+        source = path.read_text()
+        assert "raise ConfigError" not in source and "raise OutputError" not in source, path.name
