@@ -1,18 +1,16 @@
 #!/usr/bin/env python3
 """The ELODI experiment on Fashion-MNIST, rerunnable with one command (`make reproduce`).
 
-Scenario (issue 3): the old model is cnn-s trained on a third of the training
-split; every new model is cnn-m trained on all of it with the same epoch
-budget; the ELODI reference is an ensemble of M cnn-m members trained with that
-budget too. Methods: ce, kd, fd-lm, ldi-old, elodi, plus the reference
-ensemble itself (the paragon). A second scenario replays the update for a
-team whose old model was itself trained with ELODI (against an ensemble of
-cnn-s on the same third).
+Scenario: the old model is cnn-s trained on a third of the training split; every new model is cnn-m
+trained on all of it with the same epoch budget and augmentation, without dropout; the ELODI reference
+is an ensemble of M cnn-m members trained exactly like the plain update. Methods: ce, elodi, kd, fd-lm,
+ldi-old, plus the reference itself (the paragon). ELODI's variant is chosen on the validation split by
+the rule in choose_elodi_variant, fixed before the runs. A schedule study repeats ce and elodi at twice
+the epochs, with a reference trained that long too, and with mixup/cutmix.
 
-Every step is a real `modelupdate` command, printed before it runs; a step
-whose checkpoint exists is skipped, and an interrupted one is resumed, so the
-script continues where it stopped. The summary (mean ± std over seeds, test
-split, no seed picking) goes to <out>/results.json and <out>/results.md.
+Every step is a real `modelupdate` command, printed before it runs; a finished step is skipped and an
+interrupted one resumed, so the script continues where it stopped. The summary (mean ± std over seeds,
+test split, no seed picking) goes to <out>/results.json and <out>/results.md.
 """
 
 from __future__ import annotations

@@ -16,13 +16,31 @@ TINY_DATA = dict(name="synthetic", synthetic_train=256, synthetic_test=64, synth
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
-def tiny_data_config(**overrides) -> DataConfig:
+def _tiny_data_config(**overrides) -> DataConfig:
     return DataConfig(**(TINY_DATA | overrides))
 
 
-def tiny_train_config(**overrides) -> TrainConfig:
+def _tiny_train_config(**overrides) -> TrainConfig:
     values = dict(arch="tiny", epochs=1, batch_size=64, device="cpu", eval_batch_size=256)
     return TrainConfig(**(values | overrides))
+
+
+@pytest.fixture(scope="session")
+def tiny_data_config():
+    """``tiny_data_config(**overrides) -> DataConfig``: synthetic data small enough to train in a second."""
+    return _tiny_data_config
+
+
+@pytest.fixture(scope="session")
+def tiny_train_config():
+    """``tiny_train_config(**overrides) -> TrainConfig``: one epoch of `tiny` on the CPU."""
+    return _tiny_train_config
+
+
+@pytest.fixture(scope="session")
+def fashion_dir() -> Path:
+    """Where Debian's dataset-fashion-mnist puts the IDX files."""
+    return FASHION_DIR
 
 
 @pytest.fixture
@@ -46,5 +64,5 @@ def trained_model(tmp_path_factory) -> Path:
     from modelupdate.workflows.train import train
 
     out = tmp_path_factory.mktemp("trained") / "tiny.safetensors"
-    train(tiny_data_config(), tiny_train_config(), out)
+    train(_tiny_data_config(), _tiny_train_config(), out)
     return out

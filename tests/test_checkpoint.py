@@ -316,8 +316,7 @@ def test_check_compatible_names_the_mismatch(other, expected):
     assert expected in str(err.value)
 
 
-def test_check_compatible_against_dataset_info():
-    from conftest import tiny_data_config
+def test_check_compatible_against_dataset_info(tiny_data_config):
     from modelupdate.data import load_dataset
 
     info = load_dataset(tiny_data_config()).info  # classes class0..class3, shape [1, 8, 8]

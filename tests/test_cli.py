@@ -167,8 +167,8 @@ def test_train_bad_option_values_exit_2(tmp_path):
     ("kd", None, None),  # bounded gradients: unclipped, as before
     ("kd", 2.5, 2.5),
 ])
-def test_ldi_train_clips_gradients_per_method(trained_model, tmp_path, method, clip, expected):
-    from conftest import tiny_data_config, tiny_train_config
+def test_ldi_train_clips_gradients_per_method(tiny_data_config, tiny_train_config, trained_model, tmp_path, method,
+                                              clip, expected):
     from modelupdate.config import UpdateConfig
     from modelupdate.workflows.ldi_train import ldi_train
 

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import tiny_train_config
 from modelupdate.config import DataConfig
 
 BAD = Path(__file__).parent / "data" / "bad_predictions"
@@ -273,7 +272,7 @@ def test_compare_bad_input_exits_2(run_cli, pair, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory) -> tuple[Path, Path]:
+def checkpoints(tiny_train_config, tmp_path_factory) -> tuple[Path, Path]:
     """Two tiny models (seeds 0, 1) on the default synthetic data (what `--data synthetic` is)."""
     from modelupdate.workflows.train import train
 

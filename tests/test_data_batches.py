@@ -7,7 +7,6 @@ import pytest
 import torch
 
 import modelupdate.data
-from conftest import tiny_data_config
 from modelupdate.data.batches import (
     Batch,
     augment_batch,
@@ -107,7 +106,7 @@ def test_shard_indices_hand_values():
     assert [shard_indices(10, r, 3).tolist() for r in range(3)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
 
 
-def test_eval_batches_over_ranks_cover_the_split_once():
+def test_eval_batches_over_ranks_cover_the_split_once(tiny_data_config):
     data = load_dataset(tiny_data_config())
     ids = []
     for rank in range(3):

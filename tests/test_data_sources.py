@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import FASHION_DIR, tiny_data_config
 from modelupdate.config import DataConfig
 from modelupdate.data.sources import (
     FASHION_CLASSES,
@@ -27,7 +26,7 @@ from modelupdate.errors import ConfigError, DataError
 # --------------------------------------------------------------------------- synthetic
 
 
-def test_synthetic_is_deterministic():
+def test_synthetic_is_deterministic(tiny_data_config):
     a, b = load_dataset(tiny_data_config()), load_dataset(tiny_data_config())
     for name in ("train", "val", "test"):
         sa, sb = a.split(name), b.split(name)
@@ -38,7 +37,7 @@ def test_synthetic_is_deterministic():
     assert a.info.fingerprint.startswith("sha256:") and len(a.info.fingerprint) == len("sha256:") + 16
 
 
-def test_synthetic_fingerprint_follows_the_data():
+def test_synthetic_fingerprint_follows_the_data(tiny_data_config):
     base = load_dataset(tiny_data_config()).info.fingerprint
     assert load_dataset(tiny_data_config(synthetic_classes=3)).info.fingerprint != base
     assert load_dataset(tiny_data_config(synthetic_test=65)).info.fingerprint != base
@@ -46,7 +45,7 @@ def test_synthetic_fingerprint_follows_the_data():
     assert load_dataset(tiny_data_config(split_seed=5)).info.fingerprint == base
 
 
-def test_synthetic_shapes_classes_and_balance():
+def test_synthetic_shapes_classes_and_balance(tiny_data_config):
     data = load_dataset(tiny_data_config(synthetic_channels=3, synthetic_size=10, synthetic_classes=5))
     info = data.info
     assert info.input_shape == (3, 10, 10)
@@ -59,7 +58,7 @@ def test_synthetic_shapes_classes_and_balance():
     assert counts.tolist() == [52, 51, 51, 51, 51]
 
 
-def test_synthetic_rejects_degenerate_settings():
+def test_synthetic_rejects_degenerate_settings(tiny_data_config):
     with pytest.raises(DataError, match="synthetic"):
         load_dataset(tiny_data_config(synthetic_classes=1))
 
@@ -72,7 +71,7 @@ def test_val_fraction_out_of_range_is_a_config_error():
 # --------------------------------------------------------------------------- splits
 
 
-def test_val_split_size_rounds_and_partitions():
+def test_val_split_size_rounds_and_partitions(tiny_data_config):
     data = load_dataset(tiny_data_config(val_fraction=0.1))
     # 256 * 0.1 = 25.6 -> 26 validation samples, 230 training samples
     assert len(data.val) == 26 and len(data.train) == 230
@@ -95,7 +94,7 @@ def test_split_train_val_hand_sizes():
     assert torch.equal(train.targets, train.ids) and torch.equal(val.targets, val.ids)
 
 
-def test_empty_split_is_a_data_error():
+def test_empty_split_is_a_data_error(tiny_data_config):
     data = load_dataset(tiny_data_config(val_fraction=0.0))
     assert len(data.val) == 0
     with pytest.raises(DataError, match="val split is empty"):
@@ -118,7 +117,7 @@ def test_bad_subset_spec_names_the_option(spec):
         parse_subset(spec, 230)
 
 
-def test_train_subset_is_seeded_and_drawn_from_train():
+def test_train_subset_is_seeded_and_drawn_from_train(tiny_data_config):
     full = load_dataset(tiny_data_config())
     half = load_dataset(tiny_data_config(train_subset="0.5"))
     count = load_dataset(tiny_data_config(train_subset="40"))
@@ -132,7 +131,7 @@ def test_train_subset_is_seeded_and_drawn_from_train():
     assert not torch.equal(other.ids, half.train.ids)
 
 
-def test_bad_subset_through_load_dataset():
+def test_bad_subset_through_load_dataset(tiny_data_config):
     with pytest.raises(DataError, match="--train-subset: '500' selects 500 of 230"):
         load_dataset(tiny_data_config(train_subset="500"))
 
@@ -224,11 +223,11 @@ def test_idx_images_and_labels_disagree(tmp_path):
         load_dataset(DataConfig(name="fashion-mnist", data_dir=str(tmp_path)))
 
 
-def test_fashion_mnist_real_split_sizes():
-    if not (FASHION_DIR / "train-labels-idx1-ubyte.gz").exists() and \
-            not (FASHION_DIR / "train-labels-idx1-ubyte").exists():
-        pytest.skip(f"Fashion-MNIST not installed at {FASHION_DIR} (apt-get install dataset-fashion-mnist)")
-    data = load_dataset(DataConfig(name="fashion-mnist", data_dir=str(FASHION_DIR)))
+def test_fashion_mnist_real_split_sizes(fashion_dir):
+    if not (fashion_dir / "train-labels-idx1-ubyte.gz").exists() and \
+            not (fashion_dir / "train-labels-idx1-ubyte").exists():
+        pytest.skip(f"Fashion-MNIST not installed at {fashion_dir} (apt-get install dataset-fashion-mnist)")
+    data = load_dataset(DataConfig(name="fashion-mnist", data_dir=str(fashion_dir)))
     assert (len(data.train), len(data.val), len(data.test)) == (54000, 6000, 10000)
     assert data.train.images.shape[1:] == (1, 28, 28)
     assert torch.bincount(data.test.targets).tolist() == [1000] * 10

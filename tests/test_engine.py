@@ -10,7 +10,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import tiny_data_config, tiny_train_config
 from modelupdate.checkpoint import load_train_state, read_safetensors, save_model, save_train_state
 from modelupdate.data import load_dataset, normalize
 from modelupdate.engine import accuracy_counts, fit, lr_at, make_optimizer, predict_logits
@@ -22,7 +21,7 @@ CPU = Runtime(device=torch.device("cpu"))
 
 
 @pytest.fixture(scope="module")
-def data():
+def data(tiny_data_config):
     # 256 samples: 26 validation, 230 training -> 7 steps of 32 per epoch (drop_last)
     return load_dataset(tiny_data_config())
 
@@ -63,7 +62,7 @@ def test_lr_at_without_warmup():
     assert lr_at(10, 10, 0, 2.0) == pytest.approx(0.0)
 
 
-def test_fit_follows_the_schedule(data):
+def test_fit_follows_the_schedule(tiny_train_config, data):
     events = []
     fit(new_model(data), data, tiny_train_config(epochs=2, batch_size=32, lr=0.1), CPU, on_event=events.append)
     start = next(e for e in events if e["type"] == "start")
@@ -79,7 +78,7 @@ def test_fit_follows_the_schedule(data):
 # --------------------------------------------------------------------------- learning and evaluation
 
 
-def test_loss_falls_on_synthetic_data(data):
+def test_loss_falls_on_synthetic_data(tiny_train_config, data):
     model = new_model(data, arch="cnn-s")
 
     def train_loss_and_error():
@@ -115,7 +114,7 @@ def test_predict_logits_in_id_order_over_uneven_batches(data):
     assert torch.allclose(logits, direct, atol=1e-5)
 
 
-def test_validation_error_is_pooled_over_batches(data):
+def test_validation_error_is_pooled_over_batches(tiny_train_config, data):
     model = new_model(data)
     result = fit(model, data, tiny_train_config(epochs=1, batch_size=32, eval_batch_size=10), CPU)
     # 26 validation samples in batches of 10, 10, 6: the rate must be wrong / 26, not a mean of batch rates
@@ -124,7 +123,7 @@ def test_validation_error_is_pooled_over_batches(data):
     assert result.history[-1]["val_error_rate"] == pytest.approx(wrong / 26)
 
 
-def _weight_travel(data, **overrides) -> tuple[float, int]:
+def _weight_travel(tiny_train_config, data, **overrides) -> tuple[float, int]:
     """L2 distance the weights move in one epoch of plain SGD (no momentum / decay), and the step count."""
     model = new_model(data)
     before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
@@ -145,7 +144,7 @@ def test_clip_grad_norm_bounds_every_step(data):
     assert free > 10 * steps * lr * c  # the bound is not met by accident: unclipped steps are far larger
 
 
-def test_clip_grad_norm_must_not_be_negative():
+def test_clip_grad_norm_must_not_be_negative(tiny_train_config):
     with pytest.raises(ConfigError, match="--clip-grad-norm"):
         tiny_train_config(clip_grad_norm=-1.0)
 
@@ -154,7 +153,7 @@ def test_clip_grad_norm_must_not_be_negative():
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
-def test_train_state_round_trip_restores_model_and_optimizer(data, tmp_path, optimizer):
+def test_train_state_round_trip_restores_model_and_optimizer(tiny_train_config, data, tmp_path, optimizer):
     cfg = tiny_train_config(optimizer=optimizer, lr=0.1)
     model = new_model(data, seed=1)
     opt = make_optimizer(model, cfg)
@@ -191,7 +190,7 @@ def test_train_state_round_trip_restores_model_and_optimizer(data, tmp_path, opt
         assert torch.equal(restored.state_dict()[key], value), key
 
 
-def test_load_train_state_refuses_other_files(data, tmp_path):
+def test_load_train_state_refuses_other_files(tiny_train_config, data, tmp_path):
     from modelupdate.checkpoint import ModelMeta
 
     model = new_model(data)
@@ -229,7 +228,8 @@ def _interrupt_at(global_step: int, how: str):
     ("crash", 10, 9),  # last save after global step 8: epoch 1, step 2
     ("signal", 4, 5),  # SIGINT during global step 4: that step completes and is saved
 ])
-def test_resume_is_bitwise_equal_to_an_uninterrupted_run(data, tmp_path, deterministic, how, at, resumed_from):
+def test_resume_is_bitwise_equal_to_an_uninterrupted_run(tiny_train_config, data, tmp_path, deterministic, how, at,
+                                                          resumed_from):
     cfg = tiny_train_config(epochs=2, batch_size=32, lr=0.1, checkpoint_every=3, deterministic=True)
     reference = new_model(data, seed=0)
     full = fit(reference, data, cfg, CPU)
@@ -254,7 +254,7 @@ def test_resume_is_bitwise_equal_to_an_uninterrupted_run(data, tmp_path, determi
         assert [h[key] for h in result.history] == [h[key] for h in full.history], key
 
 
-def test_resume_right_after_an_epoch_s_last_step(data, tmp_path, deterministic):
+def test_resume_right_after_an_epoch_s_last_step(tiny_train_config, data, tmp_path, deterministic):
     """SIGINT during the last step of epoch 1: the state says (epoch 0, step 7); resuming runs no step of
     epoch 1 again, yet logs its evaluation and loss as the uninterrupted run did."""
     cfg = tiny_train_config(epochs=2, batch_size=32, lr=0.1, checkpoint_every=0)
@@ -288,7 +288,7 @@ def _nan_from(first_bad_call: int):
     return objective
 
 
-def test_nan_loss_raises_with_the_step(data, tmp_path):
+def test_nan_loss_raises_with_the_step(tiny_train_config, data, tmp_path):
     cfg = tiny_train_config(epochs=2, batch_size=32, checkpoint_every=0)
     with pytest.raises(TrainingDiverged) as err:
         fit(new_model(data), data, cfg, CPU, objective=_nan_from(0), state_path=tmp_path / "s.safetensors")
@@ -299,7 +299,7 @@ def test_nan_loss_raises_with_the_step(data, tmp_path):
     assert TrainingDiverged.exit_code == 3
 
 
-def test_nan_loss_never_overwrites_the_last_good_state(data, tmp_path):
+def test_nan_loss_never_overwrites_the_last_good_state(tiny_train_config, data, tmp_path):
     """Good steps 0-2 (state saved after step 3), NaN from global step 3 on: the saved state stays finite."""
     state = tmp_path / "s.safetensors"
     cfg = tiny_train_config(epochs=2, batch_size=32, checkpoint_every=3)
@@ -335,7 +335,7 @@ def test_select_device():
             select_device("cuda")
 
 
-def test_optimizer_skips_weight_decay_on_biases_and_norms(data):
+def test_optimizer_skips_weight_decay_on_biases_and_norms(tiny_train_config, data):
     model = new_model(data)
     opt = make_optimizer(model, tiny_train_config(weight_decay=0.01, lr=0.3))
     decay, no_decay = opt.param_groups
@@ -350,12 +350,12 @@ def test_optimizer_skips_weight_decay_on_biases_and_norms(data):
     ("epochs", 0, "--epochs"), ("batch_size", 0, "--batch-size"), ("optimizer", "lion", "--optimizer"),
     ("amp", "fp8", "--amp"), ("lr", -1.0, "--lr"),
 ])
-def test_train_config_validation(field, value, option):
+def test_train_config_validation(tiny_train_config, field, value, option):
     with pytest.raises(ConfigError, match=option):
         tiny_train_config(**{field: value})
 
 
-def test_default_lr_scales_with_batch():
+def test_default_lr_scales_with_batch(tiny_train_config):
     assert tiny_train_config(batch_size=256).resolved_lr() == pytest.approx(0.1)
     assert tiny_train_config(batch_size=64).resolved_lr() == pytest.approx(0.025)
     assert tiny_train_config(optimizer="adamw").resolved_lr() == pytest.approx(2e-3)
@@ -364,7 +364,7 @@ def test_default_lr_scales_with_batch():
 # --------------------------------------------------------------------------- the train workflow
 
 
-def test_train_workflow_refuses_a_stale_state_without_resume(tmp_path):
+def test_train_workflow_refuses_a_stale_state_without_resume(tiny_data_config, tiny_train_config, tmp_path):
     from modelupdate.workflows.common import state_path_for
     from modelupdate.workflows.train import train
 
@@ -376,7 +376,7 @@ def test_train_workflow_refuses_a_stale_state_without_resume(tmp_path):
     assert not out.exists()
 
 
-def test_trained_model_fixture_has_metrics_and_log(trained_model):
+def test_trained_model_fixture_has_metrics_and_log(tiny_data_config, trained_model):
     from modelupdate.checkpoint import load_checkpoint
 
     meta = load_checkpoint(trained_model).meta

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_data_config, tiny_train_config
 from modelupdate.checkpoint import load_checkpoint
 from modelupdate.data import load_dataset
 from modelupdate.engine import predict_logits
@@ -24,7 +23,7 @@ spec.loader.exec_module(merge_ensembles)
 
 
 @pytest.fixture(scope="module")
-def ensembles(tmp_path_factory):
+def ensembles(tiny_data_config, tiny_train_config, tmp_path_factory):
     work = tmp_path_factory.mktemp("merge")
     cfg = tiny_train_config()
     a, b, c = work / "a.safetensors", work / "b.safetensors", work / "c.safetensors"
@@ -34,7 +33,7 @@ def ensembles(tmp_path_factory):
     return work, a, b, c
 
 
-def test_merge_keeps_every_member_and_measures_the_whole(ensembles):
+def test_merge_keeps_every_member_and_measures_the_whole(tiny_data_config, ensembles):
     work, a, b, _ = ensembles
     out = work / "ab.safetensors"
     meta = merge_ensembles.merge([a, b], out)

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_data_config
 from modelupdate import checkpoint
 from modelupdate.config import DataConfig, EvalConfig
 from modelupdate.errors import ConfigError, MismatchError, PredictionFileError
@@ -58,7 +57,7 @@ def test_checkpoint_kind(trained_model, ensemble, tmp_path):
     assert checkpoint_kind(tmp_path / "missing.safetensors") is None
 
 
-def test_predictions_from_checkpoint(trained_model):
+def test_predictions_from_checkpoint(tiny_data_config, trained_model):
     p = predictions_from_checkpoint(trained_model, tiny_data_config(), device="cpu", batch_size=16)
     loaded = checkpoint.load_checkpoint(trained_model)
     assert p.logits.shape == (64, 4) and p.num_classes == 4
@@ -74,7 +73,7 @@ def test_predictions_from_checkpoint(trained_model):
     assert cost_columns(p) == {"params": count_parameters(loaded.model), "ms_per_image": None}
 
 
-def test_other_split(trained_model):
+def test_other_split(tiny_data_config, trained_model):
     p = predictions_from_checkpoint(trained_model, tiny_data_config(), split="val", device="cpu")
     assert len(p) == round(0.1 * 256)
 
@@ -87,7 +86,7 @@ def test_mismatch_names_checkpoint_and_data(trained_model):
     assert "[1, 8, 8]" in message and "[1, 12, 12]" in message
 
 
-def test_ensemble_is_the_mean_of_its_members(trained_model, ensemble):
+def test_ensemble_is_the_mean_of_its_members(tiny_data_config, trained_model, ensemble):
     single = predictions_from_checkpoint(trained_model, tiny_data_config(), device="cpu")
     both = predictions_from_checkpoint(ensemble, tiny_data_config(), device="cpu")
     np.testing.assert_allclose(both.logits, single.logits + 0.5, rtol=1e-5, atol=1e-5)
@@ -102,7 +101,7 @@ def test_checkpoints_need_data(trained_model, ensemble):
         load_inputs([BAD.parent / "x.npz", ensemble], EvalConfig())
 
 
-def test_prediction_files_are_read_before_any_model_runs(trained_model, monkeypatch):
+def test_prediction_files_are_read_before_any_model_runs(tiny_data_config, trained_model, monkeypatch):
     def must_not_run(*args, **kwargs):
         raise AssertionError("a model ran before the prediction files were checked")
 
@@ -111,7 +110,7 @@ def test_prediction_files_are_read_before_any_model_runs(trained_model, monkeypa
         load_inputs([trained_model, BAD / "nan_logits.npz"], EvalConfig(data=tiny_data_config()))
 
 
-def test_timed_inputs_record_ms_per_image(trained_model):
+def test_timed_inputs_record_ms_per_image(tiny_data_config, trained_model):
     [p] = load_inputs([trained_model], EvalConfig(data=tiny_data_config(), device="cpu"),
                       timed=[True])
     assert cost_columns(p)["ms_per_image"] > 0

@@ -427,3 +427,10 @@ def test_a_one_class_image_folder_is_refused(tmp_path):
     code, _, err = cli("train", "--data", f"imagefolder:{tmp_path / 'd'}", *FAST[:-3], "--out",
                        tmp_path / "m.safetensors", cwd=tmp_path)
     assert code == 2 and "expected at least 2" in err, err
+
+
+def test_a_symlink_loop_as_a_prediction_file_is_one_line_exit_2(predictions, tmp_path):
+    loop = tmp_path / "loop.npz"
+    loop.symlink_to(loop)
+    code, _, err = cli("flip-report", "--old", loop, "--new", predictions["preds"], cwd=tmp_path)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "symbolic link" in err, err

@@ -27,6 +27,14 @@ def check_target(path: str | Path, option: str | None = None) -> Path:
     return path
 
 
+def resolved(path: str | Path) -> Path:
+    """The path with symbolic links followed; a loop or a broken link stays as given (readers say why)."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop
+        return Path(path).absolute()
+
+
 def _file_mode() -> int:
     """0666 less the process umask: what open() would give a new file (mkstemp gives 0600)."""
     mask = os.umask(0o022)

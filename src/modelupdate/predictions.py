@@ -229,6 +229,8 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
         raise _fail(source, f"unknown extension '{path.suffix}'; expected one of "
                     f"{', '.join(SUFFIXES)}")
     if not path.is_file():
+        if path.is_symlink() and not path.exists():
+            raise _fail(source, "is a symbolic link to nothing readable (broken, or a loop)")
         raise _fail(source, "no such file" if not path.exists() else "not a regular file")
     if path.stat().st_size == 0:
         raise _fail(source, "file is empty")

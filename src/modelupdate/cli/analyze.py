@@ -19,14 +19,8 @@ from ..config import GateSpec
 from .console import err_console, out_console
 from .errors import run
 from .options import (
-    DATA,
-    EVAL,
     Data,
-    DataDir,
-    Device,
-    Download,
-    EvalBatchSize,
-    EvalImageSize,
+    Evaluation,
     GateOn,
     HtmlPath,
     JsonOut,
@@ -40,10 +34,7 @@ from .options import (
     MinBtc,
     OldInput,
     OptionalData,
-    SplitName,
-    SplitSeed,
-    ValFraction,
-    eval_config,
+    evaluation_command,
 )
 
 
@@ -84,26 +75,19 @@ def _maybe_json(value: str) -> Any:
         return value
 
 
+@evaluation_command
 def predict_cmd(
     checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A model or ensemble "
                                                "checkpoint (.safetensors).")],
     data: Data,
     out: Annotated[Path, typer.Option("--out", help="Prediction file to write: .npz or "
                                       ".safetensors (logits, preds, targets, ids).")],
-    split: SplitName = EVAL.split,
-    data_dir: DataDir = None,
-    download: Download = DATA.download,
-    val_fraction: ValFraction = DATA.val_fraction,
-    split_seed: SplitSeed = DATA.split_seed,
-    image_size: EvalImageSize = None,
-    device: Device = EVAL.device,
-    batch_size: EvalBatchSize = EVAL.batch_size,
+    evaluation: Evaluation = None,  # type: ignore[assignment]  # the shared options, in this place
 ) -> None:
     """Run a checkpoint on a dataset split and write its predictions (for flip-report / compare)."""
     from ..workflows.predict import predict
 
-    options = run(lambda: eval_config(data, data_dir, download, val_fraction, split_seed, image_size, split, device,
-                                      batch_size))
+    options = run(lambda: evaluation.config(data))
     assert options.data is not None
     result = run(lambda: predict(checkpoint, options.data, out, split=options.split,
                                  device=options.device, batch_size=options.batch_size,
@@ -121,19 +105,13 @@ def predict_cmd(
 
 
 
+@evaluation_command
 def flip_report_cmd(
     old: OldInput,
     new: Annotated[Path, typer.Option("--new", help="The candidate update: a checkpoint, an "
                                       "ensemble or a prediction file.")],
     data: OptionalData = None,
-    split: SplitName = EVAL.split,
-    data_dir: DataDir = None,
-    download: Download = DATA.download,
-    val_fraction: ValFraction = DATA.val_fraction,
-    split_seed: SplitSeed = DATA.split_seed,
-    image_size: EvalImageSize = None,
-    device: Device = EVAL.device,
-    batch_size: EvalBatchSize = EVAL.batch_size,
+    evaluation: Evaluation = None,  # type: ignore[assignment]  # the shared options, in this place
     json_path: JsonPath = None,
     markdown_path: MarkdownPath = None,
     flips_csv_path: Annotated[Path | None, typer.Option(
@@ -159,8 +137,7 @@ def flip_report_cmd(
     gates = run(lambda: gate_spec(max_nfr=max_nfr, max_rel_nfr=max_rel_nfr, max_er=max_er,
                                   max_er_increase=max_er_increase, min_btc=min_btc, max_class_nfr=max_class_nfr,
                                   gate_on=gate_on))
-    options = run(lambda: eval_config(data, data_dir, download, val_fraction, split_seed, image_size, split, device,
-                                      batch_size))
+    options = run(lambda: evaluation.config(data))
     done = run(lambda: run_flip_report(old, new, options, gates, {
         "--json": json_path, "--markdown": markdown_path, "--flips-csv": flips_csv_path, "--html": html_path},
         FLIP_REPORT_FORMATS))
@@ -171,6 +148,7 @@ def flip_report_cmd(
         raise typer.Exit(1)
 
 
+@evaluation_command
 def compare_cmd(
     candidates: Annotated[list[Path], typer.Argument(
         metavar="CANDIDATE", help="Candidate updates: checkpoints, ensembles or prediction "
@@ -180,14 +158,7 @@ def compare_cmd(
         "--name", help="Name of a candidate, once per candidate in order [default: file "
         "names].")] = None,
     data: OptionalData = None,
-    split: SplitName = EVAL.split,
-    data_dir: DataDir = None,
-    download: Download = DATA.download,
-    val_fraction: ValFraction = DATA.val_fraction,
-    split_seed: SplitSeed = DATA.split_seed,
-    image_size: EvalImageSize = None,
-    device: Device = EVAL.device,
-    batch_size: EvalBatchSize = EVAL.batch_size,
+    evaluation: Evaluation = None,  # type: ignore[assignment]  # the shared options, in this place
     json_path: JsonPath = None,
     markdown_path: MarkdownPath = None,
     html_path: HtmlPath = None,
@@ -199,8 +170,7 @@ def compare_cmd(
     from ..report import COMPARE_FORMATS, compare_rich
     from ..workflows.compare import run_compare
 
-    options = run(lambda: eval_config(data, data_dir, download, val_fraction, split_seed, image_size, split, device,
-                                      batch_size))
+    options = run(lambda: evaluation.config(data))
     done = run(lambda: run_compare(old, candidates, names or [], options, {
         "--json": json_path, "--markdown": markdown_path, "--html": html_path}, COMPARE_FORMATS))
     _show(done.stdout, lambda: compare_rich(done.result))

@@ -123,13 +123,35 @@ def data_config(data: str, data_dir: Path | None, download: bool, val_fraction: 
                       augment=not no_augment, image_size=image_size)
 
 
-def eval_config(data: str | None, data_dir: Path | None, download: bool, val_fraction: float, split_seed: int,
-                image_size: int | None, split: str, device: str, batch_size: int) -> EvalConfig:
-    """How checkpoints are evaluated; without ``--image-size`` an image folder takes each checkpoint's size."""
-    data_cfg = None if data is None else data_config(data, data_dir, download, val_fraction, None, split_seed, True,
-                                                     image_size if image_size is not None else DATA.image_size)
-    return EvalConfig(data=data_cfg, split=split, device=device, batch_size=batch_size,
-                      image_size_from_checkpoint=image_size is None)
+@dataclass
+class Evaluation:
+    """The evaluation options of predict, flip-report and compare, less the dataset (whose option differs)."""
+
+    split: str
+    data_dir: Path | None
+    download: bool
+    val_fraction: float
+    split_seed: int
+    image_size: int | None
+    device: str
+    batch_size: int
+
+    def config(self, data: str | None) -> EvalConfig:
+        """How checkpoints are evaluated; without ``--image-size`` an image folder takes each checkpoint's size."""
+        size = self.image_size if self.image_size is not None else DATA.image_size
+        data_cfg = None if data is None else data_config(data, self.data_dir, self.download, self.val_fraction, None,
+                                                         self.split_seed, True, size)
+        return EvalConfig(data=data_cfg, split=self.split, device=self.device, batch_size=self.batch_size,
+                          image_size_from_checkpoint=self.image_size is None)
+
+
+def _evaluation_options(
+    split: SplitName = EVAL.split, data_dir: DataDir = None, download: Download = DATA.download,
+    val_fraction: ValFraction = DATA.val_fraction, split_seed: SplitSeed = DATA.split_seed,
+    image_size: EvalImageSize = None, device: Device = EVAL.device, batch_size: EvalBatchSize = EVAL.batch_size,
+) -> Evaluation:
+    """The options every analysis command shares (one place for their names and help)."""
+    return Evaluation(split, data_dir, download, val_fraction, split_seed, image_size, device, batch_size)
 
 
 @dataclass
@@ -169,19 +191,36 @@ def _training_options(
     return TrainingRun(out=out, data=data_cfg, train=train, resume=resume, quiet=quiet)
 
 
-def training_command(fn: Callable[..., None]) -> Callable[..., None]:
-    """Give a command the shared training options; it receives them as one ``job: TrainingRun``."""
-    shared = inspect.signature(_training_options, eval_str=True).parameters
-    own = [p for name, p in inspect.signature(fn, eval_str=True).parameters.items() if name != "job"]
+def shared_options(gather: Callable[..., Any], parameter: str, *, in_place: bool
+                   ) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a command the options of ``gather``; it receives what ``gather`` returns as ``parameter``.
 
-    @functools.wraps(fn)
-    def wrapper(**kwargs: Any) -> None:
-        shared_kwargs = {name: kwargs.pop(name) for name in shared}
-        job = run(lambda: _training_options(**shared_kwargs))
-        return fn(job=job, **kwargs)
+    The shared options appear in ``--help`` where ``parameter`` stands (``in_place``) or after the command's own.
+    """
 
-    wrapper.__signature__ = inspect.Signature(own + list(shared.values()))  # type: ignore[attr-defined]
-    # evaluated annotations: the command's module does not define the shared option types
-    wrapper.__annotations__ = {k: v for k, v in inspect.get_annotations(fn, eval_str=True).items() if k != "job"} | {
-        k: v for k, v in inspect.get_annotations(_training_options, eval_str=True).items() if k != "return"}
-    return wrapper
+    def decorate(fn: Callable[..., None]) -> Callable[..., None]:
+        shared = inspect.signature(gather, eval_str=True).parameters
+        names = list(inspect.signature(fn, eval_str=True).parameters)
+        own = [p for name, p in inspect.signature(fn, eval_str=True).parameters.items() if name != parameter]
+        at = names.index(parameter) if in_place else len(own)
+
+        @functools.wraps(fn)
+        def wrapper(**kwargs: Any) -> None:
+            shared_kwargs = {name: kwargs.pop(name) for name in shared}
+            gathered = run(lambda: gather(**shared_kwargs))
+            return fn(**{parameter: gathered}, **kwargs)
+
+        wrapper.__signature__ = inspect.Signature(own[:at] + list(shared.values()) + own[at:])  # type: ignore
+        # evaluated annotations: the command's module does not define the shared option types
+        wrapper.__annotations__ = {
+            k: v for k, v in inspect.get_annotations(fn, eval_str=True).items() if k != parameter} | {
+            k: v for k, v in inspect.get_annotations(gather, eval_str=True).items() if k != "return"}
+        return wrapper
+
+    return decorate
+
+
+# a training command receives its shared options as ``job: TrainingRun``; an analysis command as
+# ``evaluation: Evaluation``
+training_command = shared_options(_training_options, "job", in_place=False)
+evaluation_command = shared_options(_evaluation_options, "evaluation", in_place=True)

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from ..atomic import check_target, remove_stale_temps
+from ..atomic import check_target, remove_stale_temps, resolved
 from ..checkpoint import ModelMeta
 from ..config import DataConfig, TrainConfig
 from ..data import Dataset, DatasetInfo
@@ -36,7 +36,7 @@ def check_output_path(out: Path, *, resume: bool = False, inputs: dict[str, Path
     workflow holds ``out``'s lock, so no other writer is using them).
     """
     for option, path in (inputs or {}).items():
-        if path is not None and Path(path).exists() and Path(path).resolve() == out.resolve():
+        if path is not None and Path(path).exists() and resolved(path) == resolved(out):
             raise ConfigError(f"--out {out}: is the {option} file; refusing to overwrite an input")
     parent = out.parent if str(out.parent) else Path(".")
     if parent.exists() and not parent.is_dir():

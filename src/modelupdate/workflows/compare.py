@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from modelupdate.atomic import resolved
 from modelupdate.config import EvalConfig
 from modelupdate.errors import ConfigError
 from modelupdate.metrics import (
@@ -113,7 +114,7 @@ def candidate_names(paths: list[Path], names: list[str]) -> list[str]:
         if len(set(names)) != len(names):
             raise ConfigError("--name: candidate names must be unique")
         return list(names)
-    if len({p.resolve() for p in paths}) != len(paths):
+    if len({resolved(p) for p in paths}) != len(paths):
         raise ConfigError("a candidate is given twice")
     stems = [p.stem for p in paths]
     if len(set(stems)) == len(stems):

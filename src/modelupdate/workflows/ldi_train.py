@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import save as st_save
 
 from .. import losses
+from ..atomic import resolved
 from ..checkpoint import LoadedModel, atomic_write_bytes, check_compatible, load_checkpoint, read_safetensors
 from ..config import DataConfig, TrainConfig, UpdateConfig, with_method_defaults
 from ..data import Batch, Dataset, load_dataset
@@ -80,7 +81,7 @@ def ldi_train(data_cfg: DataConfig, cfg: TrainConfig, update_cfg: UpdateConfig, 
 
 def _check_method_inputs(method: str, old: Path | None, reference: Path | None, cache: Path | None) -> None:
     for option, path in (("--old", old), ("--reference", reference)):
-        if cache is not None and path is not None and Path(cache).resolve() == Path(path).resolve():
+        if cache is not None and path is not None and resolved(cache) == resolved(path):
             raise ConfigError(f"--reference-cache {cache}: is the {option} file; expected a separate cache path")
     if method == "elodi" and reference is None:
         raise ConfigError("--method elodi: needs --reference ENSEMBLE.safetensors (train one with ensemble-train)")

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write_many, check_target
+from ..atomic import atomic_write_many, check_target, resolved
 from ..errors import ConfigError, OutputError
 
 STDOUT = "-"  # an output option given '-' prints that report instead of the tables
@@ -20,7 +20,7 @@ class Outputs:
     def __init__(self, inputs: list[Path], requested: dict[str, str | Path | None]) -> None:
         self.files: dict[str, Path] = {}
         self.stdout: str | None = None  # the option whose report goes to stdout
-        self._inputs = {Path(p).resolve() for p in inputs}
+        self._inputs = {resolved(Path(p)) for p in inputs}
         for option, value in requested.items():
             self.add(option, value)
 
@@ -37,10 +37,10 @@ class Outputs:
         if not parent.is_dir():
             raise OutputError(f"{option} {path}: folder {parent} does not exist")
         check_target(path, option)
-        if path.resolve() in self._inputs:
+        if resolved(path) in self._inputs:
             raise ConfigError(f"{option} {path}: is one of the inputs; refusing to overwrite it")
         for other, taken in self.files.items():
-            if taken.resolve() == path.resolve():
+            if resolved(taken) == resolved(path):
                 raise ConfigError(f"{other} and {option} both write {path}")
         self.files[option] = path
 

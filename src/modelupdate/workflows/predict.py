@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import check_target
+from ..atomic import check_target, resolved
 from ..config import EVAL_BATCH_SIZE, DataConfig
 from ..errors import ConfigError, OutputError
 from ..predictions import Predictions, is_predictions_file, write_predictions
@@ -50,7 +50,7 @@ def predict(checkpoint: str | Path, data_cfg: DataConfig, out: str | Path, *, sp
     if is_predictions_file(checkpoint):
         raise ConfigError(f"{checkpoint} is a prediction file; predict needs a model or "
                           "ensemble checkpoint")
-    if Path(checkpoint).resolve() == out.resolve():
+    if resolved(checkpoint) == resolved(out):
         raise ConfigError(f"--out {out} is the checkpoint itself")
     predictions = predictions_from_checkpoint(checkpoint, data_cfg, split=split, device=device,
                                               batch_size=batch_size,
