@@ -135,11 +135,11 @@ def _weight_travel(tiny_train_config, data, **overrides) -> tuple[float, int]:
     return float((after - before).norm()), next(e for e in events if e["type"] == "start")["steps_per_epoch"]
 
 
-def test_clip_grad_norm_bounds_every_step(data):
+def test_clip_grad_norm_bounds_every_step(tiny_train_config, data):
     # each SGD step moves the weights by lr_t * ||clipped grad|| <= lr * c, so an epoch moves them <= steps * lr * c
     lr, c = 1.0, 1e-3
-    clipped, steps = _weight_travel(data, lr=lr, clip_grad_norm=c)
-    free, _ = _weight_travel(data, lr=lr)
+    clipped, steps = _weight_travel(tiny_train_config, data, lr=lr, clip_grad_norm=c)
+    free, _ = _weight_travel(tiny_train_config, data, lr=lr)
     assert 0 < clipped <= steps * lr * c * (1 + 1e-4)
     assert free > 10 * steps * lr * c  # the bound is not met by accident: unclipped steps are far larger
 

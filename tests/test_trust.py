@@ -434,3 +434,22 @@ def test_a_symlink_loop_as_a_prediction_file_is_one_line_exit_2(predictions, tmp
     loop.symlink_to(loop)
     code, _, err = cli("flip-report", "--old", loop, "--new", predictions["preds"], cwd=tmp_path)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "symbolic link" in err, err
+
+
+def test_a_safetensors_file_named_pt_is_not_called_a_pickle(evil, tmp_path):
+    import shutil
+
+    renamed = tmp_path / "model.pt"
+    shutil.copyfile(evil["good"], renamed)
+    code, out, err = cli("info", renamed, "--json", cwd=tmp_path)
+    assert code == 0 and "pickle" not in err, err
+    assert json.loads(out)["arch"] == "tiny"
+
+
+def test_resuming_a_run_saved_after_its_last_epoch_says_so(tmp_path):
+    from modelupdate.progress import _resume_line
+
+    line = _resume_line("train", {"epoch": 2, "epochs": 2, "step": 0, "path": "m.state.safetensors"})
+    assert "every epoch is trained" in line and "epoch 3" not in line
+    assert "resuming from epoch 2, step 5" in _resume_line("train", {"epoch": 1, "epochs": 2, "step": 5,
+                                                                     "path": "m.state.safetensors"})
