@@ -119,3 +119,23 @@ def test_the_method_follows_the_inputs_when_not_named():
     assert UpdateConfig().for_inputs(has_reference=True, has_old=True).method == "elodi"
     assert UpdateConfig().for_inputs(has_reference=False, has_old=True).method == "ldi-old"
     assert UpdateConfig(method="kd").for_inputs(has_reference=True, has_old=True).method == "kd"
+
+
+def test_each_logged_step_records_the_loss_parts_and_the_gradient_norm(tiny_data_config, tiny_train_config,
+                                                                      tmp_path):
+    import json
+
+    from modelupdate.workflows.ensemble_train import ensemble_train
+    from modelupdate.workflows.ldi_train import ldi_train
+
+    reference = tmp_path / "ref.safetensors"
+    ensemble_train(tiny_data_config(), tiny_train_config(), reference, 2)
+    out = tmp_path / "new.safetensors"
+    ldi_train(tiny_data_config(), tiny_train_config(epochs=2, batch_size=16), UpdateConfig(method="elodi"), out,
+              reference=reference)
+    records = [json.loads(line) for line in out.with_name("new.log.jsonl").read_text().splitlines()]
+    steps = [r for r in records if r["type"] == "step"]
+    assert len(steps) >= 2 and {r["epoch"] for r in steps} == {0, 1}
+    for r in steps:
+        assert r["grad_norm"] > 0 and r["ce"] > 0 and r["aux"] >= 0
+        assert r["loss"] > 0 and 0 < r["lr"] and r["global_step"] <= r["total_steps"]

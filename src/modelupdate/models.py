@@ -154,15 +154,13 @@ class SmallCNN(nn.Module):
 
 @register("cnn-s", "2 stages (16, 32) + 64-unit head, ~0.1M params; fast, weak: the typical 'old' model")
 def cnn_s(num_classes: int, input_shape: tuple, width: int = 16, hidden: int = 64) -> nn.Module:
-    # A global-pooling head at this width underfits badly (21.5% test error on Fashion-MNIST from a
-    # third of the data); a small flatten head at 7x7 costs little and learns.
+    # a small flatten head at 7x7: a global-pooling head at this width underfits (docs/results.md)
     return SmallCNN(num_classes, input_shape, [[width], [2 * width]], hidden=hidden, pool_last=True)
 
 
 @register("cnn-m", "3 stages (16, 32x2, 64) + 128-unit head, ~0.4M params; clearly stronger than cnn-s")
 def cnn_m(num_classes: int, input_shape: tuple, width: int = 16, hidden: int = 128, dropout: float = 0.25) -> nn.Module:
-    # Capacity sits where it is cheap: at 7x7, in the flatten head. Measured on 2 CPU cores, this
-    # beat a GAP head of the same conv cost (val ER 13.1% vs 22.0% after one epoch) at ~20 s/epoch.
+    # capacity where it is cheap on a CPU: at 7x7, in the flatten head (docs/results.md)
     return SmallCNN(num_classes, input_shape, [[width], [2 * width, 2 * width], [4 * width]], hidden=hidden,
                     dropout=dropout)
 
