@@ -153,10 +153,29 @@ def plan_schedule(a: argparse.Namespace) -> list[tuple[str, list[str], Path]]:
     add("ce-mix-s0", ce(0, *MIX))
     add("elodi-mix-s0", elodi(0, ref, *MIX))
     add("elodi-ref-long-s0", elodi(0, str(ref_long)))
+    # the other seeds hold ELODI to the reference chosen on seed 0's validation numbers (same rule as the
+    # variants); until both seed-0 runs have finished, only ce's other seeds are planned
+    reference = choose_schedule_reference(out)
     for seed in range(1, a.seeds):
         add(f"ce-s{seed}", ce(seed))
-        add(f"elodi-s{seed}", elodi(seed, ref))
+        if reference == "long":
+            add(f"elodi-ref-long-s{seed}", elodi(seed, str(ref_long)))
+        elif reference == "final":
+            add(f"elodi-s{seed}", elodi(seed, ref))
     return runs
+
+
+def choose_schedule_reference(out: Path) -> str | None:
+    """At the longer schedule, the final reference ("final", run elodi-s0) or the one whose members trained
+    as long ("long", elodi-ref-long-s0): the rule of choose_elodi_variant against ce-s0 at that schedule.
+    None until the three runs have finished."""
+    runs = {"final": "elodi-s0", "long": "elodi-ref-long-s0"}
+    if not all(done_record(out / f"{name}.safetensors") for name in [*runs.values(), "ce-s0"]):
+        return None
+    ce = last_val(out, "ce-s0")
+    val = {choice: last_val(out, name) for choice, name in runs.items()}
+    ok = [c for c in val if val[c]["er"] <= ce["er"] + ER_SLACK]
+    return min(ok, key=lambda c: val[c]["nfr"]) if ok else min(val, key=lambda c: val[c]["er"])
 
 
 def shown(cmd: list[str]) -> str:
