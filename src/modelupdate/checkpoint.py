@@ -99,7 +99,8 @@ class ModelMeta:
     def from_header(cls, header: dict[str, str], path: Path) -> ModelMeta:
         missing = [k for k in REQUIRED_KEYS if k not in header]
         if missing:
-            raise CheckpointError(f"{path}: not a modelupdate checkpoint (metadata lacks {', '.join(missing)})")
+            hint = "; a plain state dict? wrap it with `modelupdate import`" if "format" in missing else ""
+            raise CheckpointError(f"{path}: not a modelupdate checkpoint (metadata lacks {', '.join(missing)}){hint}")
         if header["format"] not in (MODEL_FORMAT, ENSEMBLE_FORMAT):
             raise CheckpointError(
                 f"{path}: metadata field 'format' is {header['format']!r}; "
@@ -194,9 +195,9 @@ def read_header(path: str | Path) -> tuple[dict[str, Any], int]:
         raise CheckpointError(f"{path}: cannot read ({exc.strerror})") from None
     if looks_like_pickle or (path.suffix.lower() in PICKLE_SUFFIXES and head[8:9] != b"{"):
         raise CheckpointError(
-            f"{path}: looks like a PyTorch pickle; modelupdate never unpickles files. Convert it where you trust it: "
-            f"safetensors.torch.save_file(model.state_dict(), 'model.safetensors'), or export predictions "
-            f"(.npz/.csv) for flip-report")
+            f"{path}: looks like a PyTorch pickle; modelupdate never unpickles files. Convert it where you trust it "
+            f"(safetensors.torch.save_file(model.state_dict(), 'model.safetensors')) and wrap it with `modelupdate "
+            f"import`, or import it directly with `modelupdate import --unsafe-load-pickle`")
     if header_len is None:
         raise CheckpointError(f"{path}: truncated ({size} bytes); expected a safetensors file")
     if not valid_len:

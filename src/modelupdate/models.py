@@ -4,6 +4,13 @@ Every factory takes ``(num_classes, input_shape, **arch_args)`` and returns an
 ``nn.Module`` mapping float ``[B, C, H, W]`` to logits ``[B, num_classes]``.
 Its name and ``arch_args`` are stored in the checkpoint so the model rebuilds
 itself from the file alone.
+
+Three ways to name an architecture:
+- a registered name (``cnn-m``, ``resnet18``: the torchvision family with a small-input stem by default);
+- a torchvision classification builder by its path, ``torchvision.models:resnet18``, called with its own
+  keyword arguments (``weights`` included, from torch's local cache only: nothing is downloaded);
+- ``package.module:factory``, any factory of the user's own code; a checkpoint may name one only in a
+  module the user allowed.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +31,10 @@ Factory = Callable[..., nn.Module]
 ARCHS: dict[str, tuple[Factory, str]] = {}
 # Modules (comma-separated) whose factories a checkpoint may name; the CLI's --allow-arch-module adds to it.
 ARCH_MODULES_ENV = "MODELUPDATE_ARCH_MODULES"
+TORCHVISION_PREFIX = "torchvision.models:"
+# Arguments that only initialise a model (pretrained weights): a checkpoint's own weights replace them, so
+# they are not stored in its arch_args and rebuilding needs no weight file.
+INIT_ONLY_ARGS = ("weights",)
 
 
 def register(name: str, summary: str):
@@ -39,7 +51,7 @@ def known_archs() -> list[str]:
 
 def build_model(arch: str, num_classes: int, input_shape: tuple[int, int, int],
                 arch_args: dict[str, Any] | None = None) -> nn.Module:
-    """Build ``arch`` (a registered name or ``package.module:factory``).
+    """Build ``arch`` (a registered name, ``torchvision.models:<builder>`` or ``package.module:factory``).
 
     Imports a module only for an ``arch`` the caller vouches for: one from the command line, or one that
     ``check_arch_allowed`` let through for a file.
@@ -47,16 +59,47 @@ def build_model(arch: str, num_classes: int, input_shape: tuple[int, int, int],
     args = dict(arch_args or {})
     if arch in ARCHS:
         factory = ARCHS[arch][0]
+    elif is_torchvision_builder(arch):
+        factory = _torchvision_factory(arch[len(TORCHVISION_PREFIX):])
     elif ":" in arch:
         factory = _import_factory(arch)
     else:
-        raise ConfigError(f"--arch: unknown architecture {arch!r}; known: {', '.join(known_archs())} "
-                          "or package.module:factory")
+        raise ConfigError(f"--arch: unknown architecture {arch!r}; known: {', '.join(known_archs())}, "
+                          f"{TORCHVISION_PREFIX}<builder> or package.module:factory")
     _check_arch_args(arch, factory, args)
     try:
-        return factory(num_classes=num_classes, input_shape=tuple(input_shape), **args)
-    except (TypeError, ValueError, RuntimeError) as exc:  # e.g. a negative width
+        return factory(**_shape_args(factory, num_classes, input_shape), **args)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, RuntimeError, KeyError) as exc:  # e.g. a negative width
         raise ConfigError(f"--arch-args: {arch} cannot be built with {args} ({str(exc).splitlines()[0]})") from None
+
+
+def stored_arch_args(arch_args: dict[str, Any]) -> dict[str, Any]:
+    """The arguments a checkpoint keeps to rebuild its model: all but the initialisation-only ones."""
+    return {k: v for k, v in arch_args.items() if k not in INIT_ONLY_ARGS}
+
+
+def _shape_args(factory: Factory, num_classes: int, input_shape: tuple) -> dict[str, Any]:
+    """``num_classes`` always; ``input_shape`` only to a factory that names it (a user's factory or a
+    library builder may not take it)."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return {"num_classes": num_classes, "input_shape": tuple(input_shape)}
+    if "input_shape" in params:
+        return {"num_classes": num_classes, "input_shape": tuple(input_shape)}
+    return {"num_classes": num_classes}
+
+
+def is_torchvision_builder(arch: str) -> bool:
+    """``torchvision.models:<name>`` naming one of torchvision's own classification builders: library code
+    this tool already runs, so a checkpoint may name it without ``--allow-arch-module``."""
+    if not arch.startswith(TORCHVISION_PREFIX):
+        return False
+    import torchvision
+
+    return arch[len(TORCHVISION_PREFIX):] in torchvision.models.list_models(module=torchvision.models)
 
 
 def allowed_arch_modules() -> list[str]:
@@ -66,7 +109,7 @@ def allowed_arch_modules() -> list[str]:
 def check_arch_allowed(arch: str, source: str) -> None:
     """A file may name a registered architecture, or a factory inside a module the user allowed; never
     import code a file names otherwise (a checkpoint from a pull request must not run code)."""
-    if arch in ARCHS or ":" not in arch:  # not code: build_model says it is unknown
+    if arch in ARCHS or ":" not in arch or is_torchvision_builder(arch):  # unknown: build_model says so
         return
     module = arch.partition(":")[0]
     if any(module == m or module.startswith(m + ".") for m in allowed_arch_modules()):
@@ -184,12 +227,74 @@ def _replace_conv(conv: nn.Conv2d, in_channels: int, kernel: int | None = None, 
                      bias=conv.bias is not None)
 
 
-def _resnet(name: str):
-    def factory(num_classes: int, input_shape: tuple, **kw: Any) -> nn.Module:
-        import torchvision
+def resolve_weights(builder: str, weights: str):
+    """torchvision's weights enum for ``weights`` ("DEFAULT", "IMAGENET1K_V1" or "ResNet18_Weights.IMAGENET1K_V1"),
+    only when the file is in torch's local cache: this tool never downloads."""
+    import torchvision
 
-        model = getattr(torchvision.models, name)(weights=None, num_classes=num_classes, **kw)
-        if _small(input_shape):  # CIFAR-style stem: 3x3 stride 1, no max-pool
+    enum = torchvision.models.get_model_weights(builder)
+    name = weights.rsplit(".", 1)[-1] if weights.startswith(enum.__name__ + ".") else weights
+    try:
+        chosen = enum[name] if name != "DEFAULT" else enum.DEFAULT
+    except KeyError:
+        raise ConfigError(f"--arch-args: weights {weights!r} unknown for {builder}; it has "
+                          f"{', '.join(['DEFAULT', *(w.name for w in enum)])}") from None
+    cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urllib.parse.urlparse(chosen.url).path))
+    if not os.path.isfile(cached):
+        raise ConfigError(f"--arch-args: weights {weights!r} of {builder} are not in torch's cache ({cached}) and "
+                          f"modelupdate never downloads; copy {chosen.url} there, or bring trained weights in "
+                          f"with `modelupdate import --weights`")
+    return chosen
+
+
+def replace_head(model: nn.Module, num_classes: int) -> None:
+    """Give a pretrained classifier a fresh last linear layer with ``num_classes`` outputs."""
+    linears = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ConfigError(f"--arch-args: {type(model).__name__} has no linear layer to give {num_classes} outputs")
+    name, last = linears[-1]
+    parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+    setattr(parent, name.rpartition(".")[2], nn.Linear(last.in_features, num_classes, bias=last.bias is not None))
+
+
+def _torchvision(builder: str, num_classes: int, weights: str | None = None, **kw: Any) -> nn.Module:
+    """torchvision's ``builder`` with its own keyword arguments; with ``weights``, the pretrained model with a
+    new ``num_classes`` head where its class count differs."""
+    import torchvision
+
+    build = torchvision.models.get_model_builder(builder)
+    if weights is None:
+        return build(weights=None, num_classes=num_classes, **kw)
+    chosen = resolve_weights(builder, weights)
+    model = build(weights=chosen, **kw)
+    if len(chosen.meta["categories"]) != num_classes:
+        replace_head(model, num_classes)
+    return model
+
+
+def _torchvision_factory(builder: str) -> Factory:
+    def factory(num_classes: int, weights: str | None = None, **kw: Any) -> nn.Module:
+        return _torchvision(builder, num_classes, weights, **kw)
+
+    return factory
+
+
+STEMS = ("auto", "small", "standard")
+
+
+def _small_stem(stem: str, input_shape: tuple, weights: str | None) -> bool:
+    """Whether to adapt the stem to small inputs: "auto" does for inputs <= 64 px unless pretrained
+    weights are loaded (their stem would be thrown away)."""
+    if stem not in STEMS:
+        raise ConfigError(f"--arch-args: stem must be one of {', '.join(STEMS)}, got {stem!r}")
+    return stem == "small" or (stem == "auto" and weights is None and _small(input_shape))
+
+
+def _resnet(name: str):
+    def factory(num_classes: int, input_shape: tuple, stem: str = "auto", weights: str | None = None,
+                **kw: Any) -> nn.Module:
+        model = _torchvision(name, num_classes, weights, **kw)
+        if _small_stem(stem, input_shape, weights):  # CIFAR-style stem: 3x3 stride 1, no max-pool
             model.conv1 = _replace_conv(model.conv1, input_shape[0], kernel=3, stride=1)
             model.maxpool = nn.Identity()
         elif input_shape[0] != 3:
@@ -200,12 +305,11 @@ def _resnet(name: str):
 
 
 def _features_stem(name: str, small_kernel: int | None, small_stride: int):
-    def factory(num_classes: int, input_shape: tuple, **kw: Any) -> nn.Module:
-        import torchvision
-
-        model = getattr(torchvision.models, name)(weights=None, num_classes=num_classes, **kw)
+    def factory(num_classes: int, input_shape: tuple, stem: str = "auto", weights: str | None = None,
+                **kw: Any) -> nn.Module:
+        model = _torchvision(name, num_classes, weights, **kw)
         conv = model.features[0][0]
-        if _small(input_shape):
+        if _small_stem(stem, input_shape, weights):
             model.features[0][0] = _replace_conv(conv, input_shape[0], kernel=small_kernel, stride=small_stride)
         elif input_shape[0] != 3:
             model.features[0][0] = _replace_conv(conv, input_shape[0])
@@ -215,7 +319,8 @@ def _features_stem(name: str, small_kernel: int | None, small_stride: int):
 
 
 for _name in ("resnet18", "resnet34", "resnet50"):
-    register(_name, f"torchvision {_name}; 3x3 stride-1 stem without max-pool for inputs <= 64 px")(_resnet(_name))
+    register(_name, f"torchvision {_name}; 3x3 stride-1 stem without max-pool for inputs <= 64 px (stem=standard: "
+                    f"torchvision's own)")(_resnet(_name))
 register("mobilenet_v3_small", "torchvision mobilenet_v3_small; stride-1 stem for small inputs")(
     _features_stem("mobilenet_v3_small", None, 1))
 register("efficientnet_b0", "torchvision efficientnet_b0; stride-1 stem for small inputs")(

@@ -1,7 +1,8 @@
 """The `modelupdate` command line: the app, its global options, and the commands registered on it.
 
-Commands live in ``train.py`` (train, ensemble-train, ldi-train) and ``analyze.py`` (models, info,
-predict, flip-report, compare); each gathers options, makes one library call and renders. Errors become
+Commands live in ``train.py`` (train, ensemble-train, ldi-train), ``analyze.py`` (models, info,
+predict, flip-report, compare) and ``model_import.py`` (import); each gathers options, makes one
+library call and renders. Errors become
 one line on stderr and an exit code in ``errors.py``.
 """
 
@@ -13,7 +14,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import analyze, train
+from . import analyze, model_import, train
 from .console import out_console
 from .errors import exit_code_of
 
@@ -52,7 +53,7 @@ app.callback()(main_callback)
 for name, command in (("models", analyze.models_cmd), ("info", analyze.info_cmd), ("train", train.train_cmd),
                       ("ensemble-train", train.ensemble_train_cmd), ("ldi-train", train.ldi_train_cmd),
                       ("predict", analyze.predict_cmd), ("flip-report", analyze.flip_report_cmd),
-                      ("compare", analyze.compare_cmd)):
+                      ("compare", analyze.compare_cmd), ("import", model_import.import_cmd)):
     app.command(name)(command)
 
 

@@ -28,3 +28,8 @@ err_console = SafeConsole(stderr=True)
 def is_rank0() -> bool:
     """Under torchrun, only rank 0 prints summaries and hints."""
     return os.environ.get("RANK", "0") == "0"
+
+
+def print_written(path: Any, what: str = "") -> None:
+    """``wrote <path>`` on one line, never wrapped, so the path can be copied."""
+    out_console.print(f"wrote {path}{f' ({what})' if what else ''}", soft_wrap=True)

@@ -23,6 +23,7 @@ from ..config import DataConfig, TrainConfig
 from ..data import Dataset, DatasetInfo
 from ..engine import EventHandler, accuracy_counts, predict_logits
 from ..errors import ConfigError, OutputComplete, OutputError
+from ..models import stored_arch_args
 from ..runtime import Runtime
 
 T = TypeVar("T")
@@ -157,7 +158,8 @@ def test_metrics(model: nn.Module, data: Dataset, runtime: Runtime, cfg: TrainCo
 def model_meta(info: DatasetInfo, data_cfg: DataConfig, cfg: TrainConfig, metrics: dict[str, Any],
                update: dict[str, Any] | None = None) -> ModelMeta:
     return ModelMeta(
-        arch=cfg.arch, arch_args=cfg.arch_args, classes=list(info.classes), input_shape=info.input_shape,
+        arch=cfg.arch, arch_args=stored_arch_args(cfg.arch_args), classes=list(info.classes),
+        input_shape=info.input_shape,
         normalization=info.normalization, dataset=info.name, dataset_fingerprint=info.fingerprint,
         config={"data": data_cfg.to_dict(), "train": cfg.to_dict()}, metrics=metrics, update=update or {},
     )

@@ -1,0 +1,97 @@
+"""`modelupdate import`: a model trained elsewhere becomes a checkpoint every command accepts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..config import parse_arch_args
+from ..errors import ConfigError
+from .console import err_console, out_console, print_written
+from .errors import run
+
+
+def parse_numbers(option: str, text: str | None, kind: type = float) -> list | None:
+    """``"0.5,0.5,0.5"`` as numbers; one line naming the option otherwise."""
+    if text is None:
+        return None
+    try:
+        return [kind(part) for part in text.split(",")]
+    except ValueError:
+        noun = "integers" if kind is int else "numbers"
+        raise ConfigError(f"{option}: expected comma-separated {noun}, got {text!r}") from None
+
+
+def parse_classes(text: str | None) -> list[str] | None:
+    """A file with one class name per line, or a comma-separated list."""
+    if text is None:
+        return None
+    path = Path(text)
+    if path.is_file():
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--classes {text}: cannot read ({exc})") from None
+        return [line.strip() for line in lines if line.strip()]
+    if "," not in text:
+        raise ConfigError(f"--classes: {text!r} is neither a file nor a comma-separated list of names")
+    return [part.strip() for part in text.split(",")]
+
+
+def import_cmd(
+    arch: Annotated[str, typer.Option("--arch", help="Architecture: a registered name (`modelupdate models`), a "
+                                      "torchvision builder (torchvision.models:resnet18) or package.module:factory.")],
+    weights: Annotated[Path, typer.Option("--weights", help="The model's state dict: a .safetensors file (or "
+                                          ".pth/.pt with --unsafe-load-pickle).")],
+    out: Annotated[Path, typer.Option("--out", help="The checkpoint to write (.safetensors).")],
+    arch_args: Annotated[str, typer.Option("--arch-args", help="The architecture's keyword arguments as a JSON "
+                                           "object, e.g. '{\"stem\": \"standard\"}'.")] = "{}",
+    classes: Annotated[str | None, typer.Option("--classes", help="Class names in logit order: a file with one per "
+                                                "line, or a comma-separated list.")] = None,
+    input_shape: Annotated[str | None, typer.Option("--input-shape", metavar="C,H,W",
+                                                    help="The input the model expects, e.g. 3,224,224.")] = None,
+    mean: Annotated[str | None, typer.Option("--mean", metavar="M1,M2,...", help="Per-channel mean the model's "
+                                             "inputs were normalised with (pixels in 0..1).")] = None,
+    std: Annotated[str | None, typer.Option("--std", metavar="S1,S2,...", help="Per-channel std of that "
+                                            "normalisation.")] = None,
+    like: Annotated[Path | None, typer.Option("--like", metavar="CHECKPOINT", help="Take classes, input shape, "
+                                              "normalisation and dataset name from this checkpoint (options "
+                                              "given override it).")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="Name of the data the model was trained on, "
+                                                "for the record.")] = None,
+    unsafe_load_pickle: Annotated[bool, typer.Option("--unsafe-load-pickle", help="Read a .pth/.pt state dict with "
+                                                     "torch.load(weights_only=True). Only for files you trust.")
+                                  ] = False,
+) -> None:
+    """Wrap a model trained elsewhere into a checkpoint usable as --old, by predict, flip-report, ..."""
+    from ..workflows.model_import import ImportSpec, import_model
+
+    def spec() -> ImportSpec:
+        shape = parse_numbers("--input-shape", input_shape, int)
+        if shape is not None and len(shape) != 3:
+            raise ConfigError(f"--input-shape: expected C,H,W, got {input_shape!r}")
+        return ImportSpec(arch=arch, weights=weights, arch_args=parse_arch_args(arch_args),
+                          classes=parse_classes(classes), input_shape=tuple(shape) if shape else None,
+                          mean=parse_numbers("--mean", mean), std=parse_numbers("--std", std), like=like,
+                          dataset=dataset, unsafe_load_pickle=unsafe_load_pickle)
+
+    job = run(spec)
+    result = run(lambda: import_model(job, out))
+    if result.loaded_with_pickle:
+        err_console.print(f"note: read {weights} with torch.load(weights_only=True) (--unsafe-load-pickle)",
+                          soft_wrap=True)
+    meta = result.meta
+    print_written(result.out)
+    table = Table()
+    table.add_column("field")
+    table.add_column("value")
+    for field, value in (("arch", meta.arch), ("classes", f"{meta.num_classes}: {', '.join(meta.classes[:6])}"
+                                                + (", ..." if meta.num_classes > 6 else "")),
+                         ("input shape", ", ".join(map(str, meta.input_shape))),
+                         ("normalisation", f"mean {meta.normalization['mean']}, std {meta.normalization['std']}"),
+                         ("parameters", f"{result.params:,}"), ("weights sha256", result.weights_sha256)):
+        table.add_row(field, value)
+    out_console.print(table)
