@@ -181,3 +181,12 @@ def test_ldi_train_clips_gradients_per_method(tiny_data_config, tiny_train_confi
 def test_clip_grad_norm_option_reaches_the_config(tmp_path):
     code, _, err = invoke("train", "--clip-grad-norm", "-1", "--out", str(tmp_path / "m.safetensors"))
     assert code == 2 and "--clip-grad-norm" in err and not (tmp_path / "m.safetensors").exists()
+
+
+def test_progress_times_are_labelled_and_steady():
+    from modelupdate.progress import clock, remaining_seconds
+
+    assert clock(83) == "1:23" and clock(3723) == "1:02:03" and clock(None) == "?"
+    # 30 of 100 steps in 60 s since this run started (a resume's earlier steps do not count)
+    assert remaining_seconds(60.0, 30, 70) == pytest.approx(140.0)
+    assert remaining_seconds(0.0, 0, 70) is None and remaining_seconds(5.0, 10, 0) == 0.0

@@ -206,3 +206,19 @@ def test_import_refuses_unsafe_flag_on_safetensors(tmp_path):
         import_model(spec, tmp_path / "m.safetensors")
     with pytest.raises(CheckpointError, match="file not found"):
         import_model(ImportSpec(**{**spec.__dict__, "weights": tmp_path / "nope.pth"}), tmp_path / "m.safetensors")
+
+
+def test_the_written_path_stays_on_one_line_in_a_narrow_terminal(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    resnet_weights(tmp_path / "w.safetensors", seed=0)
+    out = tmp_path / ("a-long-folder-name-" * 3) / "imported-model.safetensors"
+    out.parent.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "modelupdate", "import", "--arch", "torchvision.models:resnet18",
+                           "--weights", str(tmp_path / "w.safetensors"), "--classes", ",".join(CLASSES),
+                           "--input-shape", "3,32,32", "--mean", IMAGENET_MEAN, "--std", IMAGENET_STD,
+                           "--out", str(out)], capture_output=True, text=True, env={**os.environ, "COLUMNS": "40"})
+    assert proc.returncode == 0, proc.stderr
+    assert f"wrote {out}" in proc.stdout.splitlines()

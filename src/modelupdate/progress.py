@@ -7,7 +7,35 @@ import time
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn
+from rich.text import Text
+
+
+def clock(seconds: float | None) -> str:
+    """Seconds as h:mm:ss (m:ss under an hour); "?" while unknown."""
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "?"
+    s = int(round(seconds))
+    h, rest = divmod(s, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+def remaining_seconds(elapsed: float, done_here: int, left: int) -> float | None:
+    """Time left at the mean pace of this run so far (steps done before a resume are not counted): steady
+    through the pauses of validation, unlike a moving-window estimate."""
+    if left <= 0:
+        return 0.0
+    return elapsed / done_here * left if done_here > 0 and elapsed > 0 else None
+
+
+class TimesColumn(ProgressColumn):
+    """ "elapsed 1:23  left 4:56": both times labelled."""
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.elapsed or 0.0
+        done_here = int(task.completed) - int(task.fields.get("first", 0))
+        left = remaining_seconds(elapsed, done_here, int((task.total or 0) - task.completed))
+        return Text(f"elapsed {clock(elapsed)}  left {clock(left)}", style="progress.remaining")
 
 
 class ProgressPrinter:
@@ -44,10 +72,9 @@ class ProgressPrinter:
         if self.live:
             self.progress = Progress(
                 TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                console=self.console, transient=False)
+                TextColumn("{task.fields[info]}"), TimesColumn(), console=self.console, transient=False)
             self.progress.start()
-            self.task = self.progress.add_task(name, total=event["total_steps"], completed=done, info="")
+            self.task = self.progress.add_task(name, total=event["total_steps"], completed=done, info="", first=done)
         else:
             self._line(f"{name}: {event['n_train']} training samples, {event['epochs']} epochs x "
                        f"{event['steps_per_epoch']} steps on {event['device']}"
