@@ -113,3 +113,25 @@ def test_gate_spec_from_the_thresholds_as_typed():
     assert spec == GateSpec(max_nfr=0.02, max_rel_nfr=1.5, max_er_increase=-0.005, min_btc=0.9, gate_on="upper")
     with pytest.raises(ConfigError, match="--max-er 2: did you mean 2% or 0.02"):
         gate_spec(max_er="2")
+
+
+def test_gate_settings_name_every_gate_as_its_option():
+    from modelupdate.gates import gate_settings, gates_set
+
+    spec = GateSpec(max_nfr=0.02, min_btc=0.9, gate_on="upper")
+    assert gate_settings(spec) == {"gate_on": "upper", "max-nfr": 0.02, "max-rel-nfr": None, "max-er": None,
+                                   "max-er-increase": None, "min-btc": 0.9, "max-class-nfr": None}
+    # the names are those of the evaluated gates, in the same order
+    every = GateSpec(max_nfr=1, max_rel_nfr=9, max_er=1, max_er_increase=1, min_btc=0, max_class_nfr=1)
+    assert [k for k in gate_settings(every) if k != "gate_on"] == \
+        [g.name for g in evaluate_gates(SUMMARY, PER_CLASS, every)]
+    assert gates_set(spec) and not gates_set(GateSpec(gate_on="upper"))
+    assert gates_set(GateSpec(max_er_increase=0.0))  # a zero threshold is still a gate
+
+
+def test_failed_gates_in_order():
+    from modelupdate.gates import failed_gates
+
+    gates = evaluate_gates(SUMMARY, PER_CLASS, GateSpec(max_nfr=0.1, max_er=0.5, min_btc=0.7))
+    assert failed_gates(gates) == ["max-nfr", "min-btc"]  # 0.2 > 0.1; 0.5 <= 0.5; 0.667 < 0.7
+    assert failed_gates([]) == []

@@ -124,7 +124,7 @@ def test_compare_needs_a_candidate():
 def test_json_schema_keys_and_values(report):
     data = json.loads(flip_report_json(report))
     assert set(data) == {"schema", "counts", "metrics", "mcnemar_p", "per_class", "gates",
-                         "passed"}
+                         "passed", "provenance"}
     assert data["schema"] == 1
     assert data["counts"] == {"n": 10, "old_correct": 6, "new_correct": 5,
                               "negative_flips": 2, "positive_flips": 1}
@@ -169,7 +169,8 @@ def test_compare_json():
     assert data["schema"] == 1 and data["n"] == 10
     assert [c["name"] for c in data["candidates"]] == ["a", "b"]
     assert set(data["candidates"][0]) == {"name", "source", "counts", "metrics", "mcnemar_p",
-                                          "params", "ms_per_image", "pareto"}
+                                          "params", "ms_per_image", "pareto", "gates", "passed"}
+    assert data["candidates"][0]["gates"] == [] and data["passed"] is True  # no gates: all pass
     assert data["candidates"][0]["params"] is None
     assert data["pairwise"][0]["a_only_negative_flips"] == 2
 
@@ -299,3 +300,148 @@ def test_html_opens_in_headless_browser(report, tmp_path):
         assert done.returncode == 0, done.stderr[-2000:]
         assert "<svg" in done.stdout and title in done.stdout and "<table>" in done.stdout
         assert "Uncaught" not in done.stderr and "Failed to load resource" not in done.stderr
+
+
+# --------------------------------------------------------------------------- compare gates
+
+
+@pytest.fixture
+def gated():
+    """Two candidates held to max-nfr 10% and min-btc 60%: "same" (no flips, BTC 6/6) passes; "worse"
+    (NFR 2/10 = 20%, BTC 4/6) fails max-nfr only."""
+    return compare(predictions(OLD, "old"), {"same": predictions(OLD, "same"), "worse": predictions(NEW, "worse")},
+                   gates=GateSpec(max_nfr=0.1, min_btc=0.6))
+
+
+def test_compare_holds_every_candidate_to_the_gates(gated):
+    same, worse = gated.rows
+    assert [(g.name, g.passed) for g in same.gates] == [("max-nfr", True), ("min-btc", True)]
+    assert [(g.name, g.passed) for g in worse.gates] == [("max-nfr", False), ("min-btc", True)]
+    assert worse.gates[0].value == pytest.approx(0.2) and worse.gates[1].value == pytest.approx(4 / 6)
+    assert same.passed and not worse.passed and not gated.passed
+    assert compare(predictions(OLD, "old"), {"same": predictions(OLD, "same")},
+                   gates=GateSpec(max_nfr=0.1)).passed
+
+
+def test_compare_gates_by_class_too():
+    # worst class NFR of "worse": 1/3 (classes 1 and 2); 0.3 fails, 0.34 passes
+    def row(limit):
+        return compare(predictions(OLD, "o"), {"w": predictions(NEW, "w")},
+                       gates=GateSpec(max_class_nfr=limit)).rows[0]
+    assert not row(0.3).passed and row(0.34).passed
+    assert row(0.3).gates[0].value == pytest.approx(1 / 3)
+
+
+def test_compare_gates_in_every_format(gated):
+    data = json.loads(compare_json(gated))
+    assert data["passed"] is False
+    assert [(c["name"], c["passed"]) for c in data["candidates"]] == [("same", True), ("worse", False)]
+    assert data["candidates"][1]["gates"][0] == {"name": "max-nfr", "threshold": 0.1,
+                                                 "value": pytest.approx(0.2), "passed": False}
+    md = compare_markdown(gated)
+    assert md.startswith("## modelupdate compare: FAIL")
+    assert "Gates: max-nfr ≤ 10.00%, min-btc ≥ 60.00% (on value)" in md
+    assert md.splitlines()[md.splitlines().index("| candidate | ER | NFR | NFR 95% CI | rel NFR | NFI | PFR | BTC "
+                                                 "| BEC | params | ms/image | gates |") + 3].endswith(
+        "| FAIL: max-nfr |")
+    assert "| worse | max-nfr | 10.00% | 20.00% | FAIL |" in md
+    page = compare_html(gated)
+    assert '<div class="banner fail">FAIL: max-nfr ≤ 10.00%' in page
+    assert "<td>FAIL: max-nfr</td>" in page and "<td>PASS</td>" in page
+    assert "<li>FAIL  worse: max-nfr value 20.000% &gt; allowed 10.000%</li>" in page
+    text = render(compare_rich(gated))
+    assert "FAIL: max-nfr" in text and "PASS  same" in text
+
+
+def test_compare_without_gates_says_so():
+    result = compare(predictions(OLD, "o"), {"a": predictions(NEW, "a")})
+    md = compare_markdown(result)
+    assert md.startswith("## modelupdate compare\n") and "Gates: no gates set" in md
+    assert md.splitlines()[md.splitlines().index(
+        "| candidate | ER | NFR | NFR 95% CI | rel NFR | NFI | PFR | BTC | BEC | params | ms/image | gates |"
+    ) + 2].endswith("| none set |")
+    assert "### Gates per candidate" not in md and 'class="banner' not in compare_html(result)
+
+
+# --------------------------------------------------------------------------- glossary
+
+
+def test_glossary_names_the_metrics_as_the_tables_do():
+    from modelupdate.report.common import GLOSSARY, RATE_LABELS
+
+    names = [name for name, _ in GLOSSARY]
+    assert names == ["ER", RATE_LABELS["nfr"], RATE_LABELS["pfr"], RATE_LABELS["rel_nfr"], RATE_LABELS["nfi"],
+                     RATE_LABELS["btc"], RATE_LABELS["bec"]]
+    lines = dict(GLOSSARY)
+    assert lines[RATE_LABELS["nfr"]].startswith("#(o and not n) / N")  # DESIGN §3, word for word
+    assert lines[RATE_LABELS["rel_nfr"]].startswith("NFR / ((1 − ER old) · ER new)")
+    assert lines[RATE_LABELS["btc"]].startswith("#(o and n) / #o")
+    assert lines[RATE_LABELS["bec"]].startswith("#(not o and not n) / #(not o)")
+
+
+def test_glossary_in_markdown_and_html(report):
+    for md in (flip_report_markdown(report), compare_markdown(compare(predictions(OLD, "o"),
+                                                                      {"a": predictions(NEW, "a")}))):
+        section = md[md.index("### Metrics"):]
+        assert "- **NFR (negative flips)**: #(o and not n) / N" in section
+        assert "- **NFI (new errors that are flips)**: NFR / ER new" in section
+        assert section.rstrip().endswith('the "Metrics glossary" section of the CI-gate guide (docs/ci-gate.md).')
+    page = flip_report_html(report)
+    assert "<h2>Metrics</h2>" in page
+    assert "<dt>BTC (old-correct kept)</dt><dd>#(o and n) / #o" in page
+    assert "&quot;Metrics glossary&quot; section of the CI-gate guide (docs/ci-gate.md)" in page
+    assert page.count("<dt>") == 7
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+def write_npz(path, preds, scale=2.0):
+    np.savez(path, ids=IDS, targets=TARGETS, logits=one_hot(preds, scale))
+    return path
+
+
+def test_flip_report_json_records_every_input_and_the_gates(tmp_path):
+    import hashlib
+
+    from modelupdate import __version__
+    from modelupdate.config import EvalConfig
+    from modelupdate.report import FLIP_REPORT_FORMATS
+    from modelupdate.workflows.flip_report import run_flip_report
+
+    old, new = write_npz(tmp_path / "old.npz", OLD), write_npz(tmp_path / "new.npz", NEW)
+    spec = GateSpec(max_nfr=0.25, gate_on="upper")
+
+    def provenance():
+        done = run_flip_report(old, new, EvalConfig(), spec, {"--json": "-"}, FLIP_REPORT_FORMATS)
+        return done.stdout, json.loads(done.stdout)["provenance"]
+
+    text, prov = provenance()
+    assert prov["tool"] == "modelupdate" and prov["version"] == __version__
+    assert prov["gates"] == {"gate_on": "upper", "max-nfr": 0.25, "max-rel-nfr": None, "max-er": None,
+                             "max-er-increase": None, "min-btc": None, "max-class-nfr": None}
+    assert prov["inputs"] == [
+        {"role": role, "name": None, "path": str(path), "kind": "predictions",
+         "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "checkpoint_sha256": None,
+         "dataset": None, "dataset_fingerprint": None, "split": None}
+        for role, path in (("old", old), ("new", new))]
+    assert provenance()[0] == text  # same inputs, same JSON: nothing in it depends on the time
+    write_npz(new, NEW, scale=3.0)  # same predictions, other logits: another file
+    _, changed = provenance()
+    assert changed["inputs"][1]["sha256"] == hashlib.sha256(new.read_bytes()).hexdigest() \
+        != prov["inputs"][1]["sha256"]
+    assert changed["inputs"][0] == prov["inputs"][0]
+
+
+def test_input_record_of_a_checkpoint_takes_the_loaders_sha256(tmp_path, monkeypatch):
+    from modelupdate.workflows import outputs
+
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(b"not read")
+    monkeypatch.setattr(outputs, "checkpoint_kind", lambda p: "ensemble")
+    p = Predictions.from_arrays(IDS, TARGETS, preds=OLD, num_classes=3, meta={
+        "checkpoint_sha256": "ab" * 32, "dataset": "fashion-mnist", "dataset_fingerprint": "f1", "split": "val"})
+    record = outputs.input_record("candidate", path, p, name="elodi").as_dict()
+    assert record == {"role": "candidate", "name": "elodi", "path": str(path), "kind": "ensemble",
+                      "sha256": "ab" * 32, "checkpoint_sha256": "ab" * 32, "dataset": "fashion-mnist",
+                      "dataset_fingerprint": "f1", "split": "val"}

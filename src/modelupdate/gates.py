@@ -17,7 +17,8 @@ from modelupdate.config import GATE_ON_CHOICES, GateSpec
 from modelupdate.errors import ConfigError
 from modelupdate.metrics import ClassRow, FlipSummary, Rate, error_rate_increase
 
-__all__ = ["GATE_ON_CHOICES", "GateResult", "GateSpec", "evaluate_gates", "gate_spec", "parse_threshold"]
+__all__ = ["GATE_ON_CHOICES", "GateResult", "GateSpec", "evaluate_gates", "failed_gates", "gate_settings",
+           "gate_spec", "gates_set", "parse_threshold"]
 
 
 def parse_threshold(text: str | float, name: str = "threshold",
@@ -53,7 +54,7 @@ def parse_threshold(text: str | float, name: str = "threshold",
 def gate_spec(*, max_nfr: str | None = None, max_rel_nfr: str | None = None, max_er: str | None = None,
               max_er_increase: str | None = None, min_btc: str | None = None, max_class_nfr: str | None = None,
               gate_on: str = "value") -> GateSpec:
-    """The gates of flip-report from the thresholds as the user typed them (``"2%"``, ``"0.02"``)."""
+    """The gates of flip-report and compare from the thresholds as the user typed them (``"2%"``, ``"0.02"``)."""
 
     def value(flag: str, text: str | None, allow_negative: bool = False, rate: bool = True) -> float | None:
         return None if text is None else parse_threshold(text, flag, allow_negative, rate)
@@ -62,6 +63,19 @@ def gate_spec(*, max_nfr: str | None = None, max_rel_nfr: str | None = None, max
                     max_er=value("--max-er", max_er), max_er_increase=value("--max-er-increase", max_er_increase, True),
                     min_btc=value("--min-btc", min_btc), max_class_nfr=value("--max-class-nfr", max_class_nfr),
                     gate_on=gate_on)
+
+
+def gate_settings(spec: GateSpec) -> dict[str, str | float | None]:
+    """Return what ``spec`` asks for, as a report records it: ``gate_on``, then every gate by its
+    option name without dashes (the names of ``GateResult``), its threshold or None when not set."""
+    return {"gate_on": spec.gate_on, "max-nfr": spec.max_nfr, "max-rel-nfr": spec.max_rel_nfr,
+            "max-er": spec.max_er, "max-er-increase": spec.max_er_increase, "min-btc": spec.min_btc,
+            "max-class-nfr": spec.max_class_nfr}
+
+
+def gates_set(spec: GateSpec) -> bool:
+    """True when ``spec`` sets at least one gate."""
+    return any(v is not None for k, v in gate_settings(spec).items() if k != "gate_on")
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,11 @@ class GateResult:
     def as_dict(self) -> dict:
         return {"name": self.name, "threshold": self.threshold, "value": self.value,
                 "passed": self.passed}
+
+
+def failed_gates(results: list[GateResult]) -> list[str]:
+    """Return the names of the gates in ``results`` that failed, in order."""
+    return [g.name for g in results if not g.passed]
 
 
 def _pick(rate: Rate, gate_on: str, end: int) -> tuple[float | None, str]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import html
 
+from modelupdate.config import GateSpec
+from modelupdate.gates import GateResult, failed_gates, gate_settings, gates_set
 from modelupdate.metrics import ClassRow, FlipSummary, MarginAnalysis, Rate
 from modelupdate.workflows.compare import CompareResult
 from modelupdate.workflows.flip_report import FlipReport
@@ -27,6 +29,27 @@ RATE_LABELS = {
 
 NA = "n/a"
 
+#: one line per metric for the reports' "Metrics" section (DESIGN §3, ``modelupdate.metrics``); each
+#: name is the one the tables use (``RATE_LABELS``). o: the old model is right; n: the new one is.
+GLOSSARY = [
+    ("ER", "error rate: share of all samples a model gets wrong."),
+    (RATE_LABELS["nfr"], "#(o and not n) / N: share of all samples the old model gets right and the "
+                         "new one wrong (regressions)."),
+    (RATE_LABELS["pfr"], "#(not o and n) / N: share of all samples the old model gets wrong and the "
+                         "new one right (fixes)."),
+    (RATE_LABELS["rel_nfr"], "NFR / ((1 − ER old) · ER new): negative flips relative to what "
+                             "independent errors would give (1.0 = as many); a ratio, not a share."),
+    (RATE_LABELS["nfi"], "NFR / ER new: share of the new model's errors that are regressions."),
+    (RATE_LABELS["btc"], "#(o and n) / #o: backward trust compatibility, share of the old model's "
+                         "right answers the new one keeps."),
+    (RATE_LABELS["bec"], "#(not o and not n) / #(not o): backward error compatibility, share of the "
+                         "old model's errors the new one also gets wrong."),
+]
+GLOSSARY_NOTE = ("Rates are pooled over all N samples; one whose denominator is zero is n/a; intervals "
+                 "are 95% Wilson intervals.")
+GLOSSARY_POINTER = ("Full definitions: the \"Metrics glossary\" section of the CI-gate guide "
+                    "(docs/ci-gate.md).")
+
 SUMMARY_HEADER = ["metric", "value", "counts", "95% CI"]
 CLASS_HEADER = ["class", "n", "old acc", "new acc", "neg flips", "pos flips", "NFR in class",
                 "NFR 95% CI"]
@@ -34,8 +57,11 @@ PAIR_HEADER = ["true class", "new prediction", "negative flips", "share of flips
 MARGIN_HEADER = ["quantile", "old margin: all", "old margin: neg flips", "logit change: all",
                  "logit change: neg flips"]
 COMPARE_HEADER = ["candidate", "ER", "NFR", "NFR 95% CI", "rel NFR", "NFI", "PFR", "BTC", "BEC",
-                  "params", "ms/image"]
+                  "params", "ms/image", "gates"]
+NO_GATES = "none set"
 PAIRWISE_HEADER = ["a", "b", "only a flips", "only b flips", "p (exact)"]
+GATE_HEADER = ["gate", "threshold", "compared", "result", "detail"]
+COMPARE_GATE_HEADER = ["candidate", *GATE_HEADER]
 
 
 # --------------------------------------------------------------------------- formatting
@@ -161,8 +187,29 @@ def compare_rows(result: CompareResult) -> list[list[str]]:
             format_percent(s.bec.value),
             f"{row.params:,}" if row.params is not None else NA,
             f"{row.ms_per_image:.3f}" if row.ms_per_image is not None else NA,
+            candidate_verdict(row.gates) if gates_set(result.gate_spec) else NO_GATES,
         ])
     return rows
+
+
+def candidate_verdict(gates: list[GateResult]) -> str:
+    """Return "PASS", or "FAIL: " and the failed gates' names ("FAIL: max-nfr, min-btc")."""
+    failed = failed_gates(gates)
+    return "FAIL: " + ", ".join(failed) if failed else "PASS"
+
+
+def gate_rows(gates: list[GateResult]) -> list[list[str]]:
+    """Return one row per gate: threshold and compared value in the gate's units (``GATE_HEADER``)."""
+    def shown(name: str, v: float | None) -> str:
+        return format_rate("rel_nfr" if name == "max-rel-nfr" else "x", v)
+
+    return [[g.name, shown(g.name, g.threshold), shown(g.name, g.value), "PASS" if g.passed else "FAIL", g.detail]
+            for g in gates]
+
+
+def compare_gate_rows(result: CompareResult) -> list[list[str]]:
+    """Return one row per candidate and gate (``COMPARE_GATE_HEADER``)."""
+    return [[row.name, *cells] for row in result.rows for cells in gate_rows(row.gates)]
 
 
 def pairwise_rows(result: CompareResult) -> list[list[str]]:
@@ -186,3 +233,27 @@ def verdict_lines(report: FlipReport) -> list[str]:
     if not report.gates:
         return ["no gates set"]
     return [f"{'PASS' if g.passed else 'FAIL'}  {g.name}: {g.detail}" for g in report.gates]
+
+
+def compare_verdict_lines(result: CompareResult) -> list[str]:
+    """Return one line per candidate: "PASS  name", or "FAIL  name: gate detail; ..." naming each failed
+    gate; ["no gates set"] when there are none."""
+    if not gates_set(result.gate_spec):
+        return ["no gates set"]
+    lines = []
+    for row in result.rows:
+        failed = [f"{g.name} {g.detail}" for g in row.gates if not g.passed]
+        lines.append(f"FAIL  {row.name}: " + "; ".join(failed) if failed else f"PASS  {row.name}")
+    return lines
+
+
+def gate_settings_line(spec: GateSpec) -> str:
+    """Return the gates asked for, in their units: "max-nfr ≤ 2.00%, min-btc ≥ 95.00% (on value)"."""
+    parts = []
+    for name, threshold in gate_settings(spec).items():
+        if name == "gate_on" or threshold is None:
+            continue
+        assert isinstance(threshold, float)
+        sign = "≥" if name.startswith("min-") else "≤"
+        parts.append(f"{name} {sign} {format_rate('rel_nfr' if name == 'max-rel-nfr' else name, threshold)}")
+    return ", ".join(parts) + f" (on {spec.gate_on})" if parts else "no gates set"

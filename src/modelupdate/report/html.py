@@ -12,16 +12,25 @@ from typing import TYPE_CHECKING
 from modelupdate.workflows.compare import CompareResult
 from modelupdate.workflows.flip_report import FlipReport
 
+from modelupdate.gates import gates_set
+
 from .common import (
     CLASS_HEADER,
+    COMPARE_GATE_HEADER,
     COMPARE_HEADER,
+    GLOSSARY,
+    GLOSSARY_NOTE,
+    GLOSSARY_POINTER,
     MARGIN_HEADER,
     PAIR_HEADER,
     PAIRWISE_HEADER,
     SUMMARY_HEADER,
     class_rows,
+    compare_gate_rows,
     compare_rows,
+    compare_verdict_lines,
     escape_html,
+    gate_settings_line,
     margin_rows,
     mcnemar_line,
     pair_rows,
@@ -67,8 +76,9 @@ def _table(header: list[str], rows: list[list[str]]) -> dict:
 
 
 def _render(template: str, **context: object) -> str:
-    """Return ``template`` rendered with ``context``."""
-    return _environment().get_template(template).render(**context)
+    """Return ``template`` rendered with ``context`` and the metrics glossary."""
+    glossary = {"lines": GLOSSARY, "note": GLOSSARY_NOTE, "pointer": GLOSSARY_POINTER}
+    return _environment().get_template(template).render(metrics_glossary=glossary, **context)
 
 
 def flip_report_html(report: FlipReport, max_classes: int = 25) -> str:
@@ -104,13 +114,19 @@ def flip_report_html(report: FlipReport, max_classes: int = 25) -> str:
 
 
 def compare_html(result: CompareResult) -> str:
-    """Return the compare result as one self-contained HTML page: table, Pareto plot, pairwise tests."""
+    """Return the compare result as one self-contained HTML page: verdict (when gates are set), table,
+    error-vs-NFR plot, each candidate's gates, pairwise tests."""
+    gated = gates_set(result.gate_spec)
     return _render(
         "compare.html.j2",
+        verdict=("PASS" if result.passed else "FAIL") if gated else None,
+        gates_line=gate_settings_line(result.gate_spec),
+        verdict_lines=compare_verdict_lines(result),
         old_source=result.old_source,
         n=f"{result.n:,}",
         candidates=_table(COMPARE_HEADER, compare_rows(result)),
         pareto_svg=svg_pareto(result),
+        gates=_table(COMPARE_GATE_HEADER, compare_gate_rows(result)) if gated else None,
         pairwise=_table(PAIRWISE_HEADER, pairwise_rows(result)) if result.pairwise else None,
     )
 

@@ -13,26 +13,47 @@ JSON of a flip report (``"schema": 1``; documented in docs/ci-gate.md)::
                     "negative_flips", "positive_flips",
                     "old_acc" | "new_acc" | "nfr": {"value": number|null, "ci95": [lo, hi]|null}}],
      "gates": [{"name": str, "threshold": number, "value": number|null, "passed": bool}],
-     "passed": bool}
+     "passed": bool,
+     "provenance": {...see below}}
 
 JSON of a compare result (``"schema": 1``)::
 
     {"schema": 1, "old": str, "n": int,
      "candidates": [{"name", "source", "counts": {...as above}, "metrics": {...as above},
                      "mcnemar_p", "params": int|null, "ms_per_image": number|null,
-                     "pareto": bool}],
-     "pairwise": [{"a", "b", "a_only_negative_flips", "b_only_negative_flips", "p_value"}]}
+                     "pareto": bool, "gates": [...as above], "passed": bool}],
+     "pairwise": [{"a", "b", "a_only_negative_flips", "b_only_negative_flips", "p_value"}],
+     "passed": bool,
+     "provenance": {...see below}}
+
+``provenance`` says what made the report, and nothing that changes from run to run (no time
+stamps), so the same inputs and options give the same JSON, byte for byte::
+
+    {"tool": "modelupdate", "version": str,
+     "inputs": [{"role": "old"|"new"|"candidate", "name": str|null, "path": str,
+                 "kind": "predictions"|"model"|"ensemble", "sha256": str,
+                 "checkpoint_sha256": str|null, "dataset": str|null,
+                 "dataset_fingerprint": str|null, "split": str|null}],
+     "gates": {"gate_on": "value"|"upper", "max-nfr" | "max-rel-nfr" | "max-er" |
+               "max-er-increase" | "min-btc" | "max-class-nfr": number|null}}
+
+(``ms_per_image`` of a checkpoint candidate is a measurement, and differs between runs.)
 """
 
 from __future__ import annotations
 
 import json
 
+from modelupdate import __version__
+from modelupdate.config import GateSpec
+from modelupdate.gates import gate_settings
 from modelupdate.metrics import FlipSummary, Rate
 from modelupdate.workflows.compare import CompareResult
 from modelupdate.workflows.flip_report import FlipReport
+from modelupdate.workflows.outputs import InputRecord
 
 JSON_SCHEMA_VERSION = 1
+TOOL = "modelupdate"
 
 
 def _rate_dict(rate: Rate) -> dict:
@@ -43,6 +64,12 @@ def _rate_dict(rate: Rate) -> dict:
 def _summary_dicts(summary: FlipSummary) -> tuple[dict, dict]:
     """Return the ``counts`` and ``metrics`` objects of one old/new comparison."""
     return summary.counts.as_dict(), {k: _rate_dict(r) for k, r in summary.rates().items()}
+
+
+def provenance_dict(inputs: tuple[InputRecord, ...], gates: GateSpec) -> dict:
+    """Return the ``provenance`` object: tool and version, every input, the gates asked for."""
+    return {"tool": TOOL, "version": __version__, "inputs": [r.as_dict() for r in inputs],
+            "gates": gate_settings(gates)}
 
 
 def _dumps(data: dict) -> str:
@@ -76,6 +103,7 @@ def flip_report_to_dict(report: FlipReport) -> dict:
         ],
         "gates": [g.as_dict() for g in report.gates],
         "passed": report.passed,
+        "provenance": provenance_dict(report.inputs, report.gate_spec),
     }
 
 
@@ -98,6 +126,8 @@ def compare_to_dict(result: CompareResult) -> dict:
             "params": row.params,
             "ms_per_image": row.ms_per_image,
             "pareto": row.pareto,
+            "gates": [g.as_dict() for g in row.gates],
+            "passed": row.passed,
         })
     return {
         "schema": JSON_SCHEMA_VERSION,
@@ -109,6 +139,8 @@ def compare_to_dict(result: CompareResult) -> dict:
              "b_only_negative_flips": t.b_only, "p_value": t.p_value}
             for t in result.pairwise
         ],
+        "passed": result.passed,
+        "provenance": provenance_dict(result.inputs, result.gate_spec),
     }
 
 

@@ -7,16 +7,25 @@ import html
 from modelupdate.workflows.compare import CompareResult
 from modelupdate.workflows.flip_report import FlipReport
 
+from modelupdate.gates import gates_set
+
 from .common import (
     CLASS_HEADER,
+    COMPARE_GATE_HEADER,
     COMPARE_HEADER,
+    GATE_HEADER,
+    GLOSSARY,
+    GLOSSARY_NOTE,
+    GLOSSARY_POINTER,
     MARGIN_HEADER,
     PAIR_HEADER,
     PAIRWISE_HEADER,
     SUMMARY_HEADER,
     class_rows,
+    compare_gate_rows,
     compare_rows,
-    format_rate,
+    gate_rows,
+    gate_settings_line,
     margin_rows,
     mcnemar_line,
     pair_rows,
@@ -25,20 +34,7 @@ from .common import (
     worst_classes,
 )
 
-# only Markdown shows the gates as a table; the other formats list the verdict lines
-GATE_HEADER = ["gate", "threshold", "compared", "result", "detail"]
-
-
-def _gate_rows(report: FlipReport) -> list[list[str]]:
-    """Return one row per gate: threshold and compared value in the gate's units (``GATE_HEADER``)."""
-    def shown(name: str, v: float | None) -> str:
-        return format_rate("rel_nfr" if name == "max-rel-nfr" else "x", v)
-
-    return [
-        [g.name, shown(g.name, g.threshold), shown(g.name, g.value),
-         "PASS" if g.passed else "FAIL", g.detail]
-        for g in report.gates
-    ]
+__all__ = ["GATE_HEADER", "compare_markdown", "flip_report_markdown", "glossary_markdown"]
 
 
 def _md_code(text: str) -> str:
@@ -60,6 +56,13 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def glossary_markdown() -> list[str]:
+    """Return the "Metrics" section: one line per metric, then where the full definitions are."""
+    out = ["### Metrics", ""]
+    out += [f"- **{_md_cell(name)}**: {_md_cell(text)}" for name, text in GLOSSARY]
+    return out + ["", GLOSSARY_NOTE, GLOSSARY_POINTER, ""]
+
+
 def flip_report_markdown(report: FlipReport, max_classes: int = 20) -> str:
     """Return the flip report as Markdown: verdict heading, gates, summary, classes, pairs, margins.
 
@@ -74,7 +77,7 @@ def flip_report_markdown(report: FlipReport, max_classes: int = 20) -> str:
         "",
     ]
     if report.gates:
-        out += [f"Gates (on {report.gate_on}):", "", _md_table(GATE_HEADER, _gate_rows(report)), ""]
+        out += [f"Gates (on {report.gate_on}):", "", _md_table(GATE_HEADER, gate_rows(report.gates)), ""]
     else:
         out += ["No gates set.", ""]
     out += ["### Summary", "", _md_table(SUMMARY_HEADER, summary_rows(report.summary)), "",
@@ -96,15 +99,23 @@ def flip_report_markdown(report: FlipReport, max_classes: int = 20) -> str:
                 _md_table(MARGIN_HEADER, margin_rows(report.margins)), ""]
     else:
         out += ["n/a (needs logits for both models)", ""]
+    out += glossary_markdown()
     return "\n".join(out)
 
 
 def compare_markdown(result: CompareResult) -> str:
-    """Return the compare result as Markdown: the candidate table, then pairwise tests if any."""
-    out = ["## modelupdate compare", "", f"old: {_md_code(result.old_source)} ({result.n:,} samples)", "",
+    """Return the compare result as Markdown: verdict heading (when gates are set), the candidate table,
+    each candidate's gates, pairwise tests if any, and the metrics glossary."""
+    gated = gates_set(result.gate_spec)
+    heading = "## modelupdate compare" + (f": {'PASS' if result.passed else 'FAIL'}" if gated else "")
+    out = [heading, "", f"old: {_md_code(result.old_source)} ({result.n:,} samples)", "",
+           f"Gates: {_md_cell(gate_settings_line(result.gate_spec))}", "",
            "`*` = on the error-NFR Pareto front", "",
            _md_table(COMPARE_HEADER, compare_rows(result)), ""]
+    if gated:
+        out += ["### Gates per candidate", "", _md_table(COMPARE_GATE_HEADER, compare_gate_rows(result)), ""]
     if result.pairwise:
         out += ["### Pairwise NFR tests (McNemar exact on negative flips)", "",
                 _md_table(PAIRWISE_HEADER, pairwise_rows(result)), ""]
+    out += glossary_markdown()
     return "\n".join(out)

@@ -10,6 +10,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from modelupdate.gates import gates_set
 from modelupdate.workflows.compare import CompareResult
 from modelupdate.workflows.flip_report import FlipReport
 
@@ -22,6 +23,8 @@ from .common import (
     SUMMARY_HEADER,
     class_rows,
     compare_rows,
+    compare_verdict_lines,
+    gate_settings_line,
     margin_rows,
     mcnemar_line,
     pair_rows,
@@ -83,7 +86,8 @@ def flip_report_rich(report: FlipReport, max_classes: int = 20) -> Group:
 
 
 def compare_rich(result: CompareResult) -> Group:
-    """Return the candidate tables (and pairwise tests, if any) of a compare result, as one renderable."""
+    """Return the candidate tables (pairwise tests, if any; the PASS/FAIL banner when gates are set) of a
+    compare result, as one renderable."""
     parts: list = [Text(terminal_safe(f"old: {result.old_source}  ({result.n:,} samples)"), style="dim")]
     # two tables of at most 7 columns, so that each fits an 80-column terminal
     rows = compare_rows(result)
@@ -95,4 +99,9 @@ def compare_rich(result: CompareResult) -> Group:
     if result.pairwise:
         parts.append(_rich_table("Pairwise NFR tests (McNemar exact on negative flips)",
                                  PAIRWISE_HEADER, pairwise_rows(result), numeric_from=2))
+    if gates_set(result.gate_spec):
+        style = "bold green" if result.passed else "bold red"
+        title = ("PASS" if result.passed else "FAIL") + f": {gate_settings_line(result.gate_spec)}"
+        parts.append(Panel("\n".join(compare_verdict_lines(result)), title=title,
+                           border_style=style, title_align="left"))
     return Group(*parts)

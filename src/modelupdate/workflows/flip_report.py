@@ -7,8 +7,9 @@ evaluate the gates. Turning checkpoints into Predictions happens before this.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,8 @@ from modelupdate.metrics import (
     top_flip_pairs,
 )
 from modelupdate.predictions import Predictions, align
+
+from .outputs import InputRecord
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ class FlipReport:
     gates: list[GateResult]
     gate_on: str
     flips: FlippedSamples
+    gate_spec: GateSpec = field(default_factory=GateSpec)  # the gates asked for (thresholds, gate_on)
+    inputs: tuple[InputRecord, ...] = ()  # old then new, when read from files (``run_flip_report``)
 
     @property
     def passed(self) -> bool:
@@ -106,6 +111,7 @@ def flip_report(
         gates=evaluate_gates(summary, per_class, gates),
         gate_on=gates.gate_on,
         flips=flips,
+        gate_spec=gates,
     )
 
 
@@ -118,16 +124,18 @@ class FlipReportRun:
 def run_flip_report(old: Path, new: Path, eval_cfg: EvalConfig, gates: GateSpec,
                     outputs: dict[str, str | Path | None],
                     formats: dict[str, Callable[[FlipReport], str]]) -> FlipReportRun:
-    """`modelupdate flip-report`: check the outputs, load both inputs, report, write the requested files.
+    """`modelupdate flip-report`: check the outputs, load both inputs, report (recording each input's
+    path and sha256), write the requested files.
 
     ``outputs``: option (``--json``, ...) -> a path, ``'-'`` or None; ``formats``: option -> its renderer
     (``report.FLIP_REPORT_FORMATS``).
     """
     from .inputs import load_inputs
-    from .outputs import Outputs, deliver, step_summary_path
+    from .outputs import Outputs, deliver, input_record, step_summary_path
 
     plan = Outputs([old, new], outputs)
     summary = step_summary_path()
     old_p, new_p = load_inputs([old, new], eval_cfg)
     result = flip_report(old_p, new_p, gates)
+    result = dataclasses.replace(result, inputs=(input_record("old", old, old_p), input_record("new", new, new_p)))
     return FlipReportRun(result, deliver(plan, summary, result, formats))

@@ -1,15 +1,80 @@
 """The report files an analysis command writes: checked before any work, rendered in memory after it,
-written all or none, and the Markdown appended to ``$GITHUB_STEP_SUMMARY`` when it is set."""
+written all or none, and the Markdown appended to ``$GITHUB_STEP_SUMMARY`` when it is set. Also what
+the reports record of their inputs (``InputRecord``: path, sha256, dataset and split), so that a report
+names exactly the files it was made from."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_many, check_target, resolved
-from ..errors import ConfigError, OutputError
+from ..errors import ConfigError, OutputError, PredictionFileError
+from ..predictions import Predictions
+from .inputs import checkpoint_kind
+
+# --------------------------------------------------------------------------- provenance
+
+
+@dataclass(frozen=True)
+class InputRecord:
+    """One input of a report, as the JSON records it.
+
+    ``kind``: "predictions" for a prediction file, else the checkpoint's kind ("model", "ensemble").
+    ``sha256``: of the file itself. ``checkpoint_sha256``: the model the predictions came from (the
+    file itself for a checkpoint; what ``predict`` recorded for a prediction file; else None).
+    ``dataset``, ``dataset_fingerprint``, ``split``: where the predictions were made, when known.
+    """
+
+    role: str  # "old", "new" (flip-report) or "candidate" (compare)
+    name: str | None  # the candidate's name in compare, else None
+    path: str
+    kind: str
+    sha256: str
+    checkpoint_sha256: str | None
+    dataset: str | None
+    dataset_fingerprint: str | None
+    split: str | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def file_sha256(path: str | Path) -> str:
+    """Return the hex sha256 of the file at ``path``, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def input_record(role: str, path: str | Path, predictions: Predictions, name: str | None = None) -> InputRecord:
+    """Return what a report records of the input at ``path``, read as ``predictions``.
+
+    A checkpoint's sha256 is the one its loader computed (``meta["checkpoint_sha256"]``); a prediction
+    file is hashed here. Raises PredictionFileError when a prediction file cannot be read again.
+    """
+    meta = predictions.meta
+    kind = checkpoint_kind(path)
+    if kind is not None and meta.get("checkpoint_sha256"):
+        sha256 = meta["checkpoint_sha256"]
+    else:
+        kind = "predictions"
+        try:
+            sha256 = file_sha256(path)
+        except OSError as exc:
+            raise PredictionFileError(f"{path}: cannot read it again to record its sha256 ({exc.strerror})") from None
+    return InputRecord(role=role, name=name, path=str(path), kind=kind, sha256=sha256,
+                       checkpoint_sha256=meta.get("checkpoint_sha256"), dataset=meta.get("dataset"),
+                       dataset_fingerprint=meta.get("dataset_fingerprint"), split=meta.get("split"))
+
+
+# --------------------------------------------------------------------------- report files
 
 STDOUT = "-"  # an output option given '-' prints that report instead of the tables
 
