@@ -8,6 +8,7 @@ by hand here, not against the library's own functions.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from modelupdate import __version__
 from modelupdate.config import DataConfig
 
 BAD = Path(__file__).parent / "data" / "bad_predictions"
@@ -268,6 +270,88 @@ def test_compare_bad_input_exits_2(run_cli, pair, tmp_path):
     assert not (tmp_path / "c.json").exists()
 
 
+@pytest.fixture
+def worse(tmp_path) -> Path:
+    """`new` plus one more negative flip (sample 4): NFR 5/20 = 25%, BTC 11/16 = 68.75%, ER 8/20."""
+    preds = NEW_PREDS.copy()
+    preds[4] = (TARGETS[4] + 1) % 4
+    path = tmp_path / "worse.npz"
+    np.savez(path, ids=IDS, targets=TARGETS, preds=preds)
+    return path
+
+
+def test_compare_gates_pass_when_every_candidate_passes(run_cli, pair, worse):
+    old, new = pair
+    # NFR: new 20%, worse 25% (a gate passes on equality); BTC: new 75%, worse 68.75%
+    rc, stdout, stderr = run_cli("compare", "--old", old, new, worse, "--max-nfr", "25%",
+                                 "--min-btc", "0.6875", "--json", "-")
+    assert rc == 0, stderr
+    result = json.loads(stdout)
+    assert result["passed"] is True
+    assert [(c["name"], c["passed"], [g["name"] for g in c["gates"]]) for c in result["candidates"]] == [
+        ("new", True, ["max-nfr", "min-btc"]), ("worse", True, ["max-nfr", "min-btc"])]
+    assert result["candidates"][1]["gates"][0]["value"] == pytest.approx(5 / 20)
+    assert result["candidates"][1]["gates"][1]["value"] == pytest.approx(11 / 16)
+    assert stderr == ""
+
+
+def test_compare_gate_fails_for_one_candidate_exits_1(run_cli, pair, worse, tmp_path):
+    old, new = pair
+    md = tmp_path / "cmp.md"
+    rc, stdout, stderr = run_cli("compare", "--old", old, new, worse, "--max-nfr", "20%",
+                                 "--min-btc", "70%", "--markdown", md)
+    assert rc == 1, stderr
+    assert stderr.strip() == "gate failed: worse (max-nfr, min-btc)"  # new: 20% <= 20%, 75% >= 70%
+    assert "PASS  new" in stdout and "FAIL  worse" in stdout  # the banner under the tables
+    text = md.read_text()  # reports are still written
+    assert text.startswith("## modelupdate compare: FAIL")
+    assert "| worse | max-nfr | 20.00% | 25.00% | FAIL |" in text
+    assert "| new | min-btc | 70.00% | 75.00% | PASS |" in text
+    rc, stdout, _ = run_cli("compare", "--old", old, new, "--max-nfr", "19%", "--gate-on", "upper", "--json", "-")
+    assert rc == 1 and json.loads(stdout)["candidates"][0]["gates"][0]["value"] == pytest.approx(wilson(4, 20)[1])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max-nfr", "2"], "--max-nfr 2: did you mean 2% or 0.02?"),
+    (["--max-class-nfr", "lots"], "--max-class-nfr: cannot read 'lots' as a number"),
+    (["--gate-on", "lower"], "'lower' is not one of value, upper"),
+])
+def test_compare_bad_gate_exits_2(run_cli, pair, tmp_path, args, message):
+    old, new = pair
+    rc, stdout, stderr = run_cli("compare", "--old", old, new, "--json", tmp_path / "c.json", *args)
+    one_line_error(rc, stderr, message)
+    assert stdout == "" and not (tmp_path / "c.json").exists()
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_json_provenance_names_each_input_by_sha256(run_cli, pair, worse, tmp_path):
+    """Same inputs, same JSON (byte for byte); change an input file and its sha256 in the JSON changes."""
+    old, new = pair
+    flip = ["flip-report", "--old", old, "--new", new, "--max-nfr", "20%", "--json", "-"]
+    cmp = ["compare", "--old", old, new, worse, "--name", "a", "--name", "b", "--json", "-"]
+    (_, flip_1, _), (_, flip_2, _) = run_cli(*flip), run_cli(*flip)
+    (_, cmp_1, _), (_, cmp_2, _) = run_cli(*cmp), run_cli(*cmp)
+    assert flip_1 == flip_2 and cmp_1 == cmp_2
+    prov = json.loads(flip_1)["provenance"]
+    assert [(i["role"], i["path"], i["kind"], i["sha256"]) for i in prov["inputs"]] == [
+        ("old", str(old), "predictions", sha256_of(old)), ("new", str(new), "predictions", sha256_of(new))]
+    assert prov["gates"]["max-nfr"] == pytest.approx(0.2) and prov["gates"]["gate_on"] == "value"
+    assert prov["version"] == __version__
+    prov = json.loads(cmp_1)["provenance"]
+    assert [(i["role"], i["name"], i["sha256"]) for i in prov["inputs"]] == [
+        ("old", None, sha256_of(old)), ("candidate", "a", sha256_of(new)), ("candidate", "b", sha256_of(worse))]
+
+    before = sha256_of(worse)
+    np.savez(worse, ids=IDS, targets=TARGETS, preds=NEW_PREDS)  # other predictions, same path
+    _, changed, _ = run_cli(*cmp)
+    inputs = json.loads(changed)["provenance"]["inputs"]
+    assert inputs[2]["sha256"] == sha256_of(worse) != before
+    assert [i["sha256"] for i in inputs[:2]] == [sha256_of(old), sha256_of(new)]
+
+
 # --------------------------------------------------------------------------- checkpoints
 
 
@@ -330,6 +414,14 @@ def test_predict_then_flip_report_and_compare_on_checkpoints(run_cli, checkpoint
     assert rc == 0, stderr
     files, models = json.loads(from_files), json.loads(from_models)
     assert files["counts"]["n"] == 256
+    # provenance: a checkpoint by its own sha256 and where it ran; a prediction file by the file's
+    # sha256, with the checkpoint and split that predict recorded in it
+    old_in, new_in = models["provenance"]["inputs"]
+    assert (old_in["kind"], old_in["sha256"], old_in["checkpoint_sha256"]) == ("model", sha256_of(m0), sha256_of(m0))
+    assert (new_in["path"], new_in["dataset"], new_in["split"]) == (str(m1), "synthetic", "test")
+    old_in, new_in = files["provenance"]["inputs"]
+    assert (new_in["kind"], new_in["sha256"]) == ("predictions", sha256_of(p1))
+    assert (new_in["checkpoint_sha256"], new_in["dataset"], new_in["split"]) == (sha256_of(m1), "synthetic", "test")
     assert models["counts"] == files["counts"]
     assert models["metrics"] == files["metrics"]
     assert models["per_class"] == files["per_class"]

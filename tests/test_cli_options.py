@@ -23,7 +23,7 @@ NO_CONFIG = {"out", "resume", "quiet", "as_json", "data_dir", "old", "new", "ref
 COMMAND_CONFIGS = {  # which configs a command's options fill, in the order a name is looked up
     "train": (TrainConfig, DataConfig), "ensemble-train": (TrainConfig, DataConfig),
     "ldi-train": (UpdateConfig, TrainConfig, DataConfig), "predict": (EvalConfig, DataConfig),
-    "flip-report": (EvalConfig, DataConfig, GateSpec), "compare": (EvalConfig, DataConfig),
+    "flip-report": (EvalConfig, DataConfig, GateSpec), "compare": (EvalConfig, DataConfig, GateSpec),
 }
 
 

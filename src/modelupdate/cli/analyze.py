@@ -1,7 +1,8 @@
 """The analysis commands: models, info, predict, flip-report (the CI gate) and compare.
 
 Each gathers its options, makes one library call and renders the result. Exit codes: 0 success (every
-gate passes), 1 a gate fails (flip-report), 2 bad usage or input (one line on stderr). Report files are
+gate passes), 1 a gate fails (flip-report; compare: any candidate), 2 bad usage or input (one line on
+stderr). Report files are
 rendered in memory and written all or none once every input has been read and checked.
 """
 
@@ -35,6 +36,7 @@ from .options import (
     OldInput,
     OptionalData,
     evaluation_command,
+    shared_options,
 )
 
 
@@ -105,7 +107,25 @@ def predict_cmd(
 
 
 
+def _gate_options(
+    max_nfr: MaxNfr = None, max_rel_nfr: MaxRelNfr = None, max_er: MaxEr = None,
+    max_er_increase: MaxErIncrease = None, min_btc: MinBtc = None, max_class_nfr: MaxClassNfr = None,
+    gate_on: GateOn = GateSpec.gate_on,
+) -> GateSpec:
+    """The gate options flip-report and compare share (one place for their names and help), parsed by
+    ``gates.gate_spec``: a bad threshold is one line naming the option, exit 2."""
+    from ..gates import gate_spec
+
+    return gate_spec(max_nfr=max_nfr, max_rel_nfr=max_rel_nfr, max_er=max_er, max_er_increase=max_er_increase,
+                     min_btc=min_btc, max_class_nfr=max_class_nfr, gate_on=gate_on)
+
+
+# a gated command receives its gate options as ``gates: GateSpec``, listed where that parameter stands
+gate_command = shared_options(_gate_options, "gates", in_place=True)
+
+
 @evaluation_command
+@gate_command
 def flip_report_cmd(
     old: OldInput,
     new: Annotated[Path, typer.Option("--new", help="The candidate update: a checkpoint, an "
@@ -118,37 +138,28 @@ def flip_report_cmd(
         "--flips-csv", help="Write every flipped sample (id, target, old and new prediction) "
         "as CSV.")] = None,
     html_path: HtmlPath = None,
-    max_nfr: MaxNfr = None,
-    max_rel_nfr: MaxRelNfr = None,
-    max_er: MaxEr = None,
-    max_er_increase: MaxErIncrease = None,
-    min_btc: MinBtc = None,
-    max_class_nfr: MaxClassNfr = None,
-    gate_on: GateOn = GateSpec.gate_on,
+    gates: GateSpec = None,  # type: ignore[assignment]  # the gate options, in this place
 ) -> None:
     """How many regressions does the new model bring, where, and do the gates pass?
 
     Exit code 0: every gate passes; 1: a gate fails; 2: bad usage or input.
     """
-    from ..gates import gate_spec
+    from ..gates import failed_gates
     from ..report import FLIP_REPORT_FORMATS, flip_report_rich
     from ..workflows.flip_report import run_flip_report
 
-    gates = run(lambda: gate_spec(max_nfr=max_nfr, max_rel_nfr=max_rel_nfr, max_er=max_er,
-                                  max_er_increase=max_er_increase, min_btc=min_btc, max_class_nfr=max_class_nfr,
-                                  gate_on=gate_on))
     options = run(lambda: evaluation.config(data))
     done = run(lambda: run_flip_report(old, new, options, gates, {
         "--json": json_path, "--markdown": markdown_path, "--flips-csv": flips_csv_path, "--html": html_path},
         FLIP_REPORT_FORMATS))
     _show(done.stdout, lambda: flip_report_rich(done.report))
     if not done.report.passed:
-        failed = ", ".join(g.name for g in done.report.gates if not g.passed)
-        err_console.print(f"gate failed: {failed}", soft_wrap=True)
+        err_console.print(f"gate failed: {', '.join(failed_gates(done.report.gates))}", soft_wrap=True)
         raise typer.Exit(1)
 
 
 @evaluation_command
+@gate_command
 def compare_cmd(
     candidates: Annotated[list[Path], typer.Argument(
         metavar="CANDIDATE", help="Candidate updates: checkpoints, ensembles or prediction "
@@ -162,18 +173,27 @@ def compare_cmd(
     json_path: JsonPath = None,
     markdown_path: MarkdownPath = None,
     html_path: HtmlPath = None,
+    gates: GateSpec = None,  # type: ignore[assignment]  # the gate options, in this place
 ) -> None:
-    """Several candidate updates against one old model: error, flips, cost, Pareto front.
+    """Several candidate updates against one old model: error, flips, cost, Pareto front, and the
+    gates of flip-report held to each candidate.
 
-    Exit code 0 on success, 2 for bad usage or input.
+    Exit code 0: every candidate passes every gate (also when none is set); 1: a candidate fails a
+    gate; 2: bad usage or input.
     """
+    from ..gates import failed_gates
     from ..report import COMPARE_FORMATS, compare_rich
     from ..workflows.compare import run_compare
 
     options = run(lambda: evaluation.config(data))
     done = run(lambda: run_compare(old, candidates, names or [], options, {
-        "--json": json_path, "--markdown": markdown_path, "--html": html_path}, COMPARE_FORMATS))
+        "--json": json_path, "--markdown": markdown_path, "--html": html_path}, COMPARE_FORMATS, gates))
     _show(done.stdout, lambda: compare_rich(done.result))
+    if not done.result.passed:
+        failed = ", ".join(f"{row.name} ({', '.join(failed_gates(row.gates))})"
+                           for row in done.result.rows if not row.passed)
+        err_console.print(f"gate failed: {failed}", soft_wrap=True)
+        raise typer.Exit(1)
 
 
 def _show(stdout_text: str | None, rich) -> None:
