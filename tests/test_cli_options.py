@@ -22,7 +22,7 @@ NO_CONFIG = {"out", "resume", "quiet", "as_json", "data_dir", "old", "new", "ref
              "image_size", "max_nfr", "max_rel_nfr", "max_er", "max_er_increase", "min_btc", "max_class_nfr"}
 COMMAND_CONFIGS = {  # which configs a command's options fill, in the order a name is looked up
     "train": (TrainConfig, DataConfig), "ensemble-train": (TrainConfig, DataConfig),
-    "ldi-train": (UpdateConfig, TrainConfig, DataConfig), "predict": (EvalConfig, DataConfig),
+    "ldi-train": (UpdateConfig, TrainConfig, DataConfig, EvalConfig), "predict": (EvalConfig, DataConfig),
     "flip-report": (EvalConfig, DataConfig, GateSpec), "compare": (EvalConfig, DataConfig, GateSpec),
 }
 

@@ -120,3 +120,87 @@ def test_measure_ms_per_image():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
     ms = measure_ms_per_image(model, (3, 2, 2), torch.device("cpu"), batch=4, warmup=1, batches=2)
     assert ms > 0 and model.training  # timed in eval mode, then put back as it was
+
+
+# --------------------------------------------------------------------------- CSV labels named by class
+
+
+def test_csv_class_names_take_the_checkpoints_class_list(tiny_data_config, trained_model, tmp_path):
+    # the tiny model's classes are class0..class3; the CSV names them, in its own order of rows
+    [reference] = load_inputs([trained_model], EvalConfig(data=tiny_data_config(), device="cpu"))
+    rows = [f"{int(i)},class{int(t)},class{int(p)}" for i, t, p in
+            zip(reference.ids[::-1], reference.targets[::-1], reference.preds[::-1], strict=True)]
+    path = tmp_path / "old.csv"
+    path.write_text("id,target,pred\n" + "\n".join(rows) + "\n")
+    old, new = load_inputs([path, trained_model], EvalConfig(data=tiny_data_config(), device="cpu"))
+    assert old.classes == ["class0", "class1", "class2", "class3"]
+    assert old.preds.tolist() == reference.preds[::-1].tolist()
+    assert new.preds.tolist() == reference.preds.tolist()
+
+
+def test_csv_class_names_from_the_other_prediction_file_or_classes_option(tmp_path):
+    named = Predictions.from_arrays(np.array(["a.png", "b.png"]), np.array([1, 0]), preds=np.array([1, 1]),
+                                    classes=["cat", "dog"])
+    npz = write_predictions(tmp_path / "new.npz", named)
+    csv_path = tmp_path / "old.csv"
+    csv_path.write_text("file,truth,guess\nb.png,cat,dog\na.png,dog,dog\n")
+    options = EvalConfig(id_column="file", label_column="truth", pred_column="guess")
+    old, new = load_inputs([csv_path, npz], options)
+    assert old.targets.tolist() == [0, 1] and old.preds.tolist() == [1, 1] and old.classes == ["cat", "dog"]
+    # --classes wins, and a file naming other classes is refused before anything runs
+    with pytest.raises(MismatchError, match="new.npz: its class names differ"):
+        load_inputs([csv_path, npz], dataclasses.replace(options, classes=("dog", "cat")))
+
+
+def test_eval_config_refuses_one_column_named_twice():
+    with pytest.raises(ConfigError, match="--id-column and --pred-column both name column 'ID'"):
+        EvalConfig(id_column="id", pred_column="ID")
+    with pytest.raises(ConfigError, match="--label-column: expected a column name"):
+        EvalConfig(label_column=" ")
+
+
+# --------------------------------------------------------------------------- imagefolder: ids are file paths
+
+
+def write_image_folder(root: Path) -> None:
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for k, colour in enumerate(((200, 30, 30), (30, 30, 200))):
+            folder = root / split / f"c{k}"
+            folder.mkdir(parents=True)
+            for i in range(3):
+                Image.new("RGB", (8, 8), colour).save(folder / f"{i:03d}.png")
+
+
+@pytest.fixture(scope="module")
+def image_model(tmp_path_factory):
+    from modelupdate.config import TrainConfig
+    from modelupdate.workflows.train import train
+
+    work = tmp_path_factory.mktemp("imagefolder")
+    write_image_folder(work / "data")
+    data_cfg = DataConfig(name=f"imagefolder:{work / 'data'}", image_size=8, val_fraction=0.0)
+    model = work / "m.safetensors"
+    train(data_cfg, TrainConfig(arch="tiny", epochs=1, batch_size=4, device="cpu"), model)
+    return data_cfg, model
+
+
+def test_imagefolder_ids_are_paths_under_the_root(image_model, tmp_path):
+    from modelupdate.data import load_dataset
+    from modelupdate.predictions import read_predictions
+    from modelupdate.workflows.predict import predict
+
+    data_cfg, model = image_model
+    test = load_dataset(data_cfg).test
+    assert test.sample_ids() == [f"test/c{k}/{i:03d}.png" for k in range(2) for i in range(3)]
+    assert load_dataset(data_cfg).train.sample_ids()[0] == "train/c0/000.png"
+    for suffix in (".npz", ".safetensors"):
+        out = predict(model, data_cfg, tmp_path / f"p{suffix}", device="cpu").out
+        back = read_predictions(out)
+        assert back.ids.tolist() == test.sample_ids()
+
+
+def test_built_in_datasets_keep_integer_ids(tiny_data_config, trained_model):
+    p = predictions_from_checkpoint(trained_model, tiny_data_config(), device="cpu")
+    assert p.ids.dtype == np.int64 and p.ids.tolist() == list(range(len(p)))

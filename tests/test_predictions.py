@@ -296,3 +296,162 @@ def test_arbitrary_bytes_give_prediction_file_error_or_valid_predictions(data, p
 def test_format_constant_is_versioned():
     assert PREDICTIONS_FORMAT == "modelupdate-predictions/1"
     assert os.sep not in PREDICTIONS_FORMAT.split("/")[0]
+
+
+# --------------------------------------------------------------------------- string ids
+
+
+def string_ids(names: list[str], targets: list[int], preds: list[int], classes=None) -> Predictions:
+    return Predictions.from_arrays(np.array(names), np.array(targets), preds=np.array(preds),
+                                   num_classes=None if classes else 3, classes=classes, source="named")
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+def test_string_ids_round_trip(tmp_path, suffix):
+    p = string_ids(["img_00001.png", "dir/é ü.png", "a,b.png"], [0, 2, 1], [0, 1, 1])
+    back = read_predictions(write_predictions(tmp_path / f"p{suffix}", p))
+    assert back.ids.dtype.kind == "U"
+    assert back.ids.tolist() == ["img_00001.png", "dir/é ü.png", "a,b.png"]
+    assert back.targets.tolist() == [0, 2, 1] and back.preds.tolist() == [0, 1, 1]
+
+
+def test_string_ids_are_stored_without_pickles(tmp_path):
+    from safetensors import safe_open
+
+    p = string_ids(["b.png", "a.png"], [0, 1], [0, 0])
+    with np.load(write_predictions(tmp_path / "p.npz", p), allow_pickle=False) as npz:
+        assert npz["ids"].dtype.kind == "U" and npz["ids"].tolist() == ["b.png", "a.png"]
+    with safe_open(str(write_predictions(tmp_path / "p.safetensors", p)), framework="np") as fh:
+        assert "ids" not in fh.keys()
+        assert fh.get_tensor("ids_utf8").tobytes() == b"b.png\x00a.png"
+
+
+def test_string_ids_must_be_unique_and_non_empty():
+    with pytest.raises(PredictionFileError, match=r"1 duplicated ids \(e\.g\. 'a\.png'\)"):
+        string_ids(["a.png", "b.png", "a.png"], [0, 0, 0], [0, 0, 0])
+    with pytest.raises(PredictionFileError, match="empty id at position 1"):
+        string_ids(["a.png", ""], [0, 0], [0, 0])
+
+
+def test_bad_ids_utf8_in_safetensors(tmp_path):
+    from safetensors.numpy import save
+
+    path = tmp_path / "p.safetensors"
+    tensors = {"ids_utf8": np.frombuffer(b"a\xff", dtype=np.uint8), "targets": np.array([0]),
+               "preds": np.array([0])}
+    path.write_bytes(save(tensors, metadata={"format": PREDICTIONS_FORMAT}))
+    with pytest.raises(PredictionFileError, match="field 'ids_utf8' is not UTF-8"):
+        read_predictions(path)
+    tensors["ids_utf8"] = np.frombuffer(b"a\x00b", dtype=np.uint8)  # two ids for one target
+    path.write_bytes(save(tensors, metadata={"format": PREDICTIONS_FORMAT}))
+    with pytest.raises(PredictionFileError, match="field 'targets' has 1 entries; 'ids' has 2"):
+        read_predictions(path)
+
+
+def test_align_matches_string_ids_in_any_order():
+    old = string_ids(["c", "a", "b"], [0, 1, 2], [0, 1, 0])
+    new = string_ids(["a", "b", "c"], [1, 2, 0], [1, 2, 2])
+    a, b = align(old, new)
+    assert b.ids.tolist() == ["c", "a", "b"] and b.preds.tolist() == [2, 1, 2]
+    other = string_ids(["a", "b", "x"], [1, 2, 0], [1, 2, 2])
+    with pytest.raises(MismatchError, match=r"1 only in old \(e\.g\. 'c'\), 1 only in new \(e\.g\. 'x'\)"):
+        align(old, other)
+
+
+def test_align_integer_ids_match_string_ids_by_their_digits():
+    old = Predictions.from_arrays(np.array([10, 2]), np.array([0, 1]), preds=np.array([0, 0]), num_classes=3)
+    new = string_ids(["2", "10"], [1, 0], [1, 1])
+    a, b = align(old, new)
+    assert a.ids.tolist() == ["10", "2"] and b.preds.tolist() == [1, 1]
+    with pytest.raises(MismatchError, match=r"only in new \(e\.g\. '002'\)"):
+        align(old, string_ids(["002", "10"], [1, 0], [1, 1]))
+
+
+# --------------------------------------------------------------------------- CSV: columns, names
+
+
+def write_csv(tmp_path: Path, text: str, name: str = "p.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_csv_with_string_ids_and_named_columns(tmp_path):
+    path = write_csv(tmp_path, "Image,label,prediction,score\nimg_2.png,1,0,0.3\nimg_1.png,0,0,0.9\n")
+    p = read_predictions(path, columns=("image", "LABEL", "prediction"))
+    assert p.ids.tolist() == ["img_2.png", "img_1.png"]
+    assert p.targets.tolist() == [1, 0] and p.preds.tolist() == [0, 0]
+
+
+def test_csv_quoted_fields_blank_lines_and_spaces(tmp_path):
+    path = write_csv(tmp_path, 'id,target,pred\n"a,1.png", 1 ,0\n\n"b ""2"".png",0,1\n\n')
+    p = read_predictions(path)
+    assert p.ids.tolist() == ["a,1.png", 'b "2".png'] and p.targets.tolist() == [1, 0]
+
+
+def test_csv_missing_column_names_file_column_and_the_columns_it_has(tmp_path):
+    path = write_csv(tmp_path, "image,label,prediction\na,0,0\n")
+    with pytest.raises(PredictionFileError) as info:
+        read_predictions(path, columns=("image", "target", "prediction"))
+    assert str(info.value) == (f"{path}: lacks column(s) target (its columns: 'image', 'label', 'prediction'); "
+                               "name the columns with --id-column, --label-column, --pred-column")
+
+
+def test_csv_short_row_and_repeated_column(tmp_path):
+    with pytest.raises(PredictionFileError, match="row 3: has 2 field"):
+        read_predictions(write_csv(tmp_path, "id,target,pred\n1,0,0\n2,1\n"))
+    with pytest.raises(PredictionFileError, match="has column 'id' 2 times"):
+        read_predictions(write_csv(tmp_path, "id,target,pred,ID\n1,0,0,1\n", "q.csv"))
+
+
+def test_csv_class_names_map_to_their_index(tmp_path):
+    path = write_csv(tmp_path, "id,target,pred\n7,Sneaker,Sneaker\n8,Bag,Sneaker\n9,Ankle boot,Bag\n")
+    p = read_predictions(path, classes=["Bag", "Sneaker", "Ankle boot"])
+    assert p.targets.tolist() == [1, 0, 2] and p.preds.tolist() == [1, 1, 0]
+    assert p.classes == ["Bag", "Sneaker", "Ankle boot"] and p.num_classes == 3
+
+
+def test_csv_unknown_class_name_names_file_row_and_value(tmp_path):
+    path = write_csv(tmp_path, "id,target,pred\n7,Sneaker,Sneaker\n8,Bag,Snekaer\n")
+    with pytest.raises(PredictionFileError) as info:
+        read_predictions(path, classes=["Bag", "Sneaker"])
+    assert str(info.value) == (f"{path}: row 3: column 'pred' holds 'Snekaer', which is not a class name "
+                               "(classes: Bag, Sneaker)")
+
+
+def test_csv_class_names_without_a_class_list(tmp_path):
+    path = write_csv(tmp_path, "id,target,pred\n7,0,0\n8,1,Bag\n")
+    with pytest.raises(PredictionFileError, match=r"row 3: column 'pred' holds 'Bag', not a class index"):
+        read_predictions(path)
+
+
+def test_csv_integer_labels_with_a_class_list_are_indices_checked_against_it(tmp_path):
+    path = write_csv(tmp_path, "id,target,pred\n1,1,0\n2,0,2\n")
+    assert read_predictions(path, classes=["a", "b", "c"]).preds.tolist() == [0, 2]
+    with pytest.raises(PredictionFileError, match=r"field 'preds' has class 2, outside \[0, 2\)"):
+        read_predictions(path, classes=["a", "b"])
+
+
+def test_a_file_naming_other_classes_than_given_is_a_mismatch(tmp_path):
+    path = write_predictions(tmp_path / "p.npz", make(classes=["a", "b", "c", "d"]))
+    with pytest.raises(MismatchError, match=r"differ from the classes it is read with at index 2 \('c' vs 'x'"):
+        read_predictions(path, classes=["a", "b", "x", "d"])
+    plain = read_predictions(write_predictions(tmp_path / "q.npz", make()), classes=["a", "b", "c", "d"])
+    assert plain.classes == ["a", "b", "c", "d"]
+
+
+def test_read_class_list(tmp_path):
+    from modelupdate.errors import ConfigError
+    from modelupdate.prediction_csv import read_class_list
+
+    listing = tmp_path / "classes.txt"
+    listing.write_text("T-shirt/top\n\nSneaker, low\nBag\n", encoding="utf-8")
+    assert read_class_list(str(listing)) == ("T-shirt/top", "Sneaker, low", "Bag")
+    assert read_class_list("cat, dog,bird") == ("cat", "dog", "bird")
+    for value, message in (("cat,cat", "names class 'cat' twice"), ("cat,,dog", "empty class name"),
+                           ("cats.txt", "no such file"), (",cat", "empty class name")):
+        with pytest.raises(ConfigError, match=message):
+            read_class_list(value)
+    listing.write_text("only\n")
+    with pytest.raises(ConfigError, match="lists 1 class name"):
+        read_class_list(str(listing))

@@ -56,6 +56,8 @@ class _JsonMixin:
 
 EVAL_BATCH_SIZE = 1024  # inference batch of every evaluation: large, no gradients kept
 SPLITS = ("train", "val", "test")
+# the columns of a prediction CSV (sample id, true label, predicted label) unless the user names others
+CSV_COLUMNS = ("id", "target", "pred")
 
 
 @dataclass
@@ -289,9 +291,34 @@ class EvalConfig:
     batch_size: int = EVAL_BATCH_SIZE
     # imagefolder: resize images to each checkpoint's own input size (the user gave none)
     image_size_from_checkpoint: bool = False
+    # prediction CSVs: which columns hold the id, the true label and the prediction
+    id_column: str = CSV_COLUMNS[0]
+    label_column: str = CSV_COLUMNS[1]
+    pred_column: str = CSV_COLUMNS[2]
+    # class names, in index order, that label columns may hold instead of indices (None: from a checkpoint)
+    classes: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size: expected a positive integer, got {self.batch_size}")
         if self.split not in SPLITS:
             raise ConfigError(f"--split: expected {', '.join(SPLITS)}, got {self.split!r}")
+        check_csv_columns(self.id_column, self.label_column, self.pred_column)
+
+    @property
+    def csv_columns(self) -> tuple[str, str, str]:
+        return (self.id_column, self.label_column, self.pred_column)
+
+
+def check_csv_columns(id_column: str, label_column: str, pred_column: str) -> None:
+    """Each column option names a column, and three different ones."""
+    named = {"--id-column": id_column, "--label-column": label_column, "--pred-column": pred_column}
+    for option, name in named.items():
+        if not name.strip():
+            raise ConfigError(f"{option}: expected a column name, got {name!r}")
+    seen: dict[str, str] = {}
+    for option, name in named.items():
+        key = name.strip().lower()
+        if key in seen:
+            raise ConfigError(f"{seen[key]} and {option} both name column {name!r}; expected three columns")
+        seen[key] = option

@@ -2,22 +2,27 @@
 
 Three formats are read, two written:
 
-- ``.npz`` (read/write): arrays ``ids`` int [N], ``targets`` int [N], and
-  ``logits`` float [N, C] and/or ``preds`` int [N]; optional ``num_classes``
-  (scalar int) and ``classes`` (1-D string array). Loaded with
-  ``allow_pickle=False``: a pickle is refused, never run.
-- ``.csv`` (read): header naming the columns ``id,target,pred`` (any order,
-  extra columns ignored), one integer row per sample. No logits, so no margin
-  analysis; the class count is then inferred from the labels.
-- ``.safetensors`` (read/write), the tool's own: tensors ``ids``, ``targets``,
-  ``preds`` (int64) and ``logits`` (float32, optional); string metadata
-  ``format = "modelupdate-predictions/1"``, ``num_classes``, ``classes`` (a JSON
-  list, or absent) and free provenance keys (checkpoint sha256, dataset, ...).
+- ``.npz`` (read/write): arrays ``ids`` [N] (integers, or a unicode string array such as
+  ``img_00000.png``), ``targets`` int [N], and ``logits`` float [N, C] and/or ``preds`` int [N];
+  optional ``num_classes`` (scalar int) and ``classes`` (1-D string array). Loaded with
+  ``allow_pickle=False``: a pickle (an object array) is refused, never run.
+- ``.csv`` (read): a header naming the columns ``id,target,pred`` (any order, any case, extra
+  columns ignored; other names through ``columns``, the CLI's ``--id-column``, ``--label-column``,
+  ``--pred-column``), one row per sample. Ids are integers when every id is one, else strings.
+  Labels are class indices when every value in the column is an integer, else every value must
+  be a class name of ``classes`` (the ``--classes`` list or a checkpoint's), mapped to its index.
+  No logits, so no margin analysis; without class names the class count is inferred from the labels.
+- ``.safetensors`` (read/write), the tool's own: tensors ``targets``, ``preds`` (int64),
+  ``logits`` (float32, optional) and either ``ids`` (int64) or, for string ids, ``ids_utf8``
+  (uint8: the UTF-8 bytes of the ids joined by NUL; an id is never empty and holds no NUL);
+  string metadata ``format = "modelupdate-predictions/1"``, ``num_classes``, ``classes`` (a JSON
+  list, or absent) and free provenance keys (checkpoint sha256, dataset, split, ...).
 
-Every problem raises :class:`PredictionFileError` with one line naming the file
-and the field; old and new files that do not fit together raise
-:class:`MismatchError`. Writes are atomic (temp file in the same folder, fsync,
-rename).
+Ids are unique within a file; old and new files are matched by id (an integer id matches the
+string of its decimal digits when the other file's ids are strings). Every problem raises
+:class:`PredictionFileError` with one line naming the file and the field (for a CSV, the row);
+old and new files that do not fit together raise :class:`MismatchError`. Writes are atomic (temp
+file in the same folder, fsync, rename).
 """
 
 from __future__ import annotations
@@ -26,7 +31,6 @@ import dataclasses
 import io
 import json
 import os
-import warnings
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -36,11 +40,12 @@ from pathlib import Path
 import numpy as np
 
 from modelupdate.atomic import atomic_write_bytes
+from modelupdate.config import CSV_COLUMNS
 from modelupdate.errors import MismatchError, PredictionFileError
+from modelupdate.prediction_csv import read_csv_columns
 
 PREDICTIONS_FORMAT = "modelupdate-predictions/1"
 SUFFIXES = (".npz", ".csv", ".safetensors")
-CSV_COLUMNS = ("id", "target", "pred")
 
 #: rows checked at a time for NaN/Inf, so no [N, C] bool temporary is made
 _CHUNK_ROWS = 65_536
@@ -50,7 +55,7 @@ _CHUNK_ROWS = 65_536
 class Predictions:
     """One model's outputs on a labelled set, one entry per sample.
 
-    ids: int64 [N] (unique); targets: int64 [N]; preds: int64 [N];
+    ids: int64 [N] or unicode strings [N] (unique); targets: int64 [N]; preds: int64 [N];
     logits: float32 [N, C] or None (label-only files); num_classes: C, or None
     when a label-only file does not say (``align`` then infers it);
     classes: C names or None; source: where it came from, for messages;
@@ -96,15 +101,42 @@ def _fail(source: str, what: str) -> PredictionFileError:
     return PredictionFileError(f"{source}: {what}".replace("\n", " "))
 
 
+def show_id(value) -> str:
+    """One sample id as a message shows it: an integer as digits, a string quoted."""
+    return repr(str(value)) if isinstance(value, str) else str(int(value))
+
+
 def _examples(values: np.ndarray, k: int = 3) -> str:
-    shown = ", ".join(str(int(v)) for v in values[:k])
+    shown = ", ".join(show_id(v) for v in values[:k].tolist())
     return shown + (", ..." if values.size > k else "")
 
 
-def _int_vector(source: str, name: str, array: np.ndarray) -> np.ndarray:
+def _ids(source: str, array: np.ndarray) -> np.ndarray:
+    """ids as int64 [N], or as a unicode array [N] of non-empty strings without NUL."""
+    array = np.asarray(array)
+    if array.dtype.kind == "S":
+        try:
+            array = np.char.decode(array, "utf-8")
+        except UnicodeDecodeError:
+            raise _fail(source, "field 'ids' holds bytes that are not UTF-8") from None
+    elif array.dtype.kind == "O" and all(isinstance(v, str) for v in array.reshape(-1).tolist()):
+        array = array.astype(str)  # strings built in memory (never read from a file: no pickle)
+    if array.dtype.kind != "U":
+        return _int_vector(source, "ids", array, "integers or strings")
+    if array.ndim != 1:
+        raise _fail(source, f"field 'ids' has shape {array.shape}; expected [N]")
+    values = array.tolist()
+    for i, value in enumerate(values):
+        if not value or "\0" in value:
+            raise _fail(source, f"field 'ids' has an {'empty id' if not value else 'id with a NUL'} "
+                        f"at position {i}; expected non-empty names")
+    return array
+
+
+def _int_vector(source: str, name: str, array: np.ndarray, expected: str = "integers") -> np.ndarray:
     array = np.asarray(array)
     if array.dtype.kind not in "iu":
-        raise _fail(source, f"field '{name}' has dtype {array.dtype}; expected integers")
+        raise _fail(source, f"field '{name}' has dtype {array.dtype}; expected {expected}")
     if array.ndim != 1:
         raise _fail(source, f"field '{name}' has shape {array.shape}; expected [N]")
     if array.dtype == np.uint64 and array.size and array.max() > np.iinfo(np.int64).max:
@@ -159,7 +191,7 @@ def _build(
         raise _fail(source, "missing field 'targets'")
     if logits is None and preds is None:
         raise _fail(source, "missing field 'logits' or 'preds' (one of them is needed)")
-    ids = _int_vector(source, "ids", ids)
+    ids = _ids(source, ids)
     targets = _int_vector(source, "targets", targets)
     if preds is not None:
         preds = _int_vector(source, "preds", preds)
@@ -202,7 +234,7 @@ def _build(
             wrong = np.flatnonzero(logits[rows, preds] < logits[rows, argmax])
             if wrong.size:
                 raise _fail(source, f"field 'preds' disagrees with argmax of 'logits' for "
-                            f"{wrong.size} samples (e.g. id {int(ids[wrong[0]])})")
+                            f"{wrong.size} samples (e.g. id {show_id(ids[wrong[0]].item())})")
 
     # ids already strictly increasing (the usual dataset order) need no sort to be unique
     increasing = bool(np.all(ids[1:] > ids[:-1]))
@@ -220,8 +252,14 @@ def _build(
 # --------------------------------------------------------------------------- readers
 
 
-def read_predictions(path: str | os.PathLike) -> Predictions:
-    """Read and validate a ``.npz``, ``.csv`` or predictions ``.safetensors`` file."""
+def read_predictions(path: str | os.PathLike, *, columns: Sequence[str] = CSV_COLUMNS,
+                     classes: Sequence[str] | None = None) -> Predictions:
+    """Read and validate a ``.npz``, ``.csv`` or predictions ``.safetensors`` file.
+
+    ``columns``: the CSV columns holding the id, the true label and the prediction (matched
+    without regard to case). ``classes``: the class names in index order; a CSV's label columns
+    may then hold names, and a file that names its own classes must name the same ones.
+    """
     path = Path(path)
     source = str(path)
     suffix = path.suffix.lower()
@@ -234,8 +272,31 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
         raise _fail(source, "no such file" if not path.exists() else "not a regular file")
     if path.stat().st_size == 0:
         raise _fail(source, "file is empty")
-    reader = {".npz": _read_npz, ".csv": _read_csv, ".safetensors": _read_safetensors}[suffix]
-    return reader(path, source)
+    if suffix == ".csv":
+        ids, targets, preds = read_csv_columns(path, tuple(columns), classes)
+        predictions = _build(source, ids=ids, targets=targets, preds=preds, logits=None, num_classes=None,
+                             classes=None if classes is None else list(classes), meta={})
+    else:
+        predictions = {".npz": _read_npz, ".safetensors": _read_safetensors}[suffix](path, source)
+    return _with_classes(predictions, classes)
+
+
+def _with_classes(p: Predictions, classes: Sequence[str] | None) -> Predictions:
+    """``p`` naming ``classes``: a file that names other classes is a MismatchError."""
+    if classes is None:
+        return p
+    classes = [str(c) for c in classes]
+    if p.classes == classes:
+        return p
+    if p.classes is not None:
+        first = next((i for i, (a, b) in enumerate(zip(p.classes, classes, strict=False)) if a != b),
+                     min(len(p.classes), len(classes)))
+        ours = p.classes[first] if first < len(p.classes) else None
+        theirs = classes[first] if first < len(classes) else None
+        raise MismatchError(f"{p.source}: its class names differ from the classes it is read with at index "
+                            f"{first} ({ours!r} vs {theirs!r}; {len(p.classes)} vs {len(classes)} classes)")
+    return _build(p.source, ids=p.ids, targets=p.targets, logits=p.logits, preds=p.preds,
+                  num_classes=p.num_classes, classes=classes, meta=p.meta)
 
 
 def _read_npz(path: Path, source: str) -> Predictions:
@@ -282,30 +343,7 @@ def _read_npz(path: Path, source: str) -> Predictions:
                   num_classes=num_classes, classes=classes, meta={})
 
 
-def _read_csv(path: Path, source: str) -> Predictions:
-    try:
-        with open(path, encoding="utf-8-sig") as fh:
-            header_line = fh.readline()
-    except UnicodeDecodeError:
-        raise _fail(source, "is not a UTF-8 text file") from None
-    header = [h.strip().lower() for h in header_line.strip().split(",")]
-    missing = [c for c in CSV_COLUMNS if c not in header]
-    if missing:
-        raise _fail(source, f"header {header_line.strip()!r} lacks column(s) "
-                    f"{', '.join(missing)}; expected 'id,target,pred'")
-    columns = [header.index(c) for c in CSV_COLUMNS]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "input contained no data"
-            table = np.loadtxt(path, dtype=np.int64, delimiter=",", skiprows=1,
-                               usecols=columns, ndmin=2, encoding="utf-8-sig")
-    except ValueError as exc:
-        raise _fail(source, f"cannot read rows as integers ({exc})") from None
-    if table.shape[0] == 0:
-        raise _fail(source, "contains no samples (only a header)")
-    return _build(source, ids=table[:, 0].copy(), targets=table[:, 1].copy(),
-                  preds=table[:, 2].copy(), logits=None, num_classes=None, classes=None,
-                  meta={})
+# --------------------------------------------------------------------------- safetensors
 
 
 def _read_safetensors(path: Path, source: str) -> Predictions:
@@ -319,7 +357,7 @@ def _read_safetensors(path: Path, source: str) -> Predictions:
                             f"expected {PREDICTIONS_FORMAT!r} (a model checkpoint is not "
                             "a prediction file)")
             arrays = {name: fh.get_tensor(name) for name in fh.keys()
-                      if name in ("ids", "targets", "logits", "preds")}
+                      if name in ("ids", "ids_utf8", "targets", "logits", "preds")}
     except PredictionFileError:
         raise
     except (SafetensorError, OSError, ValueError) as exc:
@@ -341,9 +379,29 @@ def _read_safetensors(path: Path, source: str) -> Predictions:
                                     or not all(isinstance(c, str) for c in classes)):
             raise _fail(source, "metadata 'classes' must be a JSON list of strings")
     meta = {k: v for k, v in metadata.items() if k not in ("format", "num_classes", "classes")}
+    if "ids_utf8" in arrays:
+        if "ids" in arrays:
+            raise _fail(source, "has both 'ids' and 'ids_utf8'; expected one of them")
+        arrays["ids"] = _decode_string_ids(source, arrays.pop("ids_utf8"))
     return _build(source, ids=arrays.get("ids"), targets=arrays.get("targets"),
                   logits=arrays.get("logits"), preds=arrays.get("preds"),
                   num_classes=num_classes, classes=classes, meta=meta)
+
+
+def _decode_string_ids(source: str, data: np.ndarray) -> np.ndarray:
+    """``ids_utf8`` (uint8 [B]: UTF-8 of the ids joined by NUL) -> unicode [N]."""
+    if data.dtype != np.uint8 or data.ndim != 1:
+        raise _fail(source, f"field 'ids_utf8' has dtype {data.dtype} and shape {data.shape}; "
+                    "expected uint8 [bytes]")
+    try:
+        text = data.tobytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise _fail(source, "field 'ids_utf8' is not UTF-8") from None
+    return np.array(text.split("\0"), dtype=str)
+
+
+def _encode_string_ids(ids: np.ndarray) -> np.ndarray:
+    return np.frombuffer("\0".join(ids.tolist()).encode("utf-8"), dtype=np.uint8)
 
 
 def is_predictions_file(path: str | os.PathLike) -> bool:
@@ -377,11 +435,15 @@ def write_predictions(path: str | os.PathLike, predictions: Predictions) -> Path
         raise PredictionFileError(f"{path}: cannot write extension '{path.suffix}'; "
                                   "expected .npz or .safetensors")
     p = predictions
+    string_ids = p.ids.dtype.kind == "U"
     tensors = {
-        "ids": np.ascontiguousarray(p.ids, dtype=np.int64),
         "targets": np.ascontiguousarray(p.targets, dtype=np.int64),
         "preds": np.ascontiguousarray(p.preds, dtype=np.int64),
     }
+    if string_ids and suffix == ".safetensors":
+        tensors["ids_utf8"] = _encode_string_ids(p.ids)  # safetensors holds numbers only
+    else:
+        tensors["ids"] = p.ids if string_ids else np.ascontiguousarray(p.ids, dtype=np.int64)
     if p.logits is not None:
         tensors["logits"] = np.ascontiguousarray(p.logits, dtype=np.float32)
     if suffix == ".npz":
@@ -415,6 +477,11 @@ def _take(p: Predictions, index: np.ndarray) -> Predictions:
     )
 
 
+def _string_ids(p: Predictions) -> Predictions:
+    """``p`` with integer ids written as their decimal digits (to match a file of string ids)."""
+    return p if p.ids.dtype.kind == "U" else dataclasses.replace(p, ids=p.ids.astype(str))
+
+
 def align(old: Predictions, new: Predictions) -> tuple[Predictions, Predictions]:
     """Put ``new`` in ``old``'s sample order and make both agree on classes.
 
@@ -424,6 +491,8 @@ def align(old: Predictions, new: Predictions) -> tuple[Predictions, Predictions]
     id sets differ, targets differ for an id, or the class counts/names disagree.
     """
     names = f"old {old.source} vs new {new.source}"
+    if (old.ids.dtype.kind == "U") != (new.ids.dtype.kind == "U"):
+        old, new = _string_ids(old), _string_ids(new)
     if not np.array_equal(old.ids, new.ids):
         sorted_old, sorted_new = np.sort(old.ids), np.sort(new.ids)
         if not np.array_equal(sorted_old, sorted_new):
@@ -442,7 +511,7 @@ def align(old: Predictions, new: Predictions) -> tuple[Predictions, Predictions]
         i = int(differ[0])
         raise MismatchError(
             f"targets differ for {differ.size} of {len(old)} samples ({names}), e.g. id "
-            f"{int(old.ids[i])}: old {int(old.targets[i])}, new {int(new.targets[i])}"
+            f"{show_id(old.ids[i].item())}: old {int(old.targets[i])}, new {int(new.targets[i])}"
         )
 
     if old.num_classes is not None and new.num_classes is not None:

@@ -35,7 +35,9 @@ from .options import (
     MinBtc,
     OldInput,
     OptionalData,
+    PredictionFiles,
     evaluation_command,
+    prediction_file_command,
     shared_options,
 )
 
@@ -125,6 +127,7 @@ gate_command = shared_options(_gate_options, "gates", in_place=True)
 
 
 @evaluation_command
+@prediction_file_command
 @gate_command
 def flip_report_cmd(
     old: OldInput,
@@ -132,6 +135,7 @@ def flip_report_cmd(
                                       "ensemble or a prediction file.")],
     data: OptionalData = None,
     evaluation: Evaluation = None,  # type: ignore[assignment]  # the shared options, in this place
+    files: PredictionFiles = None,  # type: ignore[assignment]  # the prediction-file options, here
     json_path: JsonPath = None,
     markdown_path: MarkdownPath = None,
     flips_csv_path: Annotated[Path | None, typer.Option(
@@ -148,7 +152,7 @@ def flip_report_cmd(
     from ..report import FLIP_REPORT_FORMATS, flip_report_rich
     from ..workflows.flip_report import run_flip_report
 
-    options = run(lambda: evaluation.config(data))
+    options = run(lambda: evaluation.config(data, files))
     done = run(lambda: run_flip_report(old, new, options, gates, {
         "--json": json_path, "--markdown": markdown_path, "--flips-csv": flips_csv_path, "--html": html_path},
         FLIP_REPORT_FORMATS))
@@ -159,6 +163,7 @@ def flip_report_cmd(
 
 
 @evaluation_command
+@prediction_file_command
 @gate_command
 def compare_cmd(
     candidates: Annotated[list[Path], typer.Argument(
@@ -170,6 +175,7 @@ def compare_cmd(
         "names].")] = None,
     data: OptionalData = None,
     evaluation: Evaluation = None,  # type: ignore[assignment]  # the shared options, in this place
+    files: PredictionFiles = None,  # type: ignore[assignment]  # the prediction-file options, here
     json_path: JsonPath = None,
     markdown_path: MarkdownPath = None,
     html_path: HtmlPath = None,
@@ -185,7 +191,7 @@ def compare_cmd(
     from ..report import COMPARE_FORMATS, compare_rich
     from ..workflows.compare import run_compare
 
-    options = run(lambda: evaluation.config(data))
+    options = run(lambda: evaluation.config(data, files))
     done = run(lambda: run_compare(old, candidates, names or [], options, {
         "--json": json_path, "--markdown": markdown_path, "--html": html_path}, COMPARE_FORMATS, gates))
     _show(done.stdout, lambda: compare_rich(done.result))

@@ -6,6 +6,7 @@ option the three training commands share, gathered into one ``TrainingRun``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import json
@@ -16,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..config import DataConfig, EvalConfig, TrainConfig, UpdateConfig, parse_arch_args
+from ..config import DataConfig, EvalConfig, TrainConfig, UpdateConfig, check_csv_columns, parse_arch_args
 from .errors import run
 
 DATA, TRAIN, EVAL, UPDATE = DataConfig(), TrainConfig(), EvalConfig(), UpdateConfig()
@@ -93,6 +94,14 @@ MarkdownPath = Annotated[str | None, typer.Option(
     "--markdown", help="Write a Markdown report here ('-': to stdout, instead of the tables).")]
 HtmlPath = Annotated[Path | None, typer.Option(
     "--html", help="Write a self-contained HTML report with plots here.")]
+IdColumn = Annotated[str, typer.Option("--id-column", help="Prediction CSVs: the column holding the sample id.")]
+LabelColumn = Annotated[str, typer.Option("--label-column", help="Prediction CSVs: the column holding the true "
+                                          "label (a class index or a class name).")]
+PredColumn = Annotated[str, typer.Option("--pred-column", help="Prediction CSVs: the column holding the "
+                                         "predicted label (a class index or a class name).")]
+Classes = Annotated[str | None, typer.Option(
+    "--classes", help="Class names in index order, for CSV labels given as names: a file with one name per "
+    "line, or a comma list [default: the checkpoint's classes].")]
 
 
 def _threshold(flag: str, text: str):  # -> an Annotated option type
@@ -136,13 +145,36 @@ class Evaluation:
     device: str
     batch_size: int
 
-    def config(self, data: str | None) -> EvalConfig:
-        """How checkpoints are evaluated; without ``--image-size`` an image folder takes each checkpoint's size."""
+    def config(self, data: str | None, files: PredictionFiles | None = None) -> EvalConfig:
+        """How checkpoints are evaluated (and ``files``: how prediction files are read); without
+        ``--image-size`` an image folder takes each checkpoint's size."""
         size = self.image_size if self.image_size is not None else DATA.image_size
         data_cfg = None if data is None else data_config(data, self.data_dir, self.download, self.val_fraction, None,
                                                          self.split_seed, True, size)
         return EvalConfig(data=data_cfg, split=self.split, device=self.device, batch_size=self.batch_size,
-                          image_size_from_checkpoint=self.image_size is None)
+                          image_size_from_checkpoint=self.image_size is None,
+                          **(dataclasses.asdict(files) if files is not None else {}))
+
+
+@dataclass
+class PredictionFiles:
+    """How prediction files are read: the CSV columns, and the class names CSV labels may use."""
+
+    id_column: str
+    label_column: str
+    pred_column: str
+    classes: tuple[str, ...] | None
+
+
+def _prediction_file_options(id_column: IdColumn = EVAL.id_column, label_column: LabelColumn = EVAL.label_column,
+                             pred_column: PredColumn = EVAL.pred_column, classes: Classes = None
+                             ) -> PredictionFiles:
+    """The options of every command that reads prediction files."""
+    from ..prediction_csv import read_class_list
+
+    check_csv_columns(id_column, label_column, pred_column)
+    return PredictionFiles(id_column, label_column, pred_column,
+                           read_class_list(classes) if classes is not None else None)
 
 
 def _evaluation_options(
@@ -224,3 +256,16 @@ def shared_options(gather: Callable[..., Any], parameter: str, *, in_place: bool
 # ``evaluation: Evaluation``
 training_command = shared_options(_training_options, "job", in_place=False)
 evaluation_command = shared_options(_evaluation_options, "evaluation", in_place=True)
+# a command reading prediction files receives their options as ``files: PredictionFiles``
+prediction_file_command = shared_options(_prediction_file_options, "files", in_place=True)
+
+
+def _csv_column_options(id_column: IdColumn = EVAL.id_column, label_column: LabelColumn = EVAL.label_column,
+                        pred_column: PredColumn = EVAL.pred_column) -> tuple[str, str, str]:
+    """The CSV columns of a command whose class names come from its dataset (ldi-train --old)."""
+    check_csv_columns(id_column, label_column, pred_column)
+    return (id_column, label_column, pred_column)
+
+
+# ... receives them as ``csv_columns: tuple[str, str, str]``
+csv_column_command = shared_options(_csv_column_options, "csv_columns", in_place=True)

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from .console import is_rank0, out_console
 from .errors import RESUME_HINT, run
-from .options import UPDATE, TrainingRun, training_command
+from .options import UPDATE, TrainingRun, csv_column_command, training_command
 
 
 @training_command
@@ -50,10 +50,14 @@ def ensemble_train_cmd(
 
 
 @training_command
+@csv_column_command
 def ldi_train_cmd(
     job: TrainingRun,
     old: Annotated[Path | None, typer.Option("--old", help="The deployed (old) model: NFR is measured against it; "
-                                             "the reference of ldi-old, kd, fd-*, new-error.")] = None,
+                                             "the reference of ldi-old, kd, fd-*, new-error. Or only its "
+                                             "predictions (.npz, .csv, predictions .safetensors) on the val "
+                                             "and/or test split: then for the flip metrics alone.")] = None,
+    csv_columns: tuple[str, str, str] = None,  # type: ignore[assignment]  # --old CSV's columns, here
     reference: Annotated[Path | None, typer.Option("--reference", help="Reference ensemble (or model) for "
                                                    "--method elodi.")] = None,
     method: Annotated[str | None, typer.Option("--method", help="elodi, ldi-old, kd, fd-kl, fd-lm, new-error or ce "
@@ -91,7 +95,7 @@ def ldi_train_cmd(
                                       fd_a=fd_a, fd_b=fd_b))
     result = run(lambda: ldi_train(job.data, job.train, update, job.out, old=old, reference=reference,
                                    reference_cache=reference_cache, resume=job.resume,
-                                   allow_other_data=allow_other_data,
+                                   allow_other_data=allow_other_data, old_columns=csv_columns,
                                    on_event=ProgressPrinter(quiet=job.quiet, label=method or "ldi-train")),
                  on_interrupt=RESUME_HINT)
     if is_rank0():

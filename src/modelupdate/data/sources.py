@@ -65,17 +65,28 @@ class DatasetInfo:
 
 @dataclass
 class Split:
-    """One split held in memory. images uint8 [N, C, H, W]; targets, ids int64 [N]."""
+    """One split held in memory. images uint8 [N, C, H, W]; targets, ids int64 [N].
+
+    ``id_names``: where samples have names (``imagefolder:``, the image's path relative to the
+    dataset root, e.g. ``test/cat/001.png``), the name of the sample with id ``i`` is
+    ``id_names[i]``; a subset shares the table. None: the integer ids are the names.
+    """
 
     images: torch.Tensor
     targets: torch.Tensor
     ids: torch.Tensor
+    id_names: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return int(self.targets.shape[0])
 
     def subset(self, index: torch.Tensor) -> Split:
-        return Split(self.images[index], self.targets[index], self.ids[index])
+        return Split(self.images[index], self.targets[index], self.ids[index], self.id_names)
+
+    def sample_ids(self, ids: torch.Tensor | None = None) -> list[int] | list[str]:
+        """The ids users see of ``ids`` (default: this split's, in order): names where samples have them."""
+        values = (self.ids if ids is None else ids).tolist()
+        return values if self.id_names is None else [self.id_names[i] for i in values]
 
 
 @dataclass
@@ -368,7 +379,8 @@ def _synthetic(cfg: DataConfig):
 
 def _load_imagefolder(cfg: DataConfig):
     """``imagefolder:PATH`` with PATH/train/<class>/* and PATH/test/<class>/*: RGB, centre-cropped to a square
-    and resized to ``cfg.image_size``, so images are uint8 [N, 3, S, S]."""
+    and resized to ``cfg.image_size``, so images are uint8 [N, 3, S, S]. Each sample is named by its file's
+    path relative to PATH (``test/cat/001.png``): ``Split.id_names``."""
     import torchvision
     from torchvision.transforms import functional as TF
 
@@ -396,7 +408,9 @@ def _load_imagefolder(cfg: DataConfig):
                 raise DataError(f"--data imagefolder:{root}: cannot read image {path} ({reason}); expected a "
                                 f"readable image file") from None
         targets = torch.tensor(ds.targets, dtype=torch.long)
-        return Split(images, targets, torch.arange(len(targets))), ds.classes
+        # ids users see: the image's path under the dataset root, with / on every system
+        names = tuple(Path(path).relative_to(root).as_posix() for path, _ in ds.samples)
+        return Split(images, targets, torch.arange(len(targets)), names), ds.classes
 
     train, classes = load("train")
     if len(classes) < 2:

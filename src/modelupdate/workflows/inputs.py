@@ -1,8 +1,10 @@
 """The inputs of the analysis commands: prediction files, or checkpoints run on a dataset split.
 
-Reads top to bottom: decide what each input path is (a prediction file or a checkpoint), read
-prediction files first (a bad one fails before any model runs), then load the dataset once and
-run each checkpoint on the split, keeping its logits and provenance.
+Reads top to bottom: decide what each input path is (a prediction file or a checkpoint), find the
+class list that CSV labels may name (``--classes``, else a checkpoint's, else another prediction
+file's), read prediction files first (a bad one fails before any model runs), then load the dataset
+once and run each checkpoint on the split, keeping its logits and provenance. Samples of an
+``imagefolder:`` dataset are named by their image's path under the dataset root (string ids).
 
 torch is imported only when a checkpoint has to run, so commands that work on prediction files
 alone start in a fraction of a second.
@@ -11,9 +13,12 @@ alone start in a fraction of a second.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..config import EVAL_BATCH_SIZE, DataConfig, EvalConfig
 from ..errors import ConfigError
@@ -51,6 +56,34 @@ def checkpoint_kind(path: str | Path) -> str | None:
     return CHECKPOINT_FORMATS.get(fmt)
 
 
+def checkpoint_classes(path: str | Path) -> list[str] | None:
+    """The class names in a checkpoint's header (no torch, no weights read); None when unreadable,
+    for the checkpoint loader to explain."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="np") as fh:
+            classes = json.loads((fh.metadata() or {}).get("classes", "null"))
+    except Exception:
+        return None
+    if isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes):
+        return classes
+    return None
+
+
+def read_prediction_files(paths: dict[int, str | Path], options: EvalConfig,
+                          classes: list[str] | None) -> dict[int, Predictions]:
+    """Read the prediction files among the inputs (index -> path), CSVs last: their label columns may
+    name classes, found in ``classes`` or else in the first other file that names its classes."""
+    loaded: dict[int, Predictions] = {}
+    csv_last = sorted(paths, key=lambda i: Path(paths[i]).suffix.lower() == ".csv")
+    for i in csv_last:
+        if classes is None and Path(paths[i]).suffix.lower() == ".csv":
+            classes = next((p.classes for p in loaded.values() if p.classes is not None), None)
+        loaded[i] = read_predictions(paths[i], columns=options.csv_columns, classes=classes)
+    return loaded
+
+
 def load_inputs(paths: list[str | Path], options: EvalConfig,
                 timed: list[bool] | None = None) -> list[Predictions]:
     """Every path as Predictions, in order. Cheap checks and prediction files come first,
@@ -64,10 +97,10 @@ def load_inputs(paths: list[str | Path], options: EvalConfig,
         if kind is not None and options.data is None:
             article = "an" if kind == "ensemble" else "a"
             raise ConfigError(f"{path} is {article} {kind} checkpoint; pass --data to evaluate it")
-    loaded: dict[int, Predictions] = {}
-    for i, (path, kind) in enumerate(zip(paths, kinds, strict=True)):
-        if kind is None:
-            loaded[i] = read_predictions(path)
+    classes = list(options.classes) if options.classes is not None else next(
+        (c for p, k in zip(paths, kinds, strict=True) if k is not None and (c := checkpoint_classes(p))), None)
+    loaded = read_prediction_files({i: p for i, (p, k) in enumerate(zip(paths, kinds, strict=True)) if k is None},
+                                   options, classes)
     datasets: dict[str, Any] = {}
     for i, (path, kind) in enumerate(zip(paths, kinds, strict=True)):
         if kind is not None:
@@ -92,6 +125,8 @@ def predictions_from_checkpoint(
     datasets: dict[str, Any] | None = None,
 ) -> Predictions:
     """Run a model or ensemble checkpoint on one split: logits [N, C], targets, ids, classes.
+
+    The ids are the dataset's: integers, or for ``imagefolder:`` each image's path under the root.
 
     Raises CheckpointError for a bad file, MismatchError naming checkpoint and dataset when
     their classes, input shape or normalisation differ, DataError for a bad dataset.
@@ -130,7 +165,8 @@ def predictions_from_checkpoint(
     if measure_speed:
         ms = measure_ms_per_image(model, meta.input_shape, runtime.device)
         provenance["ms_per_image"] = f"{ms:.6g}"
-    return Predictions.from_arrays(ids.numpy(), targets.numpy(), logits=logits.numpy(),
+    sample_ids = samples.sample_ids(ids) if samples.id_names is not None else ids.numpy()
+    return Predictions.from_arrays(np.asarray(sample_ids), targets.numpy(), logits=logits.numpy(),
                                    classes=list(meta.classes), source=str(path), meta=provenance)
 
 

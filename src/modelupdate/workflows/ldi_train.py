@@ -4,24 +4,39 @@ Reads top to bottom: check inputs agree -> load data, old model and reference ->
 build the objective of the chosen method -> train with the shared engine ->
 measure error and flips against the old model -> write the checkpoint with
 the method, its parameters and the sha256 of the old model and the reference.
+
+``--old`` may also be the old model's prediction file (``.npz``, ``.csv``, predictions
+``.safetensors``) where only its outputs exist: it then serves the flip metrics alone, on each split
+of ``--data`` it covers (matched by sample id), and the methods held against the old model's logits
+(``NEEDS_OLD``) refuse it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import save as st_save
 
 from .. import losses
 from ..atomic import resolved
-from ..checkpoint import LoadedModel, atomic_write_bytes, check_compatible, load_checkpoint, read_safetensors
-from ..config import DataConfig, TrainConfig, UpdateConfig, with_method_defaults
+from ..checkpoint import (
+    LoadedModel,
+    atomic_write_bytes,
+    check_compatible,
+    load_checkpoint,
+    read_safetensors,
+    sha256_file,
+)
+from ..config import CSV_COLUMNS, DataConfig, TrainConfig, UpdateConfig, with_method_defaults
 from ..data import Batch, Dataset, load_dataset
 from ..engine import EventHandler, batch_cross_entropy, predict_logits
 from ..errors import ConfigError, MismatchError
 from ..metrics import flip_counts
+from ..predictions import Predictions, is_predictions_file, read_predictions, show_id
 from ..reference import CachedReference
 from ..runtime import Runtime, all_reduce_sum, setup_runtime
 from .common import TrainedModel, check_arch, check_output_path, holds_output_lock, train_one
@@ -32,19 +47,31 @@ NEEDS_OLD = {"ldi-old", "kd", "fd-kl", "fd-lm", "new-error"}
 @holds_output_lock
 def ldi_train(data_cfg: DataConfig, cfg: TrainConfig, update_cfg: UpdateConfig, out: Path, *,
               old: Path | None = None, reference: Path | None = None, reference_cache: Path | None = None,
-              resume: bool = False, allow_other_data: bool = False,
+              resume: bool = False, allow_other_data: bool = False, old_columns: Sequence[str] = CSV_COLUMNS,
               on_event: EventHandler | None = None) -> TrainedModel:
+    """``old_columns``: the id, label and prediction columns when ``old`` is a prediction CSV."""
     out = Path(out)
     ucfg = update_cfg.for_inputs(has_reference=reference is not None, has_old=old is not None).resolved()
     cfg = with_method_defaults(cfg, ucfg.method)
+    old_is_predictions = old is not None and is_predictions_file(old)
     _check_method_inputs(ucfg.method, old, reference, reference_cache)
+    if old_is_predictions:
+        _check_old_predictions_usable(ucfg.method, update_cfg.method is None, old)  # type: ignore[arg-type]
+    if reference is not None and is_predictions_file(reference):
+        raise ConfigError(f"--reference {reference}: is a prediction file; expected the reference ensemble's "
+                          f"checkpoint (.safetensors, from ensemble-train)")
     check_output_path(out, resume=resume, inputs={"--old": old, "--reference": reference,
                                                   "--reference-cache": reference_cache})
     runtime = setup_runtime(cfg)
     data = load_dataset(data_cfg)
     check_arch(cfg, data.info)
 
-    old_model = _load_against_data(old, "--old", data, data_cfg, allow_other_data) if old else None
+    old_labels: dict[str, np.ndarray] = {}  # the old model's labels on the splits its prediction file covers
+    if old_is_predictions:
+        old_file = read_predictions(old, columns=old_columns, classes=data.info.classes)  # type: ignore[arg-type]
+        old_labels = old_labels_on_splits(_check_predictions_data(old_file, data, allow_other_data), data)
+    old_model = _load_against_data(old, "--old", data, data_cfg, allow_other_data) if old and not old_is_predictions \
+        else None
     if ucfg.method == "elodi":
         teacher = _load_against_data(reference, "--reference", data, data_cfg, allow_other_data)
     elif ucfg.method == "ce":
@@ -67,6 +94,10 @@ def ldi_train(data_cfg: DataConfig, cfg: TrainConfig, update_cfg: UpdateConfig, 
     if old_model is not None:
         epoch_metrics = flip_metrics_on(old_model, data, "val", runtime, cfg) if len(data.val) else None
         final_metrics = flip_metrics_on(old_model, data, "test", runtime, cfg)
+    elif old_labels:  # flips on every split the file covers: val each epoch, all of them at the end
+        measures = {name: flip_metrics_on(labels, data, name, runtime, cfg) for name, labels in old_labels.items()}
+        epoch_metrics = measures.get("val")
+        final_metrics = lambda model: {k: v for m in measures.values() for k, v in m(model).items()}  # noqa: E731
     update = {
         "method": ucfg.method, "params": ucfg.to_dict(),
         "parent_sha256": old_model.sha256 if old_model else None,
@@ -74,6 +105,9 @@ def ldi_train(data_cfg: DataConfig, cfg: TrainConfig, update_cfg: UpdateConfig, 
         "reference_members": len(teacher.members) if teacher is not None else None,
         "reference_cache": str(reference_cache) if cache is not None else None,
     }
+    if old_labels:  # the old model is known by its predictions only
+        update |= {"parent_predictions": str(old), "parent_predictions_sha256": sha256_file(old),  # type: ignore
+                   "parent_predictions_splits": sorted(old_labels)}
     return train_one(data, data_cfg, cfg, runtime, out, resume=resume, on_event=on_event, objective=objective,
                      epoch_metrics=epoch_metrics, final_metrics=final_metrics, update=update,
                      label=f"{ucfg.method} {cfg.arch}")
@@ -91,6 +125,66 @@ def _check_method_inputs(method: str, old: Path | None, reference: Path | None, 
         raise ConfigError(f"--reference: only used by --method elodi (got --method {method})")
     if method == "ce" and cache is not None:
         raise ConfigError("--reference-cache: --method ce has no reference to cache")
+
+
+def _check_old_predictions_usable(method: str, defaulted: bool, old: Path) -> None:
+    """A prediction file as --old serves the flip metrics only: no method held against the old logits."""
+    if method in NEEDS_OLD:
+        which = f"--method {method}" + (" (the default without --reference)" if defaulted else "")
+        raise ConfigError(f"{which}: needs the old checkpoint (.safetensors), not the prediction file --old {old} "
+                          f"(a prediction file serves only the flip metrics: use --method elodi with --reference, "
+                          f"or --method ce)")
+
+
+def _check_predictions_data(old: Predictions, data: Dataset, allow_other_data: bool) -> Predictions:
+    """A prediction file written by `modelupdate predict` records the dataset's fingerprint: it must be --data's."""
+    recorded = old.meta.get("dataset_fingerprint")
+    if recorded and recorded != data.info.fingerprint and not allow_other_data:
+        raise MismatchError(f"--old {old.source}: was predicted on other data than --data {data.info.name} (dataset "
+                            f"fingerprint {recorded[:12]} vs {data.info.fingerprint[:12]}); pass --allow-other-data "
+                            f"if that is intended")
+    return old
+
+
+def old_labels_on_splits(old: Predictions, data: Dataset, splits: Sequence[str] = ("val", "test")
+                         ) -> dict[str, np.ndarray]:
+    """The old model's predicted labels on each of ``splits`` that ``old`` covers: split name -> int64 [N_split],
+    in the split's sample order.
+
+    A split is covered when the file holds every one of its samples (by id: the dataset's integer ids, or the
+    names of ``Split.id_names``) with the same target; other rows of the file are ignored. Raises MismatchError
+    naming the file and, per split, what is missing when it covers none.
+    """
+    covered: dict[str, np.ndarray] = {}
+    reasons = []
+    for name in splits:
+        split = getattr(data, name)
+        if len(split) == 0:
+            continue
+        wanted = np.asarray(split.sample_ids())
+        have = old.ids
+        if (wanted.dtype.kind == "U") != (have.dtype.kind == "U"):  # integer ids match their digits
+            wanted, have = wanted.astype(str), have.astype(str)
+        order = np.argsort(have, kind="stable")
+        at = np.minimum(np.searchsorted(have[order], wanted), len(have) - 1)
+        found = have[order][at] == wanted
+        if not found.all():
+            missing = wanted[~found]
+            reasons.append(f"{name}: {missing.size} of {wanted.size} ids missing, e.g. {show_id(missing[0].item())}")
+            continue
+        rows = order[at]
+        differ = np.flatnonzero(old.targets[rows] != split.targets.numpy())
+        if differ.size:
+            i = int(differ[0])
+            reasons.append(f"{name}: targets differ for {differ.size} ids, e.g. id {show_id(wanted[i].item())}: "
+                           f"file {int(old.targets[rows[i]])}, data {int(split.targets[i])}")
+            continue
+        covered[name] = old.preds[rows]
+    if not covered:
+        raise MismatchError(f"--old {old.source}: covers no split of --data {data.info.name} "
+                            f"({'; '.join(reasons) or 'no samples'}); expected the old model's predictions on the "
+                            f"val or test split, every sample by id")
+    return covered
 
 
 def _load_against_data(path: Path | None, option: str, data: Dataset, data_cfg: DataConfig,
@@ -189,22 +283,30 @@ def load_or_build_reference_cache(path: Path, teacher: LoadedModel, data: Datase
 # --------------------------------------------------------------------------- flips vs the old model
 
 
-def flip_metrics_on(old: LoadedModel, data: Dataset, split_name: str, runtime: Runtime, cfg: TrainConfig):
+def flip_metrics_on(old: LoadedModel | np.ndarray, data: Dataset, split_name: str, runtime: Runtime,
+                    cfg: TrainConfig):
     """A function model -> {<split>_nfr, <split>_negative_flips, ...}: ``metrics.flip_counts`` of each
-    rank's shard, pooled over ranks."""
+    rank's shard, pooled over ranks. ``old``: the old model, or its predicted labels on the split
+    (int64 [N], in the split's order: ``old_labels_on_splits``)."""
     split = data.split(split_name)
     cached: dict[str, torch.Tensor] = {}
+    split_order = np.argsort(split.ids.numpy(), kind="stable")
 
-    def predictions(model: torch.nn.Module, **kw: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, targets, _ = predict_logits(model, split, data.info, runtime, batch_size=cfg.eval_batch_size, **kw)
+    def predictions(model: torch.nn.Module, **kw: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits, targets, ids = predict_logits(model, split, data.info, runtime, batch_size=cfg.eval_batch_size, **kw)
         # an empty shard (tiny split, many ranks) has [0, 0] logits: no argmax
-        return (logits.argmax(1) if len(targets) else targets), targets
+        return (logits.argmax(1) if len(targets) else targets), targets, ids
+
+    def old_predictions(ids: torch.Tensor) -> np.ndarray:
+        if isinstance(old, np.ndarray):  # this shard's samples, looked up by id
+            return old[split_order[np.searchsorted(split.ids.numpy()[split_order], ids.numpy())]]
+        if "old" not in cached:
+            cached["old"], _, _ = predictions(old.model)
+        return cached["old"].numpy()
 
     def measure(model: torch.nn.Module) -> dict[str, Any]:
-        if "old" not in cached:
-            cached["old"], cached["targets"] = predictions(old.model)
-        new, targets = predictions(model, channels_last=cfg.channels_last)
-        shard = flip_counts(cached["old"].numpy(), new.numpy(), targets.numpy())
+        new, targets, ids = predictions(model, channels_last=cfg.channels_last)
+        shard = flip_counts(old_predictions(ids), new.numpy(), targets.numpy())
         pooled = all_reduce_sum(torch.tensor([shard.n, shard.negative_flips, shard.positive_flips,
                                               shard.old_correct]), runtime)
         n, neg, pos, old_correct = (int(c) for c in pooled)

@@ -88,9 +88,10 @@ def main() -> None:
     (HERE / "header_only.csv").write_text("id,target,pred\n")
     files["header_only.csv"] = "contains no samples (only a header)"
     (HERE / "bad_header.csv").write_text("sample,label,prediction\n1,0,0\n")
-    files["bad_header.csv"] = "lacks column(s) id, target, pred"
+    files["bad_header.csv"] = ("lacks column(s) id, target, pred (its columns: 'sample', 'label', "
+                                "'prediction')")
     (HERE / "non_integer.csv").write_text("id,target,pred\n1,0,0\n2,cat,1\n")
-    files["non_integer.csv"] = "cannot read rows as integers"
+    files["non_integer.csv"] = "row 3: column 'target' holds 'cat', not a class index"
     # an object array inside an .npz is stored as a pickle: it must be refused, not run
     np.savez(HERE / "pickled_array.npz", ids=IDS, targets=TARGETS,
              logits=np.array([[1.0, 0.0], "x", None, 3], dtype=object))
