@@ -60,6 +60,22 @@ SPLITS = ("train", "val", "test")
 CSV_COLUMNS = ("id", "target", "pred")
 
 
+CROPS = ("pad", "random-resized", "none")
+# the augmentation fields of DataConfig: recorded with the data recipe (resume refuses a change) when set
+AUGMENT_KEYS = ("hflip", "crop", "crop_pad", "crop_scale", "color_jitter", "rand_augment")
+
+
+def parse_rand_augment(text: str) -> tuple[int, int]:
+    """``--rand-augment N,M``: N operations per image at magnitude M (torchvision's RandAugment, M in 0..30)."""
+    try:
+        n, m = (int(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--rand-augment: expected N,M (operations per image, magnitude), got {text!r}") from None
+    if not (1 <= n <= 10 and 0 <= m <= 30):
+        raise ConfigError(f"--rand-augment: expected N in 1..10 and M in 0..30, got {text!r}")
+    return n, m
+
+
 @dataclass
 class DataConfig(_JsonMixin):
     """Which dataset, where it lives, and how it is split."""
@@ -81,10 +97,29 @@ class DataConfig(_JsonMixin):
     synthetic_test: int = 256
     # imagefolder only: images are resized to this square size
     image_size: int = 32
+    # augmentation policy; None: the dataset's default (docs/method.md lists them); `augment` False: none at all
+    hflip: float | None = None
+    crop: str | None = None
+    crop_pad: int | None = None
+    crop_scale: float = 0.35
+    color_jitter: float = 0.0
+    rand_augment: str | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"--val-fraction: expected a value in [0, 1), got {self.val_fraction}")
+        if self.hflip is not None and not 0.0 <= self.hflip <= 1.0:
+            raise ConfigError(f"--hflip: expected a probability in [0, 1], got {self.hflip}")
+        if self.crop is not None and self.crop not in CROPS:
+            raise ConfigError(f"--crop: expected one of {', '.join(CROPS)}, got {self.crop!r}")
+        if self.crop_pad is not None and self.crop_pad < 0:
+            raise ConfigError(f"--crop-pad: expected pixels >= 0, got {self.crop_pad}")
+        if not 0.0 < self.crop_scale <= 1.0:
+            raise ConfigError(f"--crop-scale: expected the smallest area share in (0, 1], got {self.crop_scale}")
+        if not 0.0 <= self.color_jitter < 1.0:
+            raise ConfigError(f"--color-jitter: expected a strength in [0, 1), got {self.color_jitter}")
+        if self.rand_augment is not None:
+            parse_rand_augment(self.rand_augment)
         if self.image_size < 1:
             raise ConfigError(f"--image-size: expected a positive number of pixels, got {self.image_size}")
         _check_seed("--split-seed", self.split_seed)

@@ -17,7 +17,7 @@ import typer
 from rich.table import Table
 
 from ..config import GateSpec
-from .console import err_console, out_console
+from .console import err_console, out_console, print_written
 from .errors import run
 from .options import (
     Data,
@@ -97,7 +97,8 @@ def predict_cmd(
                                  device=options.device, batch_size=options.batch_size,
                                  image_size_from_checkpoint=options.image_size_from_checkpoint))
     p = result.predictions
-    table = Table(title=f"wrote {result.out}", title_justify="left")
+    print_written(result.out)
+    table = Table()
     table.add_column("field")
     table.add_column("value", justify="right")
     table.add_row("samples", f"{len(p):,}")

@@ -32,7 +32,19 @@ ValFraction = Annotated[float, typer.Option("--val-fraction", help="Share of tra
 TrainSubset = Annotated[str | None, typer.Option("--train-subset", help="Train on a seeded subset: a fraction "
                                                  "(0.33) or a count (20000).")]
 SplitSeed = Annotated[int, typer.Option("--split-seed", help="Seed of the validation split and the subset.")]
-NoAugment = Annotated[bool, typer.Option("--no-augment", help="Turn off train-time augmentation.")]
+NoAugment = Annotated[bool, typer.Option("--no-augment", help="Turn off every train-time augmentation.")]
+Hflip = Annotated[float | None, typer.Option("--hflip", metavar="P", help="Horizontal flip probability; 0: none "
+                                             "[default: the dataset's: 0.5, but 0 for mnist and synthetic].")]
+Crop = Annotated[str | None, typer.Option("--crop", help="pad (shift in a zero border), random-resized, or none "
+                                          "[default: pad].")]
+CropPad = Annotated[int | None, typer.Option("--crop-pad", metavar="PIXELS", help="--crop pad: the largest shift "
+                                             "[default: the dataset's].")]
+CropScale = Annotated[float, typer.Option("--crop-scale", metavar="MIN", help="--crop random-resized: the smallest "
+                                          "share of the image's area a crop keeps.")]
+ColorJitter = Annotated[float, typer.Option("--color-jitter", metavar="S", help="Brightness and contrast scaled by "
+                                            "a factor in [1-S, 1+S] per image; 0: off.")]
+RandAugment = Annotated[str | None, typer.Option("--rand-augment", metavar="N,M", help="torchvision's RandAugment: "
+                                                 "N operations per image at magnitude M (0..30).")]
 ImageSize = Annotated[int, typer.Option("--image-size", help="imagefolder: resize images to this size.")]
 Arch = Annotated[str, typer.Option("--arch", help="Architecture (see `modelupdate models`) or package.module:factory.")]
 ArchArgs = Annotated[str, typer.Option("--arch-args", help="Architecture arguments as a JSON object, "
@@ -71,6 +83,9 @@ Out = Annotated[Path, typer.Option("--out", help="Output checkpoint (.safetensor
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run of the same command.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Plain per-epoch log lines instead of a progress bar.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+TensorBoard = Annotated[Path | None, typer.Option(
+    "--tensorboard", metavar="DIR", help="Also log the step and epoch records (the JSONL log's) to TensorBoard in "
+    "DIR (needs the tensorboard package).")]
 
 
 
@@ -193,6 +208,7 @@ class TrainingRun:
     train: TrainConfig
     resume: bool
     quiet: bool
+    tensorboard: Path | None = None
 
 
 def _training_options(
@@ -210,7 +226,9 @@ def _training_options(
     download: Download = DATA.download, val_fraction: ValFraction = DATA.val_fraction,
     train_subset: TrainSubset = DATA.train_subset, split_seed: SplitSeed = DATA.split_seed,
     no_augment: NoAugment = not DATA.augment, image_size: ImageSize = DATA.image_size, resume: Resume = False,
-    quiet: Quiet = False,
+    hflip: Hflip = DATA.hflip, crop: Crop = DATA.crop, crop_pad: CropPad = DATA.crop_pad,
+    crop_scale: CropScale = DATA.crop_scale, color_jitter: ColorJitter = DATA.color_jitter,
+    rand_augment: RandAugment = DATA.rand_augment, quiet: Quiet = False, tensorboard: TensorBoard = None,
 ) -> TrainingRun:
     """The options every training command shares (one place for their names and help)."""
     train = TrainConfig(arch=arch, arch_args=parse_arch_args(arch_args), epochs=epochs, batch_size=batch_size, lr=lr,
@@ -219,8 +237,15 @@ def _training_options(
                         compile=compile, deterministic=deterministic, sync_bn=sync_bn,
                         checkpoint_every=checkpoint_every, clip_grad_norm=clip_grad_norm, dropout=dropout,
                         mixup=mixup, cutmix=cutmix, mix_prob=mix_prob, mix_switch_prob=mix_switch_prob)
-    data_cfg = data_config(data, data_dir, download, val_fraction, train_subset, split_seed, no_augment, image_size)
-    return TrainingRun(out=out, data=data_cfg, train=train, resume=resume, quiet=quiet)
+    data_cfg = run(lambda: dataclasses.replace(
+        data_config(data, data_dir, download, val_fraction, train_subset, split_seed, no_augment, image_size),
+        hflip=hflip, crop=crop, crop_pad=crop_pad, crop_scale=crop_scale, color_jitter=color_jitter,
+        rand_augment=rand_augment))
+    if tensorboard is not None:
+        from ..tracking import check_tensorboard_available
+
+        run(check_tensorboard_available)
+    return TrainingRun(out=out, data=data_cfg, train=train, resume=resume, quiet=quiet, tensorboard=tensorboard)
 
 
 def shared_options(gather: Callable[..., Any], parameter: str, *, in_place: bool

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from .console import is_rank0, out_console
+from .console import is_rank0, out_console, print_written
 from .errors import RESUME_HINT, run
 from .options import UPDATE, TrainingRun, csv_column_command, training_command
 
@@ -17,11 +17,10 @@ from .options import UPDATE, TrainingRun, csv_column_command, training_command
 @training_command
 def train_cmd(job: TrainingRun) -> None:
     """Train one model (the old model, or a plain baseline) and write its checkpoint."""
-    from ..progress import ProgressPrinter
     from ..workflows.train import train
 
     result = run(lambda: train(job.data, job.train, job.out, resume=job.resume,
-                               on_event=ProgressPrinter(quiet=job.quiet, label=job.train.arch)),
+                               on_event=events(job, job.train.arch)),
                  on_interrupt=RESUME_HINT)
     if is_rank0():
         _print_model_summary(result.out, result.meta.metrics, result.seconds)
@@ -33,18 +32,18 @@ def ensemble_train_cmd(
     members: Annotated[int, typer.Option("--members", "-m", help="Number of members (seeds seed..seed+M-1).")] = 4,
 ) -> None:
     """Train M members of one architecture into one ensemble file (the ELODI reference)."""
-    from ..progress import ProgressPrinter
     from ..workflows.ensemble_train import ensemble_train
 
     result = run(lambda: ensemble_train(job.data, job.train, job.out, members, resume=job.resume,
-                                        on_event=ProgressPrinter(quiet=job.quiet, label=job.train.arch)),
+                                        on_event=events(job, job.train.arch)),
                  on_interrupt=RESUME_HINT)
     if is_rank0():
-        table = Table(title=f"wrote {result.out} ({members} members)")
+        print_written(result.out, f"{members} members")
+        table = Table()
         for col in ("member", "seed", "test error rate"):
             table.add_column(col, justify="right")
-        for i, m in enumerate(result.member_metrics):
-            table.add_row(str(i), str(m["seed"]), f"{100 * m['test_error_rate']:.2f}%")
+        for i, m in enumerate(result.member_metrics, start=1):  # numbered as the training log numbers them
+            table.add_row(f"{i}/{members}", str(m["seed"]), f"{100 * m['test_error_rate']:.2f}%")
         table.add_row("ensemble", "", f"{100 * result.meta.metrics['test_error_rate']:.2f}%")
         out_console.print(table)
 
@@ -87,7 +86,6 @@ def ldi_train_cmd(
 ) -> None:
     """Train the new model against a reference ensemble (ELODI) or with a baseline method."""
     from ..config import UpdateConfig
-    from ..progress import ProgressPrinter
     from ..workflows.ldi_train import ldi_train
 
     update = run(lambda: UpdateConfig(method=method, alpha=alpha, xi=xi, p=p, topk=topk,
@@ -96,14 +94,24 @@ def ldi_train_cmd(
     result = run(lambda: ldi_train(job.data, job.train, update, job.out, old=old, reference=reference,
                                    reference_cache=reference_cache, resume=job.resume,
                                    allow_other_data=allow_other_data, old_columns=csv_columns,
-                                   on_event=ProgressPrinter(quiet=job.quiet, label=method or "ldi-train")),
+                                   on_event=events(job, method or "ldi-train")),
                  on_interrupt=RESUME_HINT)
     if is_rank0():
         _print_model_summary(result.out, result.meta.metrics, result.seconds)
 
 
+def events(job: TrainingRun, label: str):
+    """What the engine's records go to: the progress display, and TensorBoard with --tensorboard."""
+    from ..progress import ProgressPrinter
+    from ..tracking import TensorBoardTracker, tee
+
+    return tee(ProgressPrinter(quiet=job.quiet, label=label),
+               TensorBoardTracker(job.tensorboard) if job.tensorboard is not None else None)
+
+
 def _print_model_summary(out: Path, metrics: dict[str, Any], seconds: float) -> None:
-    table = Table(title=f"wrote {out}")
+    print_written(out)
+    table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, label in (("test_error_rate", "test error rate"), ("val_error_rate", "val error rate"),

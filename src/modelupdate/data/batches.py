@@ -55,25 +55,81 @@ def normalize(images_u8: torch.Tensor, info: DatasetInfo) -> torch.Tensor:
 
 
 def augment_batch(images: torch.Tensor, spec: AugmentSpec, gen: torch.Generator) -> torch.Tensor:
-    """Random pad-and-crop and horizontal flip of a whole batch at once: [B, C, H, W] -> [B, C, H, W], same dtype.
+    """The policy ``spec`` on a whole batch at once: uint8 [B, C, H, W] -> uint8 [B, C, H, W].
 
-    The crop offsets and flips are drawn on the CPU from ``gen`` so a step replays on any device.
+    Every random draw comes from ``gen`` on the CPU, so a step replays on any device and after a resume.
     """
-    b, _, h, w = images.shape
-    if spec.pad > 0:
-        p = spec.pad
-        padded = torch.nn.functional.pad(images, (p, p, p, p))
-        dy = torch.randint(0, 2 * p + 1, (b,), generator=gen).to(images.device)
-        dx = torch.randint(0, 2 * p + 1, (b,), generator=gen).to(images.device)
-        rows = (dy[:, None] + torch.arange(h, device=images.device))[:, None, :, None]
-        cols = (dx[:, None] + torch.arange(w, device=images.device))[:, None, None, :]
-        bidx = torch.arange(b, device=images.device)[:, None, None, None]
-        cidx = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
-        images = padded[bidx, cidx, rows, cols]
-    if spec.hflip:
-        flip = (torch.rand(b, generator=gen) < 0.5).to(images.device)[:, None, None, None]
+    if spec.crop == "pad" and spec.pad > 0:
+        images = pad_crop(images, spec.pad, gen)
+    elif spec.crop == "random-resized":
+        images = random_resized_crop(images, spec.scale, gen)
+    if spec.hflip > 0:
+        flip = (torch.rand(images.shape[0], generator=gen) < spec.hflip).to(images.device)[:, None, None, None]
         images = torch.where(flip, images.flip(3), images)
+    if spec.color_jitter > 0:
+        images = jitter_brightness_contrast(images, spec.color_jitter, gen)
+    if spec.rand_augment is not None:
+        images = rand_augment(images, *spec.rand_augment, gen)
     return images
+
+
+def pad_crop(images: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
+    """Each image shifted by up to ``pad`` pixels each way, the border filled with zeros."""
+    b, c, h, w = images.shape
+    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(images.device)
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(images.device)
+    rows = (dy[:, None] + torch.arange(h, device=images.device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=images.device))[:, None, None, :]
+    bidx = torch.arange(b, device=images.device)[:, None, None, None]
+    cidx = torch.arange(c, device=images.device)[None, :, None, None]
+    return padded[bidx, cidx, rows, cols]
+
+
+def random_resized_boxes(b: int, h: int, w: int, scale: float, gen: torch.Generator) -> torch.Tensor:
+    """[B, 4] boxes (x1, y1, x2, y2) in pixels: an area share in [scale, 1], an aspect ratio in [3/4, 4/3]
+    (log-uniform), clipped to the image, at a uniform position."""
+    area = scale + (1 - scale) * torch.rand(b, generator=gen)
+    log_ratio = math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * torch.rand(b, generator=gen)
+    ratio = torch.exp(log_ratio)
+    cw = torch.sqrt(area * ratio).clamp(max=1.0) * w
+    ch = torch.sqrt(area / ratio).clamp(max=1.0) * h
+    x1 = torch.rand(b, generator=gen) * (w - cw)
+    y1 = torch.rand(b, generator=gen) * (h - ch)
+    return torch.stack([x1, y1, x1 + cw, y1 + ch], dim=1)
+
+
+def random_resized_crop(images: torch.Tensor, scale: float, gen: torch.Generator) -> torch.Tensor:
+    """Each image's random box resized back to the full size (bilinear, one batched op)."""
+    from torchvision.ops import roi_align
+
+    b, _, h, w = images.shape
+    boxes = random_resized_boxes(b, h, w, scale, gen)
+    rois = torch.cat([torch.arange(b, dtype=torch.float32)[:, None], boxes], dim=1).to(images.device)
+    out = roi_align(images.float(), rois, (h, w), spatial_scale=1.0, sampling_ratio=2, aligned=True)
+    return out.round_().clamp_(0, 255).to(images.dtype)
+
+
+def jitter_brightness_contrast(images: torch.Tensor, strength: float, gen: torch.Generator) -> torch.Tensor:
+    """Brightness and contrast each scaled by a factor in [1 - strength, 1 + strength], per image."""
+    b = images.shape[0]
+    bright = (1 - strength + 2 * strength * torch.rand(b, generator=gen)).to(images.device).view(b, 1, 1, 1)
+    contrast = (1 - strength + 2 * strength * torch.rand(b, generator=gen)).to(images.device).view(b, 1, 1, 1)
+    x = images.float() * bright
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return ((x - mean) * contrast + mean).round_().clamp_(0, 255).to(images.dtype)
+
+
+def rand_augment(images: torch.Tensor, num_ops: int, magnitude: int, gen: torch.Generator) -> torch.Tensor:
+    """torchvision's RandAugment, image by image, with torch's RNG seeded from ``gen`` inside a fork (the
+    global RNG the training loop uses is left as it was)."""
+    from torchvision.transforms import v2
+
+    transform = v2.RandAugment(num_ops=num_ops, magnitude=magnitude)
+    seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return torch.stack([transform(img) for img in images.cpu()]).to(images.device)
 
 
 def mix_batch(batch: Batch, num_classes: int, *, mixup: float, cutmix: float, mix_prob: float = 1.0,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import DataConfig
+from ..config import DataConfig, parse_rand_augment
 from ..errors import DataError
 
 FASHION_CLASSES = [
@@ -36,10 +36,33 @@ IDX_FILES = {
 
 @dataclass(frozen=True)
 class AugmentSpec:
-    """Train-time augmentation applied to a whole batch: pad-and-crop, horizontal flip."""
+    """Train-time augmentation applied to a whole batch, in this order: a crop (``pad``: shift by up to
+    ``pad`` pixels in a zero border; ``random-resized``: an area share in [``scale``, 1] at an aspect in
+    [3/4, 4/3], resized back), a horizontal flip with probability ``hflip``, brightness and contrast
+    jitter of strength ``color_jitter``, and torchvision's RandAugment (``rand_augment`` = (N, M))."""
 
     pad: int = 0
-    hflip: bool = False
+    hflip: float = 0.0  # a dataset's default may say True / False: 0.5 / 0
+    crop: str = "pad"
+    scale: float = 0.35
+    color_jitter: float = 0.0
+    rand_augment: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.hflip, bool):
+            object.__setattr__(self, "hflip", 0.5 if self.hflip else 0.0)  # frozen
+
+
+def augment_policy(default: AugmentSpec, cfg: DataConfig) -> AugmentSpec:
+    """The dataset's default augmentation with every option the user set put over it (none with
+    ``--no-augment``)."""
+    if not cfg.augment:
+        return AugmentSpec()
+    crop = cfg.crop or default.crop
+    pad = cfg.crop_pad if cfg.crop_pad is not None else default.pad
+    return AugmentSpec(pad=pad if crop == "pad" else 0, hflip=cfg.hflip if cfg.hflip is not None else default.hflip,
+                       crop=crop, scale=cfg.crop_scale, color_jitter=cfg.color_jitter,
+                       rand_augment=parse_rand_augment(cfg.rand_augment) if cfg.rand_augment else None)
 
 
 @dataclass
@@ -149,8 +172,7 @@ def load_dataset(cfg: DataConfig) -> Dataset:
                         f"of {name!r} to train on; expected a smaller fraction")
     if cfg.train_subset:
         train = take_subset(train, cfg.train_subset, cfg.split_seed)
-    if not cfg.augment:
-        augment = AugmentSpec()
+    augment = augment_policy(augment, cfg)
     info = DatasetInfo(
         name=name,
         classes=list(classes),

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..atomic import check_target, remove_stale_temps, resolved
 from ..checkpoint import ModelMeta
-from ..config import DataConfig, TrainConfig
+from ..config import AUGMENT_KEYS, DataConfig, TrainConfig
 from ..data import Dataset, DatasetInfo
 from ..engine import EventHandler, accuracy_counts, predict_logits
 from ..errors import ConfigError, OutputComplete, OutputError
@@ -171,8 +171,10 @@ DATA_RECIPE_KEYS = ("name", "val_fraction", "train_subset", "split_seed", "augme
 
 
 def data_recipe(data_cfg: DataConfig, info: DatasetInfo) -> dict[str, Any]:
-    values = data_cfg.to_dict()
-    return {key: values[key] for key in DATA_RECIPE_KEYS} | {"fingerprint": info.fingerprint}
+    values, defaults = data_cfg.to_dict(), DataConfig().to_dict()
+    # augmentation options only where set: a state saved before they existed still resumes
+    chosen = {key: values[key] for key in AUGMENT_KEYS if values[key] != defaults[key]}
+    return {key: values[key] for key in DATA_RECIPE_KEYS} | chosen | {"fingerprint": info.fingerprint}
 
 
 @dataclass

@@ -197,6 +197,9 @@ def _load_against_data(path: Path | None, option: str, data: Dataset, data_cfg: 
     check_compatible(loaded.meta, f"{option} {path}", data.info, f"--data {data.info.name}")
     if allow_other_data:
         return loaded
+    if not loaded.meta.dataset_fingerprint:
+        raise MismatchError(f"{option} {path}: was imported, so the data it was trained on is unknown (its training "
+                            f"images may be in this validation split); pass --allow-other-data to use it")
     if loaded.meta.dataset_fingerprint != data.info.fingerprint:
         raise MismatchError(f"{option} {path}: was trained on other data than --data {data.info.name} (dataset "
                             f"fingerprint {loaded.meta.dataset_fingerprint[:12]} vs {data.info.fingerprint[:12]}); "
