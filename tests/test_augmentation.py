@@ -6,8 +6,14 @@ import pytest
 import torch
 
 from modelupdate.config import DataConfig
-from modelupdate.data.batches import (augment_batch, jitter_brightness_contrast, rand_augment, random_resized_boxes,
-                                      random_resized_crop, train_batches)
+from modelupdate.data.batches import (
+    augment_batch,
+    jitter_brightness_contrast,
+    rand_augment,
+    random_resized_boxes,
+    random_resized_crop,
+    train_batches,
+)
 from modelupdate.data.sources import AugmentSpec, DatasetInfo, Split, augment_policy
 from modelupdate.engine import check_same_data
 from modelupdate.errors import ConfigError

@@ -190,3 +190,14 @@ def test_progress_times_are_labelled_and_steady():
     # 30 of 100 steps in 60 s since this run started (a resume's earlier steps do not count)
     assert remaining_seconds(60.0, 30, 70) == pytest.approx(140.0)
     assert remaining_seconds(0.0, 0, 70) is None and remaining_seconds(5.0, 10, 0) == 0.0
+
+
+def test_help_shows_readable_types():
+    from typer.testing import CliRunner
+
+    from modelupdate.cli import app
+
+    for command in ("compare", "flip-report", "ldi-train", "import"):
+        text = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output
+        assert "<list[" not in text, command
+    assert "CANDIDATE <path>..." in CliRunner().invoke(app, ["compare", "--help"], env={"COLUMNS": "200"}).output

@@ -19,7 +19,8 @@ SPECIAL = {"data": ("name", DataConfig), "no_augment": ("augment", DataConfig), 
 NO_CONFIG = {"out", "resume", "quiet", "as_json", "data_dir", "old", "new", "reference", "reference_cache",
              "members", "method", "checkpoint", "candidates", "names", "json_path", "markdown_path",
              "flips_csv_path", "html_path", "allow_other_data", "debug", "version", "allow_arch_module",
-             "image_size", "tensorboard", "max_nfr", "max_rel_nfr", "max_er", "max_er_increase", "min_btc", "max_class_nfr"}
+             "image_size", "tensorboard",
+             "max_nfr", "max_rel_nfr", "max_er", "max_er_increase", "min_btc", "max_class_nfr"}
 COMMAND_CONFIGS = {  # which configs a command's options fill, in the order a name is looked up
     "train": (TrainConfig, DataConfig), "ensemble-train": (TrainConfig, DataConfig),
     "ldi-train": (UpdateConfig, TrainConfig, DataConfig, EvalConfig), "predict": (EvalConfig, DataConfig),

@@ -15,8 +15,7 @@ from torch import nn
 
 from modelupdate.checkpoint import load_checkpoint, read_meta
 from modelupdate.errors import CheckpointError, ConfigError, UntrustedCodeError
-from modelupdate.models import (build_model, check_arch_allowed, replace_head, resolve_weights,
-                                stored_arch_args)
+from modelupdate.models import build_model, check_arch_allowed, replace_head, resolve_weights, stored_arch_args
 from modelupdate.workflows.model_import import ImportSpec, import_model, strip_prefixes
 
 IMAGENET_MEAN, IMAGENET_STD = "0.485,0.456,0.406", "0.229,0.224,0.225"
@@ -70,7 +69,8 @@ def test_resnet18_from_plain_pytorch_imports_and_serves_flip_report(tmp_path, ru
                            "--out", tmp_path / "new.safetensors")
     assert code == 0, err
 
-    code, out, err = run_cli("flip-report", "--old", tmp_path / "old.safetensors", "--new", tmp_path / "new.safetensors",
+    code, out, err = run_cli("flip-report", "--old", tmp_path / "old.safetensors",
+                             "--new", tmp_path / "new.safetensors",
                              "--data", f"imagefolder:{folder}", "--image-size", "32", "--json", "-")
     assert code == 0, err
     report = json.loads(out)
@@ -121,7 +121,7 @@ def test_pickle_needs_the_explicit_option_and_wrappers_are_removed(tmp_path, run
     (["--classes", "a,b"], "wrong shape: fc.weight [3, 512] (model [2, 512])"),
     (["--mean", "0.5,0.5"], "--mean: expected 3 values"),
     (["--std", "0.2,0,0.2"], "--std: expected values > 0"),
-    (["--classes", "a,a,b"], "--classes: 'a' is listed twice"),
+    (["--classes", "a,a,b"], "names class 'a' twice"),
     (["--input-shape", "3,32"], "--input-shape: expected C,H,W"),
     (["--arch-args", '{"weights": "DEFAULT"}'], "never downloads"),
 ])
@@ -132,7 +132,8 @@ def test_bad_imports_are_one_line_and_write_nothing(tmp_path, run_cli, extra, me
             "--mean": IMAGENET_MEAN, "--std": IMAGENET_STD}
     base.update(dict(zip(extra[::2], extra[1::2], strict=True)))
     args = [item for pair in base.items() for item in pair]
-    code, out, err = run_cli("import", *args, "--weights", tmp_path / "w.safetensors", "--out", tmp_path / "m.safetensors")
+    code, out, err = run_cli("import", *args, "--weights", tmp_path / "w.safetensors",
+                             "--out", tmp_path / "m.safetensors")
     assert code == 2, (out, err)
     assert message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "m.safetensors").exists()

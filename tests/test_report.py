@@ -445,3 +445,22 @@ def test_input_record_of_a_checkpoint_takes_the_loaders_sha256(tmp_path, monkeyp
     assert record == {"role": "candidate", "name": "elodi", "path": str(path), "kind": "ensemble",
                       "sha256": "ab" * 32, "checkpoint_sha256": "ab" * 32, "dataset": "fashion-mnist",
                       "dataset_fingerprint": "f1", "split": "val"}
+
+
+def test_negative_flips_are_listed_by_sample_name_in_every_report():
+    """imagefolder-style string ids reach the flips CSV (quoted where needed), Markdown and HTML (escaped)."""
+    ids = np.array(["test/cat/a,1.png", "test/dog/<b>.png", "test/cat/c.png", "test/dog/d|e.png"])
+    targets = np.array([0, 1, 0, 1])
+    old = Predictions.from_arrays(ids, targets, preds=np.array([0, 1, 0, 0]), classes=["cat", "dog"])
+    new = Predictions.from_arrays(ids, targets, preds=np.array([1, 0, 0, 1]), classes=["cat", "dog"])
+    report = flip_report(old, new)  # negative flips: samples 0 and 1; positive: sample 3
+    lines = flips_csv(report).splitlines()
+    assert lines == ["id,target,old_pred,new_pred,flip", '"test/cat/a,1.png",0,0,1,negative',
+                     "test/dog/<b>.png,1,1,0,negative", "test/dog/d|e.png,1,0,1,positive"]
+    markdown = flip_report_markdown(report)
+    assert "### Negative flips by sample" in markdown and "2 negative flips." in markdown
+    assert "| test/cat/a,1.png | 0 cat | 0 cat | 1 dog |" in markdown and "test/dog/d|e.png" not in markdown
+    assert "test/dog/&lt;b&gt;.png" in markdown  # no raw HTML in a Markdown cell
+    page = flip_report_html(report)
+    assert "test/dog/&lt;b&gt;.png" in page and "<b>.png" not in page
+    assert page.count("test/cat/a,1.png") == 1

@@ -58,7 +58,8 @@ def info(path: str | Path):
     return read_meta(path)
 
 
-def predict(checkpoint: str | Path, data: DataConfig | str, *, split: str = "test", device: str = "auto") -> Predictions:
+def predict(checkpoint: str | Path, data: DataConfig | str, *, split: str = "test",
+            device: str = "auto") -> Predictions:
     """Run a checkpoint on a dataset split (``data``: a DataConfig or a dataset name such as
     ``"fashion-mnist"`` or ``"imagefolder:/path"``); the same Predictions ``modelupdate predict`` writes."""
     data_cfg = DataConfig(name=data) if isinstance(data, str) else data

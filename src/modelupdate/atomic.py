@@ -6,6 +6,7 @@ prediction files alone (flip-report, compare on .npz/.csv) start in a fraction o
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -104,3 +105,12 @@ def remove_stale_temps(path: str | Path) -> list[Path]:
             _unlink(str(tmp))
             removed.append(tmp)
     return removed
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The hex sha256 of the file at ``path``, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

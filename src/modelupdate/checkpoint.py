@@ -9,7 +9,6 @@ Every structured value in the header is a JSON string. Nothing is ever unpickled
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -24,7 +23,7 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from . import __version__
-from .atomic import atomic_write_bytes  # noqa: F401  (re-exported: the one atomic writer)
+from .atomic import atomic_write_bytes, sha256_file  # noqa: F401  (re-exported)
 from .errors import CheckpointError, MismatchError
 from .models import build_model, check_arch_allowed
 
@@ -165,14 +164,6 @@ def _expect(path: Path, key: str, value: Any, typ: type) -> None:
 
 
 # --------------------------------------------------------------------------- files
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_header(path: str | Path) -> tuple[dict[str, Any], int]:

@@ -42,6 +42,17 @@ def parse_arch_args(text: str) -> dict[str, Any]:
     return value
 
 
+def parse_number_list(option: str, text: str | None, kind: type = float) -> list | None:
+    """``"0.5,0.5,0.5"`` as numbers (None stays None); one line naming the option otherwise."""
+    if text is None:
+        return None
+    try:
+        return [kind(part) for part in text.split(",")]
+    except ValueError:
+        noun = "integers" if kind is int else "numbers"
+        raise ConfigError(f"{option}: expected comma-separated {noun}, got {text!r}") from None
+
+
 class _JsonMixin:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[arg-type]

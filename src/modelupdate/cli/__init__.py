@@ -49,6 +49,26 @@ def main_callback(
 
 
 
+def _readable_list_types() -> None:
+    """typer labels a repeatable parameter ``<list[Path]>`` in --help; show ``<path>...`` instead."""
+    import re
+
+    from typer.core import _TyperParameter
+
+    plain = _TyperParameter.display_type
+    if getattr(plain, "readable", False):
+        return
+
+    def display_type(self, ctx) -> str:
+        label = plain(self, ctx)
+        match = re.fullmatch(r"<list\[(\w+)\]>", label)
+        return f"<{match.group(1).lower()}>..." if match else label
+
+    display_type.readable = True  # type: ignore[attr-defined]
+    _TyperParameter.display_type = display_type  # type: ignore[method-assign]
+
+
+_readable_list_types()
 app.callback()(main_callback)
 for name, command in (("models", analyze.models_cmd), ("info", analyze.info_cmd), ("train", train.train_cmd),
                       ("ensemble-train", train.ensemble_train_cmd), ("ldi-train", train.ldi_train_cmd),

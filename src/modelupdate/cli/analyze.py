@@ -172,7 +172,7 @@ def compare_cmd(
         "files.")],
     old: OldInput,
     names: Annotated[list[str] | None, typer.Option(
-        "--name", help="Name of a candidate, once per candidate in order [default: file "
+        "--name", metavar="NAME", help="Name of a candidate, once per candidate in order [default: file "
         "names].")] = None,
     data: OptionalData = None,
     evaluation: Evaluation = None,  # type: ignore[assignment]  # the shared options, in this place

@@ -8,37 +8,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..config import parse_arch_args
-from ..errors import ConfigError
+from ..config import parse_arch_args, parse_number_list
 from .console import err_console, out_console, print_written
 from .errors import run
-
-
-def parse_numbers(option: str, text: str | None, kind: type = float) -> list | None:
-    """``"0.5,0.5,0.5"`` as numbers; one line naming the option otherwise."""
-    if text is None:
-        return None
-    try:
-        return [kind(part) for part in text.split(",")]
-    except ValueError:
-        noun = "integers" if kind is int else "numbers"
-        raise ConfigError(f"{option}: expected comma-separated {noun}, got {text!r}") from None
-
-
-def parse_classes(text: str | None) -> list[str] | None:
-    """A file with one class name per line, or a comma-separated list."""
-    if text is None:
-        return None
-    path = Path(text)
-    if path.is_file():
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"--classes {text}: cannot read ({exc})") from None
-        return [line.strip() for line in lines if line.strip()]
-    if "," not in text:
-        raise ConfigError(f"--classes: {text!r} is neither a file nor a comma-separated list of names")
-    return [part.strip() for part in text.split(",")]
 
 
 def import_cmd(
@@ -67,16 +39,16 @@ def import_cmd(
                                   ] = False,
 ) -> None:
     """Wrap a model trained elsewhere into a checkpoint usable as --old, by predict, flip-report, ..."""
+    from ..prediction_csv import read_class_list
     from ..workflows.model_import import ImportSpec, import_model
 
     def spec() -> ImportSpec:
-        shape = parse_numbers("--input-shape", input_shape, int)
-        if shape is not None and len(shape) != 3:
-            raise ConfigError(f"--input-shape: expected C,H,W, got {input_shape!r}")
+        shape = parse_number_list("--input-shape", input_shape, int)
         return ImportSpec(arch=arch, weights=weights, arch_args=parse_arch_args(arch_args),
-                          classes=parse_classes(classes), input_shape=tuple(shape) if shape else None,
-                          mean=parse_numbers("--mean", mean), std=parse_numbers("--std", std), like=like,
-                          dataset=dataset, unsafe_load_pickle=unsafe_load_pickle)
+                          classes=list(read_class_list(classes)) if classes is not None else None,
+                          input_shape=tuple(shape) if shape else None, mean=parse_number_list("--mean", mean),
+                          std=parse_number_list("--std", std), like=like, dataset=dataset,
+                          unsafe_load_pickle=unsafe_load_pickle)
 
     job = run(spec)
     result = run(lambda: import_model(job, out))

@@ -54,6 +54,9 @@ SUMMARY_HEADER = ["metric", "value", "counts", "95% CI"]
 CLASS_HEADER = ["class", "n", "old acc", "new acc", "neg flips", "pos flips", "NFR in class",
                 "NFR 95% CI"]
 PAIR_HEADER = ["true class", "new prediction", "negative flips", "share of flips"]
+FLIP_SAMPLE_HEADER = ["sample", "true class", "old prediction", "new prediction"]
+#: negative flips listed by sample in the Markdown and HTML reports (all of them: --flips-csv)
+MAX_FLIP_SAMPLES = 50
 MARGIN_HEADER = ["quantile", "old margin: all", "old margin: neg flips", "logit change: all",
                  "logit change: neg flips"]
 COMPARE_HEADER = ["candidate", "ER", "NFR", "NFR 95% CI", "rel NFR", "NFI", "PFR", "BTC", "BEC",
@@ -147,6 +150,25 @@ def class_rows(rows: list[ClassRow], classes: list[str] | None) -> list[list[str
          format_percent(r.nfr.value), format_ci("nfr", r.nfr.ci95)]
         for r in rows
     ]
+
+
+def negative_flip_rows(report: FlipReport, limit: int = MAX_FLIP_SAMPLES) -> list[list[str]]:
+    """The first ``limit`` negative flips, one row each (``FLIP_SAMPLE_HEADER``): the sample's id (for
+    ``imagefolder:`` data its path under the dataset root) and the classes by name."""
+    f = report.flips
+    rows = []
+    for i in [j for j, k in enumerate(f.kind.tolist()) if k < 0][:limit]:
+        rows.append([str(f.ids[i]), class_label(int(f.targets[i]), report.classes),
+                     class_label(int(f.old_preds[i]), report.classes),
+                     class_label(int(f.new_preds[i]), report.classes)])
+    return rows
+
+
+def negative_flip_caption(report: FlipReport, limit: int = MAX_FLIP_SAMPLES) -> str:
+    total = int((report.flips.kind < 0).sum())
+    shown = min(total, limit)
+    return (f"{total:,} negative flips" + (f"; the first {shown} in file order (every flip: --flips-csv)"
+                                           if total > shown else ""))
 
 
 def pair_rows(report: FlipReport) -> list[list[str]]:

@@ -9,15 +9,15 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
+from modelupdate.gates import gates_set
 from modelupdate.workflows.compare import CompareResult
 from modelupdate.workflows.flip_report import FlipReport
-
-from modelupdate.gates import gates_set
 
 from .common import (
     CLASS_HEADER,
     COMPARE_GATE_HEADER,
     COMPARE_HEADER,
+    FLIP_SAMPLE_HEADER,
     GLOSSARY,
     GLOSSARY_NOTE,
     GLOSSARY_POINTER,
@@ -33,6 +33,8 @@ from .common import (
     gate_settings_line,
     margin_rows,
     mcnemar_line,
+    negative_flip_caption,
+    negative_flip_rows,
     pair_rows,
     pairwise_rows,
     summary_rows,
@@ -109,6 +111,8 @@ def flip_report_html(report: FlipReport, max_classes: int = 25) -> str:
         class_flips_svg=svg_class_flips(report, max_classes),
         classes=_table(CLASS_HEADER, class_rows(worst_classes(report.per_class, None), report.classes)),
         pairs=_table(PAIR_HEADER, pair_rows(report)) if report.top_pairs else None,
+        flip_samples=_table(FLIP_SAMPLE_HEADER, negative_flip_rows(report)) if report.top_pairs else None,
+        flip_samples_caption=negative_flip_caption(report),
         margins=margins,
     )
 

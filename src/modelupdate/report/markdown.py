@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import html
 
+from modelupdate.gates import gates_set
 from modelupdate.workflows.compare import CompareResult
 from modelupdate.workflows.flip_report import FlipReport
-
-from modelupdate.gates import gates_set
 
 from .common import (
     CLASS_HEADER,
     COMPARE_GATE_HEADER,
     COMPARE_HEADER,
+    FLIP_SAMPLE_HEADER,
     GATE_HEADER,
     GLOSSARY,
     GLOSSARY_NOTE,
@@ -28,6 +28,8 @@ from .common import (
     gate_settings_line,
     margin_rows,
     mcnemar_line,
+    negative_flip_caption,
+    negative_flip_rows,
     pair_rows,
     pairwise_rows,
     summary_rows,
@@ -92,6 +94,9 @@ def flip_report_markdown(report: FlipReport, max_classes: int = 20) -> str:
     out += ["### Top flip pairs (true class → new prediction)", ""]
     out += [_md_table(PAIR_HEADER, pair_rows(report)) if report.top_pairs
             else "No negative flips.", ""]
+    if report.top_pairs:
+        out += ["### Negative flips by sample", "", negative_flip_caption(report) + ".", "",
+                _md_table(FLIP_SAMPLE_HEADER, negative_flip_rows(report)), ""]
     out += ["### Margin analysis", ""]
     if report.margins is not None:
         out += ["Old model's top-1 margin (top1 − top2 logit) and L2 norm of the logit change "

@@ -17,8 +17,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checkpoint import (PICKLE_SUFFIXES, ModelMeta, read_meta, read_safetensors, save_model, sha256_file,
-                          state_dict_error)
+from ..checkpoint import (
+    PICKLE_SUFFIXES,
+    ModelMeta,
+    read_meta,
+    read_safetensors,
+    save_model,
+    sha256_file,
+    state_dict_error,
+)
 from ..errors import CheckpointError, ConfigError
 from ..models import build_model, count_parameters, stored_arch_args
 from .common import check_output_path, holds_output_lock

@@ -5,14 +5,13 @@ names exactly the files it was made from."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write_many, check_target, resolved
+from ..atomic import atomic_write_many, check_target, resolved, sha256_file
 from ..errors import ConfigError, OutputError, PredictionFileError
 from ..predictions import Predictions
 from .inputs import checkpoint_kind
@@ -44,15 +43,6 @@ class InputRecord:
         return asdict(self)
 
 
-def file_sha256(path: str | Path) -> str:
-    """Return the hex sha256 of the file at ``path``, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def input_record(role: str, path: str | Path, predictions: Predictions, name: str | None = None) -> InputRecord:
     """Return what a report records of the input at ``path``, read as ``predictions``.
 
@@ -66,7 +56,7 @@ def input_record(role: str, path: str | Path, predictions: Predictions, name: st
     else:
         kind = "predictions"
         try:
-            sha256 = file_sha256(path)
+            sha256 = sha256_file(path)
         except OSError as exc:
             raise PredictionFileError(f"{path}: cannot read it again to record its sha256 ({exc.strerror})") from None
     return InputRecord(role=role, name=name, path=str(path), kind=kind, sha256=sha256,
