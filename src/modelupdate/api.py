@@ -38,7 +38,7 @@ from .workflows.train import train as _train
 
 __all__ = [
     "DataConfig", "EvalConfig", "GateSpec", "TrainConfig", "UpdateConfig", "ImportSpec", "Predictions",
-    "FlipSummary", "GateResult", "LoadedModel", "ModelUpdateError",
+    "FlipSummary", "GateResult", "LoadedModel", "ModelUpdateError", "ImportResult", "TrainedModel", "TrainedEnsemble",
     "load", "info", "predict", "predict_images", "flip_metrics", "per_class", "check_gates", "failed_gates",
     "read_predictions", "write_predictions", "train", "ensemble_train", "ldi_train", "import_model",
 ]
@@ -152,5 +152,3 @@ def _labels(old, new, targets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                           f"{[list(a.shape) for a in arrays]}")
     return arrays[0].astype(np.int64), arrays[1].astype(np.int64), arrays[2].astype(np.int64)
 
-
-ImportResult = ImportResult  # re-exported: what import_model returns
