@@ -115,6 +115,12 @@ class DataConfig(_JsonMixin):
     crop_scale: float = 0.35
     color_jitter: float = 0.0
     rand_augment: str | None = None
+    # imagefolder only: read images from disk batch by batch (data/streaming.py) when asked to, or when the
+    # decoded training set (N x 3 x S x S bytes) exceeds memory_budget GiB; workers: loader processes per
+    # training process (None: from the cores, data/streaming.py::default_workers)
+    stream: bool = False
+    memory_budget: float = 4.0
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.val_fraction < 1.0:
@@ -133,6 +139,10 @@ class DataConfig(_JsonMixin):
             parse_rand_augment(self.rand_augment)
         if self.image_size < 1:
             raise ConfigError(f"--image-size: expected a positive number of pixels, got {self.image_size}")
+        if not self.memory_budget > 0:
+            raise ConfigError(f"--memory-budget: expected GiB > 0, got {self.memory_budget}")
+        if self.workers is not None and self.workers < 0:
+            raise ConfigError(f"--workers: expected a number of processes >= 0, got {self.workers}")
         _check_seed("--split-seed", self.split_seed)
 
 

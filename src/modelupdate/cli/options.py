@@ -46,6 +46,15 @@ ColorJitter = Annotated[float, typer.Option("--color-jitter", metavar="S", help=
 RandAugment = Annotated[str | None, typer.Option("--rand-augment", metavar="N,M", help="torchvision's RandAugment: "
                                                  "N operations per image at magnitude M (0..30).")]
 ImageSize = Annotated[int, typer.Option("--image-size", help="imagefolder: resize images to this size.")]
+Stream = Annotated[bool, typer.Option("--stream", help="imagefolder: read the images from disk batch by batch "
+                                      "instead of decoding them all into memory first [default: only when the "
+                                      "decoded training set exceeds --memory-budget].")]
+MemoryBudget = Annotated[float, typer.Option("--memory-budget", metavar="GIB", help="imagefolder: stream when the "
+                                             "decoded training set (N x 3 x size x size bytes) exceeds this, per "
+                                             "process.")]
+Workers = Annotated[int | None, typer.Option("--workers", help="Streamed data: loader processes per training "
+                                             "process; 0: load in the training process [default: the cores this "
+                                             "process may use, shared by the machine's processes, less one; 1 to 8].")]
 Arch = Annotated[str, typer.Option("--arch", help="Architecture (see `modelupdate models`) or package.module:factory.")]
 ArchArgs = Annotated[str, typer.Option("--arch-args", help="Architecture arguments as a JSON object, "
                                        "e.g. '{\"width\": 48}'.")]
@@ -228,7 +237,9 @@ def _training_options(
     no_augment: NoAugment = not DATA.augment, image_size: ImageSize = DATA.image_size, resume: Resume = False,
     hflip: Hflip = DATA.hflip, crop: Crop = DATA.crop, crop_pad: CropPad = DATA.crop_pad,
     crop_scale: CropScale = DATA.crop_scale, color_jitter: ColorJitter = DATA.color_jitter,
-    rand_augment: RandAugment = DATA.rand_augment, quiet: Quiet = False, tensorboard: TensorBoard = None,
+    rand_augment: RandAugment = DATA.rand_augment, stream: Stream = DATA.stream,
+    memory_budget: MemoryBudget = DATA.memory_budget, workers: Workers = DATA.workers, quiet: Quiet = False,
+    tensorboard: TensorBoard = None,
 ) -> TrainingRun:
     """The options every training command shares (one place for their names and help)."""
     train = TrainConfig(arch=arch, arch_args=parse_arch_args(arch_args), epochs=epochs, batch_size=batch_size, lr=lr,
@@ -240,7 +251,7 @@ def _training_options(
     data_cfg = run(lambda: dataclasses.replace(
         data_config(data, data_dir, download, val_fraction, train_subset, split_seed, no_augment, image_size),
         hflip=hflip, crop=crop, crop_pad=crop_pad, crop_scale=crop_scale, color_jitter=color_jitter,
-        rand_augment=rand_augment))
+        rand_augment=rand_augment, stream=stream, memory_budget=memory_budget, workers=workers))
     if tensorboard is not None:
         from ..tracking import check_tensorboard_available
 

@@ -1,9 +1,11 @@
-"""Datasets held in memory as uint8 tensors, split, and augmented in batch.
+"""Datasets held in memory as uint8 tensors (or streamed from disk), split, and augmented in batch.
 
 ``sources`` loads a dataset (registry, loaders, splits, subsets, fingerprint): each split is one
-uint8 tensor ``[N, C, H, W]``. ``batches`` moves slices of it to the device as uint8 and crops,
-flips, normalises and mixes them there. Everything is re-exported here, so ``modelupdate.data``
-stays the one import path.
+uint8 tensor ``[N, C, H, W]``, or for an image folder too large for memory a ``streaming.StreamSplit``
+that reads batches from disk in a DataLoader (``folders``: listing, fingerprint, decoder of image
+folders). ``batches`` moves uint8 batches to the device and crops, flips, normalises and mixes them
+there. What sources and batches define is re-exported here, so ``modelupdate.data`` stays the one
+import path.
 """
 
 from .batches import (

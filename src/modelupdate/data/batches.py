@@ -197,9 +197,10 @@ def train_batches(
     ``batch_size`` (images float32 [B, C, H, W]) in this rank's ``train_order``."""
     order = torch.tensor(train_order(len(split), seed=seed, epoch=epoch, rank=rank, world=world, batch_size=batch_size))
     steps = (len(order) + batch_size - 1) // batch_size
-    for step in range(start_step, steps):
-        idx = order[step * batch_size : (step + 1) * batch_size]
-        images = split.images[idx].to(device, non_blocking=True)
+    plan = [order[step * batch_size : (step + 1) * batch_size] for step in range(start_step, steps)]
+    # a streamed split reads only these batches from disk (the skipped ones of a resumed epoch never)
+    for step, idx, images in zip(range(start_step, steps), plan, split.image_batches(plan, device), strict=True):
+        images = images.to(device, non_blocking=True)
         images = augment_batch(images, info.augment, step_generator(seed, epoch, step, rank))
         x = normalize(images, info)
         if channels_last:
@@ -213,9 +214,9 @@ def eval_batches(
 ) -> Iterator[Batch]:
     """Un-augmented, normalised batches (images float32 [<= batch_size, C, H, W]) of this rank's shard, in id order."""
     idx_all = shard_indices(len(split), rank, world)
-    for start in range(0, len(idx_all), batch_size):
-        idx = idx_all[start : start + batch_size]
-        x = normalize(split.images[idx].to(device, non_blocking=True), info)
+    plan = [idx_all[start : start + batch_size] for start in range(0, len(idx_all), batch_size)]
+    for idx, images in zip(plan, split.image_batches(plan, device), strict=True):
+        x = normalize(images.to(device, non_blocking=True), info)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         yield Batch(x, split.targets[idx].to(device), split.ids[idx].to(device))

@@ -8,12 +8,13 @@ slices of it into training and evaluation batches on the device.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import math
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,19 @@ import torch
 
 from ..config import DataConfig, parse_rand_augment
 from ..errors import DataError
+from .folders import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SPLIT_FOLDERS,
+    check_class_count,
+    check_layout,
+    folder_classes,
+    folder_fingerprint,
+    folder_root,
+    list_split,
+    read_square,
+)
+from .streaming import should_stream, stream_splits
 
 FASHION_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -111,6 +125,12 @@ class Split:
         values = (self.ids if ids is None else ids).tolist()
         return values if self.id_names is None else [self.id_names[i] for i in values]
 
+    def image_batches(self, plan: list[torch.Tensor], device: torch.device) -> Iterator[torch.Tensor]:
+        """uint8 [len(idx), C, H, W] for each ``idx`` of ``plan`` (positions in this split), in order (a
+        streamed split reads them from disk instead: streaming.StreamSplit)."""
+        for idx in plan:
+            yield self.images[idx]
+
 
 @dataclass
 class Dataset:
@@ -156,16 +176,22 @@ def known_datasets() -> list[str]:
 def load_dataset(cfg: DataConfig) -> Dataset:
     """Load ``cfg.name``, carve a seeded validation split and apply ``train_subset``."""
     name = cfg.name
+    folder: ImageFolder | None = None
     if name.startswith("imagefolder:"):
-        loader: Loader = _load_imagefolder
+        folder = open_image_folder(cfg)
+        loader: Loader = functools.partial(_load_imagefolder, folder=folder)
     elif name in DATASETS:
         loader = DATASETS[name]
     else:
         raise DataError(f"--data: unknown dataset {name!r}; known: {', '.join(known_datasets())}")
+    if cfg.stream and folder is None:
+        raise DataError(f"--stream: only imagefolder:PATH data is read from disk batch by batch; --data {name} is "
+                        f"held in memory (leave --stream out)")
     train_all, test, classes, mean, std, augment = loader(cfg)
     if len(train_all) == 0 or len(test) == 0:
         raise DataError(f"dataset {name!r}: empty train or test split")
-    fingerprint = _fingerprint(train_all, test)
+    # an image folder's from its files' names, sizes and times: streamed or not, no image is decoded for it
+    fingerprint = folder.fingerprint if folder is not None else _fingerprint(train_all, test)
     train, val = split_train_val(train_all, cfg.val_fraction, cfg.split_seed)
     if len(train) == 0:
         raise DataError(f"--val-fraction {cfg.val_fraction}: leaves none of the {len(train_all)} training samples "
@@ -176,7 +202,8 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     info = DatasetInfo(
         name=name,
         classes=list(classes),
-        input_shape=tuple(int(s) for s in train_all.images.shape[1:]),  # type: ignore[arg-type]
+        input_shape=(3, cfg.image_size, cfg.image_size) if folder is not None
+        else tuple(int(s) for s in train_all.images.shape[1:]),  # type: ignore[arg-type]
         mean=tuple(float(m) for m in mean),
         std=tuple(float(s) for s in std),
         fingerprint=fingerprint,
@@ -399,46 +426,47 @@ def _synthetic(cfg: DataConfig):
     return train, test, classes, (0.5,) * c, (0.25,) * c, AugmentSpec(pad=1, hflip=False)
 
 
-def _load_imagefolder(cfg: DataConfig):
-    """``imagefolder:PATH`` with PATH/train/<class>/* and PATH/test/<class>/*: RGB, centre-cropped to a square
-    and resized to ``cfg.image_size``, so images are uint8 [N, 3, S, S]. Each sample is named by its file's
-    path relative to PATH (``test/cat/001.png``): ``Split.id_names``."""
-    import torchvision
-    from torchvision.transforms import functional as TF
+@dataclass(frozen=True)
+class ImageFolder:
+    """``imagefolder:PATH`` before any image is decoded: its classes, sample counts per split folder and
+    fingerprint (folders.py; the listing is cached beside the data)."""
 
-    root = Path(cfg.name.split(":", 1)[1])
-    for sub in ("train", "test"):
-        if not (root / sub).is_dir():
-            raise DataError(f"--data imagefolder:{root}: missing folder {root / sub} (expected train/ and test/)")
+    root: Path
+    classes: list[str]
+    counts: dict[str, int]
+    fingerprint: str
+
+
+def open_image_folder(cfg: DataConfig) -> ImageFolder:
+    """Check PATH's layout (PATH/train/<class>/*, PATH/test/<class>/*) and summarise it without decoding."""
+    root = folder_root(cfg.name)
+    check_layout(root)
+    classes = folder_classes(root)
+    fingerprint, counts = folder_fingerprint(root, classes, cfg.image_size, cache_dir())  # lists train first
+    check_class_count(root, classes)
+    return ImageFolder(root, classes, counts, fingerprint)
+
+
+def _load_imagefolder(cfg: DataConfig, folder: ImageFolder):
+    """``imagefolder:PATH``: RGB, centre-cropped to a square and resized to ``cfg.image_size``, so images are
+    uint8 [N, 3, S, S] (folders.read_square). Each sample is named by its file's path relative to PATH
+    (``test/cat/001.png``): ``Split.id_names``. Held in memory unless ``--stream`` or the decoded training
+    set exceeds ``--memory-budget``: then read from disk batch by batch (streaming.py)."""
     size = cfg.image_size
-    if size < 1:
-        raise DataError(f"--image-size: expected a positive number of pixels, got {size}")
+    if should_stream(cfg.stream, folder.counts["train"], size, cfg.memory_budget):
+        train, test = stream_splits(folder.root, folder.classes, folder.counts, size, cfg.workers)
+    else:
+        train, test = (_decoded_split(folder, sub, size) for sub in SPLIT_FOLDERS)
+    return train, test, folder.classes, IMAGENET_MEAN, IMAGENET_STD, AugmentSpec(max(1, size // 8), True)
 
-    def load(sub: str):
+
+def _decoded_split(folder: ImageFolder, sub: str, size: int) -> Split:
+    """Every image of PATH/sub decoded once into one uint8 tensor [N, 3, size, size]."""
+    names, targets = list_split(folder.root, sub, folder.classes)
+    images = torch.empty(len(names), 3, size, size, dtype=torch.uint8)
+    for i, name in enumerate(names):
         try:
-            ds = torchvision.datasets.ImageFolder(str(root / sub))
-        except (FileNotFoundError, RuntimeError) as exc:
-            raise DataError(f"--data imagefolder:{root}: {str(exc).rstrip('.')}; "
-                            f"expected {root / sub}/<class>/<image files>") from None
-        images = torch.empty(len(ds), 3, size, size, dtype=torch.uint8)
-        for i, (path, _) in enumerate(ds.samples):
-            try:
-                img = ds.loader(path).convert("RGB")
-                images[i] = TF.pil_to_tensor(TF.resize(TF.center_crop(img, min(img.size)), [size, size]))
-            except (OSError, ValueError, SyntaxError) as exc:  # PIL: corrupt, truncated, unreadable, no access
-                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise DataError(f"--data imagefolder:{root}: cannot read image {path} ({reason}); expected a "
-                                f"readable image file") from None
-        targets = torch.tensor(ds.targets, dtype=torch.long)
-        # ids users see: the image's path under the dataset root, with / on every system
-        names = tuple(Path(path).relative_to(root).as_posix() for path, _ in ds.samples)
-        return Split(images, targets, torch.arange(len(targets)), names), ds.classes
-
-    train, classes = load("train")
-    if len(classes) < 2:
-        raise DataError(f"--data imagefolder:{root}: {root / 'train'} has {len(classes)} class folder(s); "
-                        f"expected at least 2 (one folder per class)")
-    test, test_classes = load("test")
-    if classes != test_classes:
-        raise DataError(f"--data imagefolder:{root}: train classes {classes} differ from test classes {test_classes}")
-    return train, test, classes, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), AugmentSpec(max(1, size // 8), True)
+            images[i] = read_square(folder.root / name, size)
+        except DataError as exc:
+            raise DataError(f"--data imagefolder:{folder.root}: {exc}") from None
+    return Split(images, torch.tensor(targets, dtype=torch.long), torch.arange(len(names)), tuple(names))
