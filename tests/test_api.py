@@ -25,6 +25,10 @@ def test_predict_images_equals_predict_on_the_split(trained_model, tiny_data_con
     np.testing.assert_allclose(as_float, logits, rtol=1e-5, atol=1e-5)
     with pytest.raises(ConfigError, match=r"images: expected shape \[N, 1, 8, 8\]"):
         api.predict_images(loaded, test.images[:, :, :4])
+    with pytest.raises(ConfigError, match="float pixels must be finite and in 0..1"):
+        api.predict_images(loaded, test.images.float())  # 0..255 as floats: a common mistake
+    with pytest.raises(ConfigError, match="dtype torch.int64"):
+        api.predict_images(loaded, test.images.long())
 
 
 def test_flip_metrics_and_gates_by_hand():
@@ -42,6 +46,21 @@ def test_flip_metrics_and_gates_by_hand():
         api.flip_metrics(old, new)
     with pytest.raises(ConfigError, match="one length"):
         api.flip_metrics(old, new[:3], targets)
+    with pytest.raises(ConfigError, match="new: expected class indices"):
+        api.flip_metrics(old, new - 1, targets)
+    with pytest.raises(ConfigError, match="targets: expected class indices"):
+        api.flip_metrics(old, new, targets.astype(float))
+
+
+def test_import_takes_string_paths(tmp_path):
+    import torchvision
+    from safetensors.torch import save_file
+
+    save_file(torchvision.models.resnet18(num_classes=2).state_dict(), str(tmp_path / "w.safetensors"))
+    spec = api.ImportSpec(arch="torchvision.models:resnet18", weights=str(tmp_path / "w.safetensors"),
+                          classes=["a", "b"], input_shape=(3, 32, 32), mean=[0.5] * 3, std=[0.25] * 3)
+    result = api.import_model(spec, str(tmp_path / "m.safetensors"))
+    assert api.info(result.out).classes == ["a", "b"]
 
 
 def test_flip_metrics_on_predictions_match_by_id_and_equal_the_cli(tmp_path, run_cli):

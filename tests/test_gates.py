@@ -135,3 +135,12 @@ def test_failed_gates_in_order():
     gates = evaluate_gates(SUMMARY, PER_CLASS, GateSpec(max_nfr=0.1, max_er=0.5, min_btc=0.7))
     assert failed_gates(gates) == ["max-nfr", "min-btc"]  # 0.2 > 0.1; 0.5 <= 0.5; 0.667 < 0.7
     assert failed_gates([]) == []
+
+
+@pytest.mark.parametrize("text", ["1", "1.0", " 1 "])
+def test_a_bare_one_is_refused_as_the_typo_of_one_percent(text):
+    with pytest.raises(ConfigError, match="did you mean .*% or 0.01"):
+        parse_threshold(text, name="--max-nfr")
+    assert parse_threshold("100%") == 1.0 and parse_threshold("1", rate=False) == 1.0  # relative NFR: a ratio
+    with pytest.raises(ConfigError, match="below -100%"):
+        parse_threshold("-150%", name="--max-er-increase", allow_negative=True)

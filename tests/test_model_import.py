@@ -195,8 +195,58 @@ def test_replace_head_gives_the_last_linear_layer_new_outputs():
     assert model.eval()(torch.zeros(1, 3, 32, 32)).shape == (1, 5)
 
 
-def test_init_only_arguments_are_not_stored():
-    assert stored_arch_args({"weights": "DEFAULT", "stem": "standard"}) == {"stem": "standard"}
+def test_init_only_arguments_are_not_stored_but_the_stem_they_chose_is():
+    assert stored_arch_args("torchvision.models:resnet18", {"weights": "DEFAULT", "progress": False}) == \
+        {"progress": False}
+    assert stored_arch_args("resnet18", {"weights": "DEFAULT"}) == {"stem": "standard"}
+    assert stored_arch_args("resnet18", {"weights": "DEFAULT", "stem": "small"}) == {"stem": "small"}
+    assert stored_arch_args("resnet18", {}) == {}
+
+
+def test_a_model_trained_from_pretrained_weights_loads_again(tmp_path, monkeypatch, tiny_data_config,
+                                                             tiny_train_config):
+    """The cache holds a (here: random) resnet18 file under torchvision's name; the checkpoint trained from
+    it must rebuild without it."""
+    from modelupdate.workflows.train import train
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    (tmp_path / "torch" / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "torch/hub/checkpoints/resnet18-f37072fd.pth")
+    cfg = tiny_train_config(arch="resnet18", arch_args={"weights": "DEFAULT"}, epochs=1)
+    train(tiny_data_config(train_subset="64"), cfg, tmp_path / "m.safetensors")
+    assert read_meta(tmp_path / "m.safetensors").arch_args == {"stem": "standard"}
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    loaded = load_checkpoint(tmp_path / "m.safetensors")  # no weight file needed now
+    assert isinstance(loaded.model.maxpool, nn.MaxPool2d)
+
+
+def test_a_model_that_cannot_take_the_data_fails_before_training(tmp_path, run_cli):
+    code, _, err = run_cli("train", "--data", "synthetic", "--arch", "torchvision.models:resnet18", "--epochs", "1",
+                           "--device", "cpu", "--quiet", "--out", tmp_path / "m.safetensors")
+    assert code == 2 and "cannot run on inputs of shape [1, 12, 12]" in err and len(err.splitlines()) == 1, err
+    assert not list(tmp_path.iterdir())
+    code, _, err = run_cli("train", "--data", "synthetic", "--out", tmp_path / "m.safetensors",
+                           "--arch", "torchvision.models.detection:fasterrcnn_resnet50_fpn")
+    assert code == 2 and "not one of torchvision's classification builders" in err
+
+
+def test_training_mode_outputs_that_are_not_logits_are_refused():
+    from modelupdate.models import check_forward
+
+    class Aux(nn.Module):  # like torchvision's GoogLeNet: a named tuple of outputs in training mode
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            logits = self.fc(x.flatten(1))
+            return (logits, logits) if self.training else logits
+
+    model = Aux().eval()
+    with pytest.raises(ConfigError, match=r"gives tuple for 2 inputs in training mode"):
+        check_forward(model, (1, 2, 2), 3, "aux")
+    assert not model.training  # its mode restored
+    check_forward(model, (1, 2, 2), 3, "aux", modes=("eval",))
 
 
 def test_import_refuses_unsafe_flag_on_safetensors(tmp_path):

@@ -74,6 +74,11 @@ def predict_images(model: LoadedModel, images: torch.Tensor | np.ndarray, *, bat
     if x.ndim != 4 or tuple(x.shape[1:]) != tuple(meta.input_shape):
         raise ConfigError(f"images: expected shape [N, {', '.join(map(str, meta.input_shape))}] for {model.path}, "
                           f"got {list(x.shape)}")
+    if x.dtype != torch.uint8 and not x.is_floating_point():
+        raise ConfigError(f"images: dtype {x.dtype}; expected uint8 pixels (0..255) or floats in 0..1")
+    if x.is_floating_point() and x.numel() and not (bool(torch.isfinite(x).all()) and x.min() >= 0 and x.max() <= 1):
+        raise ConfigError(f"images: float pixels must be finite and in 0..1 (got {float(x.min()):g}.."
+                          f"{float(x.max()):g}); pass uint8 for 0..255")
     mean = torch.tensor(meta.normalization["mean"]).view(1, -1, 1, 1)
     std = torch.tensor(meta.normalization["std"]).view(1, -1, 1, 1)
     scale = 255.0 if x.dtype == torch.uint8 else 1.0
@@ -147,8 +152,12 @@ def _labels(old, new, targets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if targets is None:
         raise ConfigError("targets: needed with label arrays")
     arrays = [np.asarray(a) for a in (old, new, targets)]
-    if any(a.ndim != 1 for a in arrays) or len({a.shape[0] for a in arrays}) != 1:
-        raise ConfigError(f"old, new, targets: expected 1-D label arrays of one length, got shapes "
+    if any(a.ndim != 1 for a in arrays) or len({a.shape[0] for a in arrays}) != 1 or arrays[0].shape[0] == 0:
+        raise ConfigError(f"old, new, targets: expected non-empty 1-D label arrays of one length, got shapes "
                           f"{[list(a.shape) for a in arrays]}")
+    for name, a in zip(("old", "new", "targets"), arrays, strict=True):
+        if a.dtype.kind not in "iu" or a.min() < 0:
+            raise ConfigError(f"{name}: expected class indices (integers >= 0), got dtype {a.dtype}"
+                              + (f" with {a.min()}" if a.dtype.kind in "iu" else ""))
     return arrays[0].astype(np.int64), arrays[1].astype(np.int64), arrays[2].astype(np.int64)
 

@@ -25,7 +25,7 @@ from torch import nn
 from . import __version__
 from .atomic import atomic_write_bytes, sha256_file  # noqa: F401  (re-exported)
 from .errors import CheckpointError, MismatchError
-from .models import build_model, check_arch_allowed
+from .models import INIT_ONLY_ARGS, build_model, check_arch_allowed
 
 MODEL_FORMAT = "modelupdate-model/1"
 ENSEMBLE_FORMAT = "modelupdate-ensemble/1"
@@ -184,6 +184,9 @@ def read_header(path: str | Path) -> tuple[dict[str, Any], int]:
             raw = f.read(header_len - 8) if valid_len and header_len > 8 else b""
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read ({exc.strerror})") from None
+    if head[:4] == b"PK\x03\x04" and _is_npz(path):
+        raise CheckpointError(f"{path}: is a numpy .npz archive (a prediction file?), not a safetensors "
+                              f"checkpoint")
     if looks_like_pickle or (path.suffix.lower() in PICKLE_SUFFIXES and head[8:9] != b"{"):
         raise CheckpointError(
             f"{path}: looks like a PyTorch pickle; modelupdate never unpickles files. Convert it where you trust it "
@@ -248,6 +251,19 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
     return tensors, header.get("__metadata__") or {}
 
 
+def _is_npz(path: Path) -> bool:
+    """A zip whose members are .npy arrays (numpy's .npz), told apart from torch's zip format by the
+    member names alone (nothing is extracted)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+    return bool(names) and all(name.endswith(".npy") for name in names)
+
+
 def _looks_like_pickle(data: bytes) -> bool:
     # A safetensors header of 0x0280..0x0580 bytes also starts with 0x80 0x02..0x05; its JSON starts at byte 8.
     if data[8:9] == b"{":
@@ -263,9 +279,27 @@ def read_meta(path: str | Path) -> ModelMeta:
 
 
 def save_model(path: str | Path, model: nn.Module, meta: ModelMeta) -> None:
-    """Write one model checkpoint atomically."""
+    """Write one model checkpoint atomically, once its metadata is known to rebuild this model."""
     state = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
+    check_rebuilds(meta, state)
     atomic_write_bytes(path, st_save(state, metadata=meta.to_header()))
+
+
+def check_rebuilds(meta: ModelMeta, state: dict[str, torch.Tensor]) -> None:
+    """The architecture and arguments the file will name build a model with exactly these tensor names and
+    shapes: a checkpoint that could not be loaded again is never written."""
+    with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the caller's RNG alone
+        rebuilt = build_model(meta.arch, meta.num_classes, meta.input_shape, rebuild_args(meta.arch_args)).state_dict()
+    if {k: tuple(v.shape) for k, v in rebuilt.items()} != {k: tuple(v.shape) for k, v in state.items()}:
+        differ = sorted(k for k in set(rebuilt) | set(state)
+                        if k not in rebuilt or k not in state or rebuilt[k].shape != state[k].shape)
+        raise CheckpointError(f"{meta.arch} with arch_args {meta.arch_args} would not rebuild this model "
+                              f"({', '.join(differ[:3])} differ); nothing was written")
+
+
+def rebuild_args(arch_args: dict[str, Any]) -> dict[str, Any]:
+    """A file's arch_args without initialisation-only ones (pretrained weights: the file's replace them)."""
+    return {k: v for k, v in arch_args.items() if k not in INIT_ONLY_ARGS}
 
 
 def save_ensemble(path: str | Path, members: list[nn.Module], meta: ModelMeta) -> None:
@@ -275,8 +309,10 @@ def save_ensemble(path: str | Path, members: list[nn.Module], meta: ModelMeta) -
     meta.format = ENSEMBLE_FORMAT
     tensors: dict[str, torch.Tensor] = {}
     for i, member in enumerate(members):
-        for k, v in unwrap(member).state_dict().items():
-            tensors[f"member{i}.{k}"] = v.detach().cpu().contiguous()
+        state = {k: v.detach().cpu().contiguous() for k, v in unwrap(member).state_dict().items()}
+        if i == 0:
+            check_rebuilds(meta, state)
+        tensors.update({f"member{i}.{k}": v for k, v in state.items()})
     atomic_write_bytes(path, st_save(tensors, metadata=meta.to_header()))
 
 
@@ -329,7 +365,7 @@ def load_checkpoint(path: str | Path, *, ensemble_mode: str = "auto", trusted_ar
 
 def _rebuild(path: Path, meta: ModelMeta, state: dict[str, torch.Tensor]) -> nn.Module:
     try:
-        model = build_model(meta.arch, meta.num_classes, meta.input_shape, meta.arch_args)
+        model = build_model(meta.arch, meta.num_classes, meta.input_shape, rebuild_args(meta.arch_args))
     except Exception as exc:
         raise CheckpointError(f"{path}: cannot rebuild architecture {meta.arch!r} ({exc})") from None
     try:

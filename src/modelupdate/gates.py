@@ -45,9 +45,13 @@ def parse_threshold(text: str | float, name: str = "threshold",
         raise ConfigError(f"{name}: {raw!r} is negative; expected a value >= 0")
     if rate and abs(value) > 1:
         if percent:
-            raise ConfigError(f"{name}: {raw!r} is above 100%; expected a share such as 2% or 0.02")
+            sign = "below -100%" if value < 0 else "above 100%"
+            raise ConfigError(f"{name}: {raw!r} is {sign}; expected a share such as 2% or 0.02")
         raise ConfigError(f"{name} {raw}: did you mean {raw}% or {value / 100:g}? A bare number is a share "
                           f"(0.02 = 2%)")
+    if rate and not percent and abs(value) == 1:  # the typo of 1%: a gate at 100% could never fail
+        raise ConfigError(f"{name} {raw}: did you mean {raw}% or {value / 100:g}? A bare 1 is 100%, a gate that "
+                          f"never fails; write 100% if that is meant")
     return value
 
 

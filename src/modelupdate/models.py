@@ -61,6 +61,10 @@ def build_model(arch: str, num_classes: int, input_shape: tuple[int, int, int],
         factory = ARCHS[arch][0]
     elif is_torchvision_builder(arch):
         factory = _torchvision_factory(arch[len(TORCHVISION_PREFIX):])
+    elif arch.split(".", 1)[0].split(":", 1)[0] == "torchvision":
+        raise ConfigError(f"--arch {arch}: not one of torchvision's classification builders; expected "
+                          f"{TORCHVISION_PREFIX}<name> with a name from torchvision.models.list_models("
+                          f"module=torchvision.models)")
     elif ":" in arch:
         factory = _import_factory(arch)
     else:
@@ -75,9 +79,15 @@ def build_model(arch: str, num_classes: int, input_shape: tuple[int, int, int],
         raise ConfigError(f"--arch-args: {arch} cannot be built with {args} ({str(exc).splitlines()[0]})") from None
 
 
-def stored_arch_args(arch_args: dict[str, Any]) -> dict[str, Any]:
-    """The arguments a checkpoint keeps to rebuild its model: all but the initialisation-only ones."""
-    return {k: v for k, v in arch_args.items() if k not in INIT_ONLY_ARGS}
+def stored_arch_args(arch: str, arch_args: dict[str, Any]) -> dict[str, Any]:
+    """The arguments a checkpoint keeps to rebuild its model: all but the initialisation-only ones, and
+    for a registered torchvision family built from pretrained weights the stem that "auto" chose then
+    (without the weights, "auto" would choose another for small inputs)."""
+    stored = {k: v for k, v in arch_args.items() if k not in INIT_ONLY_ARGS}
+    if arch_args.get("weights") is not None and arch in ARCHS and arch_args.get("stem", "auto") == "auto" \
+            and "stem" in inspect.signature(ARCHS[arch][0]).parameters:
+        stored["stem"] = "standard"
+    return stored
 
 
 def _shape_args(factory: Factory, num_classes: int, input_shape: tuple) -> dict[str, Any]:
@@ -327,6 +337,31 @@ register("efficientnet_b0", "torchvision efficientnet_b0; stride-1 stem for smal
     _features_stem("efficientnet_b0", None, 1))
 register("convnext_tiny", "torchvision convnext_tiny; 1x1 stride-1 patchify stem for small inputs")(
     _features_stem("convnext_tiny", 1, 1))
+
+
+def check_forward(model: nn.Module, input_shape: tuple[int, ...], num_classes: int, arch: str,
+                  modes: tuple[str, ...] = ("eval", "training")) -> None:
+    """Two zero inputs must give [2, num_classes] finite logits, in eval mode and in training mode (where some
+    torchvision models return auxiliary outputs): a model that cannot run on the data fails before training,
+    in one line. The model's mode is restored; its batch-norm statistics are those of a throwaway model."""
+    was_training = model.training
+    for mode in modes:
+        model.train(mode == "training")
+        try:
+            with torch.no_grad():
+                logits = model(torch.zeros(2, *input_shape))
+        except Exception as exc:  # torch's shape errors are RuntimeError, ViT's an AssertionError
+            model.train(was_training)
+            raise ConfigError(f"--arch {arch}: cannot run on inputs of shape {list(input_shape)} "
+                              f"({str(exc).splitlines()[0][:200]})") from None
+        if not torch.is_tensor(logits) or tuple(logits.shape) != (2, num_classes):
+            model.train(was_training)
+            got = list(logits.shape) if torch.is_tensor(logits) else type(logits).__name__
+            raise ConfigError(f"--arch {arch}: gives {got} for 2 inputs in {mode} mode; expected a tensor of "
+                              f"[2, {num_classes}] logits (one per class)")
+    model.train(was_training)
+    if not bool(torch.isfinite(logits).all()):
+        raise ConfigError(f"--arch {arch}: gives non-finite logits (NaN or Inf in the weights?)")
 
 
 def set_dropout(model: nn.Module, p: float) -> int:

@@ -135,11 +135,14 @@ class JsonlLog:
 
 
 def check_arch(cfg: TrainConfig, info: DatasetInfo) -> None:
-    """Build ``cfg.arch`` once, so that an unknown architecture or bad --arch-args fails before a
-    command writes anything (a members folder, a reference cache)."""
-    from ..models import build_model
+    """Build ``cfg.arch`` once and run it on two inputs of the data's shape, so that an unknown
+    architecture, bad --arch-args or a model that cannot take this data fails before a command writes
+    anything (a members folder, a reference cache). The global RNG is left as it was."""
+    from ..models import build_model, check_forward
 
-    build_model(cfg.arch, info.num_classes, info.input_shape, cfg.arch_args)
+    with torch.random.fork_rng(devices=[]):
+        model = build_model(cfg.arch, info.num_classes, info.input_shape, cfg.arch_args)
+        check_forward(model, info.input_shape, info.num_classes, cfg.arch)
 
 
 def seeded_model(build, seed: int) -> nn.Module:
@@ -158,7 +161,7 @@ def test_metrics(model: nn.Module, data: Dataset, runtime: Runtime, cfg: TrainCo
 def model_meta(info: DatasetInfo, data_cfg: DataConfig, cfg: TrainConfig, metrics: dict[str, Any],
                update: dict[str, Any] | None = None) -> ModelMeta:
     return ModelMeta(
-        arch=cfg.arch, arch_args=stored_arch_args(cfg.arch_args), classes=list(info.classes),
+        arch=cfg.arch, arch_args=stored_arch_args(cfg.arch, cfg.arch_args), classes=list(info.classes),
         input_shape=info.input_shape,
         normalization=info.normalization, dataset=info.name, dataset_fingerprint=info.fingerprint,
         config={"data": data_cfg.to_dict(), "train": cfg.to_dict()}, metrics=metrics, update=update or {},

@@ -9,6 +9,7 @@ trained checkpoint does (``--old``, ``predict``, ``flip-report``, ...).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from ..checkpoint import (
     state_dict_error,
 )
 from ..errors import CheckpointError, ConfigError
-from ..models import build_model, count_parameters, stored_arch_args
+from ..models import build_model, check_forward, count_parameters, stored_arch_args
 from .common import check_output_path, holds_output_lock
 
 # Wrappers a training script leaves around a state dict: DDP's and torch.compile's key prefixes, and the
@@ -64,16 +65,19 @@ class ImportResult:
 
 @holds_output_lock
 def import_model(spec: ImportSpec, out: Path) -> ImportResult:
+    out = Path(out)  # paths may come as strings from Python
+    spec = dataclasses.replace(spec, weights=Path(spec.weights), like=Path(spec.like) if spec.like else None)
     check_output_path(out, inputs={"--weights": spec.weights, "--like": spec.like})
     classes, input_shape, normalization, dataset = settle_meta_fields(spec)
     state, with_pickle = read_state_dict(spec.weights, unsafe_load_pickle=spec.unsafe_load_pickle)
     torch.manual_seed(0)  # parameters the weights do not cover (none, when strict) start the same every time
     model = build_model(spec.arch, len(classes), input_shape, spec.arch_args)
+    check_forward(model, input_shape, len(classes), spec.arch)  # both modes, before the weights are in
     load_strict(model, state, f"--weights {spec.weights}", spec.arch, len(classes))
-    check_forward(model, input_shape, len(classes), spec.arch)
+    check_forward(model, input_shape, len(classes), spec.arch, modes=("eval",))
     weights_sha256 = sha256_file(spec.weights)
     meta = ModelMeta(
-        arch=spec.arch, arch_args=stored_arch_args(spec.arch_args), classes=classes, input_shape=input_shape,
+        arch=spec.arch, arch_args=stored_arch_args(spec.arch, spec.arch_args), classes=classes, input_shape=input_shape,
         normalization=normalization, dataset=dataset, dataset_fingerprint="",
         config={"import": {"weights": str(spec.weights), "weights_sha256": weights_sha256,
                            "arch_args": spec.arch_args, "like": str(spec.like) if spec.like else None,
@@ -132,6 +136,8 @@ def read_state_dict(path: Path, *, unsafe_load_pickle: bool) -> tuple[dict[str, 
     if unsafe_load_pickle:
         raise ConfigError(f"--unsafe-load-pickle: {path} is not a {'/'.join(sorted(PICKLE_SUFFIXES))} file; "
                           f"safetensors files need no such option")
+    if not path.is_file():
+        raise CheckpointError(f"--weights {path}: file not found")
     tensors, _ = read_safetensors(path)  # refuses a pickle with a one-line hint
     if not tensors:
         raise CheckpointError(f"--weights {path}: holds no tensors")
@@ -183,20 +189,3 @@ def load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str, a
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # e.g. a dtype torch cannot copy
         raise CheckpointError(f"{source}: does not fit {arch}: {state_dict_error(exc)}") from None
-
-
-def check_forward(model: nn.Module, input_shape: tuple[int, int, int], num_classes: int, arch: str) -> None:
-    """A batch of two inputs must give [2, num_classes] finite logits in eval mode."""
-    model.eval()
-    try:
-        with torch.inference_mode():
-            logits = model(torch.zeros(2, *input_shape))
-    except Exception as exc:
-        raise ConfigError(f"--input-shape {list(input_shape)}: {arch} cannot run on it "
-                          f"({str(exc).splitlines()[0][:200]})") from None
-    if not torch.is_tensor(logits) or tuple(logits.shape) != (2, num_classes):
-        got = list(logits.shape) if torch.is_tensor(logits) else type(logits).__name__
-        raise ConfigError(f"--classes: {arch} gives outputs of shape {got} for 2 inputs; expected [2, {num_classes}] "
-                          f"(one logit per class)")
-    if not bool(torch.isfinite(logits).all()):
-        raise CheckpointError(f"--weights: {arch} gives non-finite logits (NaN or Inf in the weights?)")

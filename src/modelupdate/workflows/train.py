@@ -8,7 +8,7 @@ from ..config import DataConfig, TrainConfig
 from ..data import load_dataset
 from ..engine import EventHandler
 from ..runtime import setup_runtime
-from .common import TrainedModel, check_output_path, holds_output_lock, train_one
+from .common import TrainedModel, check_arch, check_output_path, holds_output_lock, train_one
 
 
 @holds_output_lock
@@ -18,4 +18,5 @@ def train(data_cfg: DataConfig, cfg: TrainConfig, out: Path, *, resume: bool = F
     check_output_path(out, resume=resume)
     runtime = setup_runtime(cfg)
     data = load_dataset(data_cfg)
+    check_arch(cfg, data.info)
     return train_one(data, data_cfg, cfg, runtime, out, resume=resume, on_event=on_event)
