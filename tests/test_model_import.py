@@ -273,3 +273,9 @@ def test_the_written_path_stays_on_one_line_in_a_narrow_terminal(tmp_path):
                            "--out", str(out)], capture_output=True, text=True, env={**os.environ, "COLUMNS": "40"})
     assert proc.returncode == 0, proc.stderr
     assert f"wrote {out}" in proc.stdout.splitlines()
+
+
+def test_an_npz_where_a_checkpoint_is_expected_is_named_as_such(tmp_path, run_cli):
+    np.savez(tmp_path / "preds.npz", ids=np.arange(3), targets=np.zeros(3, int), preds=np.zeros(3, int))
+    code, _, err = run_cli("info", tmp_path / "preds.npz")
+    assert code == 2 and "is a numpy .npz archive (a prediction file?)" in err and "pickle" not in err

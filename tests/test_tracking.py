@@ -47,3 +47,9 @@ def test_missing_tensorboard_is_one_line_before_training(tmp_path, run_cli, monk
     assert code == 2 and err.strip() == "error: --tensorboard: needs the tensorboard package; pip install " \
         "'modelupdate[tracking]' (or tensorboard)"
     assert not (tmp_path / "m.safetensors").exists() and not (tmp_path / "tb").exists()
+
+
+def test_a_file_as_the_tensorboard_folder_is_refused_before_training(tmp_path, run_cli):
+    (tmp_path / "taken").write_text("x")
+    code, _, err = run_cli("train", *TINY, "--out", tmp_path / "m.safetensors", "--tensorboard", tmp_path / "taken")
+    assert code == 2 and "is a file; expected a folder" in err and not (tmp_path / "m.safetensors").exists()

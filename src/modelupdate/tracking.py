@@ -21,12 +21,18 @@ EPOCH_KEYS = {"type", "epoch", "member_label"}
 INSTALL_HINT = "--tensorboard: needs the tensorboard package; pip install 'modelupdate[tracking]' (or tensorboard)"
 
 
-def check_tensorboard_available() -> None:
-    """Fail before training, in one line, when the package is missing."""
+def check_tensorboard(logdir: Path) -> None:
+    """Fail before training, in one line, when the package is missing or ``logdir`` cannot be a folder."""
     try:
         from torch.utils.tensorboard import SummaryWriter  # noqa: F401
     except ImportError:
         raise ConfigError(INSTALL_HINT) from None
+    logdir = Path(logdir)
+    if logdir.exists() and not logdir.is_dir():
+        raise ConfigError(f"--tensorboard {logdir}: is a file; expected a folder (created if missing)")
+    parent = next((p for p in logdir.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ConfigError(f"--tensorboard {logdir}: {parent} is a file; expected a folder")
 
 
 def scalars(event: Event, skip: set[str]) -> dict[str, float]:
@@ -45,7 +51,7 @@ class TensorBoardTracker:
     """An ``on_event`` handler writing step records at their global step and epoch records at their epoch."""
 
     def __init__(self, logdir: Path):
-        check_tensorboard_available()
+        check_tensorboard(logdir)
         self.logdir = Path(logdir)
         self.writer = None
 

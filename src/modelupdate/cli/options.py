@@ -253,9 +253,9 @@ def _training_options(
         hflip=hflip, crop=crop, crop_pad=crop_pad, crop_scale=crop_scale, color_jitter=color_jitter,
         rand_augment=rand_augment, stream=stream, memory_budget=memory_budget, workers=workers))
     if tensorboard is not None:
-        from ..tracking import check_tensorboard_available
+        from ..tracking import check_tensorboard
 
-        run(check_tensorboard_available)
+        run(lambda: check_tensorboard(tensorboard))
     return TrainingRun(out=out, data=data_cfg, train=train, resume=resume, quiet=quiet, tensorboard=tensorboard)
 
 
