@@ -126,3 +126,17 @@ def test_imagefolder_samples_are_named_by_their_path_in_predict_and_flips(run_cl
     flipped = (tmp_path / "flips.csv").read_text().splitlines()[1:]
     assert [line.split(",")[0] for line in flipped] == right
     assert all(line.endswith(",negative") for line in flipped)
+
+
+def test_no_report_is_written_over_the_classes_file(run_cli, tmp_path):
+    (tmp_path / "classes.txt").write_text("cat\ndog\n")
+    for name in ("old", "new"):
+        (tmp_path / f"{name}.csv").write_text("id,target,pred\na,cat,cat\nb,dog,cat\n")
+    for option in ("--flips-csv", "--markdown"):
+        code, _, err = run_cli("flip-report", "--old", tmp_path / "old.csv", "--new", tmp_path / "new.csv",
+                               "--classes", tmp_path / "classes.txt", option, tmp_path / "classes.txt")
+        assert code == 2 and "is one of the inputs" in err, err
+        assert (tmp_path / "classes.txt").read_text() == "cat\ndog\n"
+    code, _, err = run_cli("compare", "--old", tmp_path / "old.csv", tmp_path / "new.csv",
+                           "--classes", tmp_path / "classes.txt", "--markdown", tmp_path / "classes.txt")
+    assert code == 2 and "is one of the inputs" in err, err

@@ -353,6 +353,8 @@ class EvalConfig:
     pred_column: str = CSV_COLUMNS[2]
     # class names, in index order, that label columns may hold instead of indices (None: from a checkpoint)
     classes: tuple[str, ...] | None = None
+    # the file --classes was read from, if any: an input, so no report may be written over it
+    classes_file: str | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -360,6 +362,10 @@ class EvalConfig:
         if self.split not in SPLITS:
             raise ConfigError(f"--split: expected {', '.join(SPLITS)}, got {self.split!r}")
         check_csv_columns(self.id_column, self.label_column, self.pred_column)
+
+    def input_files(self) -> list[str]:
+        """Files this configuration reads beside the models (the --classes file)."""
+        return [self.classes_file] if self.classes_file else []
 
     @property
     def csv_columns(self) -> tuple[str, str, str]:

@@ -188,6 +188,7 @@ class PredictionFiles:
     label_column: str
     pred_column: str
     classes: tuple[str, ...] | None
+    classes_file: str | None  # where --classes names a file: an input no output may overwrite
 
 
 def _prediction_file_options(id_column: IdColumn = EVAL.id_column, label_column: LabelColumn = EVAL.label_column,
@@ -198,7 +199,8 @@ def _prediction_file_options(id_column: IdColumn = EVAL.id_column, label_column:
 
     check_csv_columns(id_column, label_column, pred_column)
     return PredictionFiles(id_column, label_column, pred_column,
-                           read_class_list(classes) if classes is not None else None)
+                           read_class_list(classes) if classes is not None else None,
+                           classes if classes is not None and Path(classes).is_file() else None)
 
 
 def _evaluation_options(

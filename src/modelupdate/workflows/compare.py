@@ -165,7 +165,7 @@ def run_compare(old: Path, candidates: list[Path], names: list[str], eval_cfg: E
     from .outputs import Outputs, deliver, input_record, step_summary_path
 
     labels = candidate_names(candidates, names)
-    plan = Outputs([old, *candidates], outputs)
+    plan = Outputs([old, *candidates], outputs, extra_inputs=eval_cfg.input_files())
     summary = step_summary_path()
     loaded = load_inputs([old, *candidates], eval_cfg, timed=[False] + [True] * len(candidates))
     old_p, candidate_p = loaded[0], dict(zip(labels, loaded[1:], strict=True))

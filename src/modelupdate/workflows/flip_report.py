@@ -133,7 +133,7 @@ def run_flip_report(old: Path, new: Path, eval_cfg: EvalConfig, gates: GateSpec,
     from .inputs import load_inputs
     from .outputs import Outputs, deliver, input_record, step_summary_path
 
-    plan = Outputs([old, new], outputs)
+    plan = Outputs([old, new], outputs, extra_inputs=eval_cfg.input_files())
     summary = step_summary_path()
     old_p, new_p = load_inputs([old, new], eval_cfg)
     result = flip_report(old_p, new_p, gates)

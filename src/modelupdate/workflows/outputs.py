@@ -72,10 +72,11 @@ STDOUT = "-"  # an output option given '-' prints that report instead of the tab
 class Outputs:
     """Where each rendered report goes (option -> path, or stdout)."""
 
-    def __init__(self, inputs: list[Path], requested: dict[str, str | Path | None]) -> None:
+    def __init__(self, inputs: list[Path], requested: dict[str, str | Path | None],
+                 extra_inputs: list[str] | None = None) -> None:
         self.files: dict[str, Path] = {}
         self.stdout: str | None = None  # the option whose report goes to stdout
-        self._inputs = {resolved(Path(p)) for p in inputs}
+        self._inputs = {resolved(Path(p)) for p in [*inputs, *(extra_inputs or [])]}
         for option, value in requested.items():
             self.add(option, value)
 
