@@ -56,7 +56,7 @@ def test_policy_puts_the_options_over_the_dataset_default():
     assert chosen == AugmentSpec(pad=0, hflip=0.0, crop="random-resized", scale=0.5, color_jitter=0.2,
                                  rand_augment=(2, 9))
     assert augment_policy(default, DataConfig(crop_pad=5)).pad == 5
-    assert augment_policy(default, DataConfig(augment=False, hflip=1.0)) == AugmentSpec()  # --no-augment: none
+    assert augment_policy(default, DataConfig(augment=False)) == AugmentSpec()  # --no-augment: none
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -131,3 +131,22 @@ def test_the_policy_is_recorded_in_the_checkpoint(tmp_path, run_cli):
     assert (data["hflip"], data["crop"], data["crop_scale"], data["color_jitter"]) == (0.0, "random-resized", 0.6, 0.1)
     code, _, err = run_cli("train", "--data", "synthetic", "--out", tmp_path / "x.safetensors", "--crop", "zoom")
     assert code == 2 and "--crop: expected one of pad, random-resized, none" in err
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"augment": False, "hflip": 0.5, "rand_augment": "2,9"}, "--no-augment: .* so --hflip, --rand-augment would do"),
+    ({"crop": "none", "crop_pad": 2}, "--crop-pad: only used by --crop pad, not --crop none"),
+    ({"crop_scale": 0.5}, "--crop-scale: only used by --crop random-resized"),
+])
+def test_options_that_would_be_ignored_are_refused(options, message):
+    with pytest.raises(ConfigError, match=message):
+        DataConfig(**options)
+    DataConfig(crop="random-resized", crop_scale=0.5)  # together they are fine
+
+
+def test_a_pad_as_large_as_the_image_is_refused():
+    from modelupdate.data.sources import load_dataset
+    from modelupdate.errors import DataError
+
+    with pytest.raises(DataError, match="--crop-pad 12: as large as the images"):
+        load_dataset(DataConfig(name="synthetic", synthetic_train=16, synthetic_test=8, crop_pad=12))

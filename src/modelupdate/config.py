@@ -137,6 +137,18 @@ class DataConfig(_JsonMixin):
             raise ConfigError(f"--color-jitter: expected a strength in [0, 1), got {self.color_jitter}")
         if self.rand_augment is not None:
             parse_rand_augment(self.rand_augment)
+        self._check_augment_options_agree()
+
+    def _check_augment_options_agree(self) -> None:
+        """An option that would be silently ignored is refused instead."""
+        defaults = DataConfig.__dataclass_fields__
+        chosen = [f"--{key.replace('_', '-')}" for key in AUGMENT_KEYS if getattr(self, key) != defaults[key].default]
+        if not self.augment and chosen:
+            raise ConfigError(f"--no-augment: turns off every augmentation, so {', '.join(chosen)} would do nothing")
+        if self.crop_pad is not None and self.crop not in (None, "pad"):
+            raise ConfigError(f"--crop-pad: only used by --crop pad, not --crop {self.crop}")
+        if self.crop_scale != defaults["crop_scale"].default and self.crop != "random-resized":
+            raise ConfigError("--crop-scale: only used by --crop random-resized")
         if self.image_size < 1:
             raise ConfigError(f"--image-size: expected a positive number of pixels, got {self.image_size}")
         if not self.memory_budget > 0:

@@ -199,6 +199,9 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     if cfg.train_subset:
         train = take_subset(train, cfg.train_subset, cfg.split_seed)
     augment = augment_policy(augment, cfg)
+    if augment.crop == "pad" and augment.pad >= min(train_all.images.shape[2:]):
+        raise DataError(f"--crop-pad {augment.pad}: as large as the images ({list(train_all.images.shape[2:])} px); "
+                        f"expected fewer pixels")
     info = DatasetInfo(
         name=name,
         classes=list(classes),
