@@ -61,14 +61,14 @@ See [the method](method.md) for what the ELODI options mean.
 
 | code | meaning |
 |---|---|
-| 0 | success; for `flip-report`, every gate passed (also when no gate is set) |
-| 1 | `flip-report`: at least one gate failed (its reports are still written) |
+| 0 | success; for `flip-report` and `compare`, every gate passed (also when no gate is set) |
+| 1 | `flip-report`: at least one gate failed; `compare`: a candidate failed a gate (the reports are still written) |
 | 2 | bad usage or input: unknown option, bad value, bad or mismatched checkpoint, data or prediction file |
-| 3 | training diverged: the loss or the weights became NaN or Inf (the last good state is kept) |
+| 3 | an internal error (a bug, not your input; `--debug` shows the traceback), or a training diverged: the loss or the weights became NaN or Inf (the last good state is kept) |
 | 130 | interrupted (Ctrl-C); a training command saves its resumable state first: rerun it with `--resume` |
 
-A usage error (unknown or missing option) prints the usage and `Error: ...`.
-Any other error prints one line `error: ...` on stderr and no traceback (and an
+Every error, a usage error (unknown or missing option) included, prints one line `error: ...` on
+stderr and no traceback (and an
 analysis command leaves no output file behind); `modelupdate --debug COMMAND ...`
 (or `MODELUPDATE_DEBUG=1`) shows the full traceback instead. `flip-report` and `compare` also
 append their Markdown report to `$GITHUB_STEP_SUMMARY` when it is set.

@@ -140,3 +140,14 @@ def test_no_report_is_written_over_the_classes_file(run_cli, tmp_path):
     code, _, err = run_cli("compare", "--old", tmp_path / "old.csv", tmp_path / "new.csv",
                            "--classes", tmp_path / "classes.txt", "--markdown", tmp_path / "classes.txt")
     assert code == 2 and "is one of the inputs" in err, err
+
+
+def test_integer_labels_with_integer_class_names_out_of_place_are_refused(run_cli, tmp_path):
+    for name in ("old", "new"):
+        (tmp_path / f"{name}.csv").write_text("id,target,pred\na,1,1\nb,2,0\nc,0,0\n")
+    code, _, err = run_cli("flip-report", "--old", tmp_path / "old.csv", "--new", tmp_path / "new.csv",
+                           "--classes", "2,0,1")
+    assert code == 2 and "not their positions (2, 0, 1)" in err, err
+    code, _, err = run_cli("flip-report", "--old", tmp_path / "old.csv", "--new", tmp_path / "new.csv",
+                           "--classes", "0,1,2")  # names equal to positions: unambiguous
+    assert code == 0, err

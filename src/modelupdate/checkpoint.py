@@ -399,7 +399,11 @@ def check_compatible(a: ModelMeta, a_name: str, b: ModelMeta | Any, b_name: str)
         raise MismatchError(f"class names differ between {a_name} and {b_name}: class {diff} is "
                             f"{a.classes[diff]!r} vs {b_classes[diff]!r}")
     if tuple(a.input_shape) != b_shape:
-        raise MismatchError(f"input shape differs: {a_name} expects {list(a.input_shape)}, {b_name} {list(b_shape)}")
+        hint = ""
+        if "imagefolder:" in b_name and a.input_shape[0] == b_shape[0] and a.input_shape[1] == a.input_shape[2]:
+            hint = f"; pass --image-size {a.input_shape[1]} to resize the images to it"
+        raise MismatchError(f"input shape differs: {a_name} expects {list(a.input_shape)}, {b_name} "
+                            f"{list(b_shape)}{hint}")
     if not _close(a.normalization, b_norm):
         raise MismatchError(f"normalisation differs: {a_name} uses {a.normalization}, {b_name} {b_norm}")
 

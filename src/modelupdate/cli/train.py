@@ -54,8 +54,9 @@ def ldi_train_cmd(
     job: TrainingRun,
     old: Annotated[Path | None, typer.Option("--old", help="The deployed (old) model: NFR is measured against it; "
                                              "the reference of ldi-old, kd, fd-*, new-error. Or only its "
-                                             "predictions (.npz, .csv, predictions .safetensors) on the val "
-                                             "and/or test split: then for the flip metrics alone.")] = None,
+                                             "predictions (.npz, .csv, predictions .safetensors) on the val or "
+                                             "test split (an image folder's: both), for the flip metrics "
+                                             "alone.")] = None,
     csv_columns: tuple[str, str, str] = None,  # type: ignore[assignment]  # --old CSV's columns, here
     reference: Annotated[Path | None, typer.Option("--reference", help="Reference ensemble (or model) for "
                                                    "--method elodi.")] = None,
@@ -120,5 +121,7 @@ def _print_model_summary(out: Path, metrics: dict[str, Any], seconds: float) -> 
             table.add_row(label, f"{100 * metrics[key]:.2f}%")
     if metrics.get("test_negative_flips") is not None:
         table.add_row("test negative flips", str(metrics["test_negative_flips"]))
+    if metrics.get("val_nfr") is not None and metrics.get("test_nfr") is None:  # old predictions cover val only
+        table.add_row("val NFR vs old", f"{100 * metrics['val_nfr']:.2f}%")
     table.add_row("training time", f"{seconds:.1f} s")
     out_console.print(table)
