@@ -199,14 +199,16 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     if cfg.train_subset:
         train = take_subset(train, cfg.train_subset, cfg.split_seed)
     augment = augment_policy(augment, cfg)
-    if augment.crop == "pad" and augment.pad >= min(train_all.images.shape[2:]):
-        raise DataError(f"--crop-pad {augment.pad}: as large as the images ({list(train_all.images.shape[2:])} px); "
+    # (C, H, W); an image folder's without decoding one (a streamed split holds no images)
+    input_shape = (3, cfg.image_size, cfg.image_size) if folder is not None else \
+        tuple(int(s) for s in train_all.images.shape[1:])
+    if augment.crop == "pad" and augment.pad >= min(input_shape[1:]):
+        raise DataError(f"--crop-pad {augment.pad}: as large as the images ({list(input_shape[1:])} px); "
                         f"expected fewer pixels")
     info = DatasetInfo(
         name=name,
         classes=list(classes),
-        input_shape=(3, cfg.image_size, cfg.image_size) if folder is not None
-        else tuple(int(s) for s in train_all.images.shape[1:]),  # type: ignore[arg-type]
+        input_shape=input_shape,  # type: ignore[arg-type]
         mean=tuple(float(m) for m in mean),
         std=tuple(float(s) for s in std),
         fingerprint=fingerprint,

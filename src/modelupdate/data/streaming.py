@@ -103,8 +103,9 @@ class StreamSplit:
     def ids(self) -> torch.Tensor:
         return self.rows.ids
 
-    @property
+    @cached_property
     def id_names(self) -> tuple[str, ...]:
+        """The name of the sample with id ``i`` (its path under the root) is ``id_names[i]``, as in a Split."""
         return tuple(n.decode() for n in self.rows.names.tolist())
 
     def subset(self, index: torch.Tensor) -> StreamSplit:
