@@ -366,3 +366,14 @@ def test_ensemble_metadata_inconsistent(tmp_path):
 def test_save_ensemble_needs_one_seed_per_member(tmp_path):
     with pytest.raises(ValueError, match="one seed per member"):
         save_ensemble(tmp_path / "e.safetensors", [make_model()], make_meta(member_seeds=[1, 2]))
+
+
+def test_a_checkpoint_whose_metadata_would_not_rebuild_it_is_never_written(tmp_path):
+    path = tmp_path / "m.safetensors"
+    with pytest.raises(CheckpointError, match=r"tiny with arch_args \{'width': 8\} would not rebuild this model"):
+        save_model(path, make_model(width=4), make_meta(arch_args={"width": 8}))
+    assert not path.exists()
+    model = make_model(width=4)
+    rng = torch.random.get_rng_state()
+    save_model(path, model, make_meta())
+    assert path.exists() and torch.equal(torch.random.get_rng_state(), rng)  # the check draws nothing of the caller's

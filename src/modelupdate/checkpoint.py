@@ -278,10 +278,12 @@ def read_meta(path: str | Path) -> ModelMeta:
     return ModelMeta.from_header(header.get("__metadata__") or {}, Path(path))
 
 
-def save_model(path: str | Path, model: nn.Module, meta: ModelMeta) -> None:
-    """Write one model checkpoint atomically, once its metadata is known to rebuild this model."""
+def save_model(path: str | Path, model: nn.Module, meta: ModelMeta, *, verify: bool = True) -> None:
+    """Write one model checkpoint atomically, once its metadata is known to rebuild this model
+    (``verify=False``: write it as given, e.g. a deliberately broken file for a test)."""
     state = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
-    check_rebuilds(meta, state)
+    if verify:
+        check_rebuilds(meta, state)
     atomic_write_bytes(path, st_save(state, metadata=meta.to_header()))
 
 
@@ -289,7 +291,8 @@ def check_rebuilds(meta: ModelMeta, state: dict[str, torch.Tensor]) -> None:
     """The architecture and arguments the file will name build a model with exactly these tensor names and
     shapes: a checkpoint that could not be loaded again is never written."""
     with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the caller's RNG alone
-        rebuilt = build_model(meta.arch, meta.num_classes, meta.input_shape, rebuild_args(meta.arch_args)).state_dict()
+        rebuilt = build_model(meta.arch, meta.num_classes, meta.input_shape,
+                              rebuild_args(meta.arch_args)).state_dict()
     if {k: tuple(v.shape) for k, v in rebuilt.items()} != {k: tuple(v.shape) for k, v in state.items()}:
         differ = sorted(k for k in set(rebuilt) | set(state)
                         if k not in rebuilt or k not in state or rebuilt[k].shape != state[k].shape)
