@@ -351,3 +351,18 @@ def test_streamed_sigkill_mid_epoch_and_resume_give_the_uninterrupted_weights(tm
     work.mkdir()
     full, resumed, log = kill_and_resume(work, command, "m.state.safetensors")
     assert_same_weights(full, resumed)
+
+
+def test_a_copy_without_its_times_is_the_same_data(tmp_path):
+    import shutil
+
+    root = write_folder(tmp_path / "d", {"train": 3, "test": 2})
+    before = load_dataset(DataConfig(name=f"imagefolder:{root}", image_size=8, stream=True)).info.fingerprint
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy, copy_function=shutil.copyfile)  # new modification times
+    (copy / CACHE_NAME).unlink()
+    assert load_dataset(DataConfig(name=f"imagefolder:{copy}", image_size=8, stream=True)).info.fingerprint == before
+    first = sorted((copy / "test").glob("*/*"))[0]
+    first.write_bytes(first.read_bytes() + b"x")  # one more byte: other data
+    (copy / CACHE_NAME).unlink()
+    assert load_dataset(DataConfig(name=f"imagefolder:{copy}", image_size=8, stream=True)).info.fingerprint != before

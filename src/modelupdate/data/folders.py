@@ -31,7 +31,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SPLIT_FOLDERS = ("train", "test")
 CACHE_NAME = ".modelupdate-fingerprint.json"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the digest no longer holds modification times
 # formats torchvision.io decodes, by their first bytes; any other (BMP, TIFF, PPM) goes through PIL
 _TORCHVISION_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8")
 
@@ -164,7 +164,7 @@ class FolderSummary:
 
 
 def folder_fingerprint(root: Path, classes: list[str], size: int, user_cache: Path) -> tuple[str, dict[str, int]]:
-    """``sha256:`` and 16 hex digits over the train and test listings (path, size, mtime) and ``size``,
+    """``sha256:`` and 16 hex digits over the train and test listings (path, size) and ``size``,
     and the sample count of each split folder. ``user_cache``: the folder for caches of read-only data."""
     summaries = {sub: split_summary(root, sub, classes, user_cache) for sub in SPLIT_FOLDERS}
     h = hashlib.sha256(f"imagefolder:{size}".encode())
@@ -196,14 +196,15 @@ def folder_times(split_dir: Path, classes: list[str]) -> dict[str, int]:
 
 
 def listing_digest(root: Path, names: list[str]) -> str:
-    """sha256 over each file's path under ``root``, size in bytes and modification time (ns), in order."""
+    """sha256 over each file's path under ``root`` and size in bytes, in order. Not the modification times:
+    a copy of the data on another machine (or after an unpacked archive) is the same data."""
     h = hashlib.sha256()
     for name in names:
         try:
             st = os.stat(root / name)
         except OSError as exc:
             raise DataError(f"--data imagefolder:{root}: cannot read {root / name} ({exc.strerror})") from None
-        h.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        h.update(f"{name}\0{st.st_size}\n".encode())
     return h.hexdigest()
 
 
