@@ -408,7 +408,11 @@ def check_compatible(a: ModelMeta, a_name: str, b: ModelMeta | Any, b_name: str)
         raise MismatchError(f"input shape differs: {a_name} expects {list(a.input_shape)}, {b_name} "
                             f"{list(b_shape)}{hint}")
     if not _close(a.normalization, b_norm):
-        raise MismatchError(f"normalisation differs: {a_name} uses {a.normalization}, {b_name} {b_norm}")
+        hint = ""
+        if "imagefolder:" in b_name:
+            hint = (f"; pass --mean {','.join(map(str, a.normalization['mean']))} --std "
+                    f"{','.join(map(str, a.normalization['std']))} to use {a_name}'s")
+        raise MismatchError(f"normalisation differs: {a_name} uses {a.normalization}, {b_name} {b_norm}{hint}")
 
 
 def _close(x: dict, y: dict) -> bool:

@@ -121,6 +121,10 @@ class DataConfig(_JsonMixin):
     stream: bool = False
     memory_budget: float = 4.0
     workers: int | None = None
+    # per-channel normalisation, "m1,m2,m3" (None: the dataset's own; an image folder's measured on its
+    # training images once and cached beside the data)
+    mean: str | None = None
+    std: str | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.val_fraction < 1.0:
@@ -151,6 +155,13 @@ class DataConfig(_JsonMixin):
             raise ConfigError("--crop-scale: only used by --crop random-resized")
         if self.image_size < 1:
             raise ConfigError(f"--image-size: expected a positive number of pixels, got {self.image_size}")
+        if (self.mean is None) != (self.std is None):
+            raise ConfigError("--mean / --std: give both or neither")
+        if self.std is not None:
+            values = parse_number_list("--std", self.std)
+            parse_number_list("--mean", self.mean)
+            if not all(math.isfinite(v) and v > 0 for v in values):
+                raise ConfigError(f"--std: expected finite values > 0, got {self.std!r}")
         if not self.memory_budget > 0:
             raise ConfigError(f"--memory-budget: expected GiB > 0, got {self.memory_budget}")
         if self.workers is not None and self.workers < 0:

@@ -46,6 +46,11 @@ ColorJitter = Annotated[float, typer.Option("--color-jitter", metavar="S", help=
 RandAugment = Annotated[str | None, typer.Option("--rand-augment", metavar="N,M", help="torchvision's RandAugment: "
                                                  "N operations per image at magnitude M (0..30).")]
 ImageSize = Annotated[int, typer.Option("--image-size", help="imagefolder: resize images to this size.")]
+Mean = Annotated[str | None, typer.Option("--mean", metavar="M1,M2,...", help="Per-channel mean of the "
+                                          "normalisation (pixels in 0..1) [default: the dataset's; an image "
+                                          "folder's measured on its training images].")]
+Std = Annotated[str | None, typer.Option("--std", metavar="S1,S2,...", help="Per-channel std of the "
+                                         "normalisation; with --mean.")]
 Stream = Annotated[bool, typer.Option("--stream", help="imagefolder: read the images from disk batch by batch "
                                       "instead of decoding them all into memory first [default: only when the "
                                       "decoded training set exceeds --memory-budget].")]
@@ -240,8 +245,8 @@ def _training_options(
     hflip: Hflip = DATA.hflip, crop: Crop = DATA.crop, crop_pad: CropPad = DATA.crop_pad,
     crop_scale: CropScale = DATA.crop_scale, color_jitter: ColorJitter = DATA.color_jitter,
     rand_augment: RandAugment = DATA.rand_augment, stream: Stream = DATA.stream,
-    memory_budget: MemoryBudget = DATA.memory_budget, workers: Workers = DATA.workers, quiet: Quiet = False,
-    tensorboard: TensorBoard = None,
+    memory_budget: MemoryBudget = DATA.memory_budget, workers: Workers = DATA.workers, mean: Mean = DATA.mean,
+    std: Std = DATA.std, quiet: Quiet = False, tensorboard: TensorBoard = None,
 ) -> TrainingRun:
     """The options every training command shares (one place for their names and help)."""
     train = TrainConfig(arch=arch, arch_args=parse_arch_args(arch_args), epochs=epochs, batch_size=batch_size, lr=lr,
@@ -253,7 +258,8 @@ def _training_options(
     data_cfg = run(lambda: dataclasses.replace(
         data_config(data, data_dir, download, val_fraction, train_subset, split_seed, no_augment, image_size),
         hflip=hflip, crop=crop, crop_pad=crop_pad, crop_scale=crop_scale, color_jitter=color_jitter,
-        rand_augment=rand_augment, stream=stream, memory_budget=memory_budget, workers=workers))
+        rand_augment=rand_augment, stream=stream, memory_budget=memory_budget, workers=workers, mean=mean,
+        std=std))
     if tensorboard is not None:
         from ..tracking import check_tensorboard
 

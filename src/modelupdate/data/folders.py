@@ -23,12 +23,11 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import DataError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 SPLIT_FOLDERS = ("train", "test")
 CACHE_NAME = ".modelupdate-fingerprint.json"
 CACHE_VERSION = 2  # 2: the digest no longer holds modification times
@@ -239,3 +238,52 @@ def write_cache(root: Path, user_cache: Path, sub: str, entry: dict) -> None:
             return
         except (OSError, OutputError):
             continue
+
+
+#: training images the statistics of an image folder are measured on (a seeded sample; all when fewer)
+STATS_SAMPLE = 2000
+
+
+def folder_stats(root: Path, classes: list[str], size: int, user_cache: Path) -> tuple[tuple[float, ...], ...]:
+    """Per-channel (mean, std) of pixels / 255 over a seeded sample of the training images at ``size`` px,
+    rounded to 4 decimals; measured once per listing and size, and cached with the listing."""
+    key = folder_times(root / "train", classes)
+    for cache in cache_paths(root, user_cache):
+        entry = read_cache(cache).get("train")
+        if isinstance(entry, dict) and entry.get("folders") == key:
+            stats = (entry.get("stats") or {}).get(str(size))
+            if isinstance(stats, dict) and len(stats.get("mean", [])) == 3 and len(stats.get("std", [])) == 3:
+                return tuple(stats["mean"]), tuple(stats["std"])
+    names, _ = list_split(root, "train", classes)
+    mean, std = measure_stats(root, names, size)
+    for cache in cache_paths(root, user_cache):
+        entry = read_cache(cache).get("train")
+        if isinstance(entry, dict) and entry.get("folders") == key:
+            entry.setdefault("stats", {})[str(size)] = {"mean": list(mean), "std": list(std)}
+            write_cache(root, user_cache, "train", entry)
+            break
+    return mean, std
+
+
+def stats_sample(count: int, sample: int = STATS_SAMPLE) -> list[int]:
+    """Which training images (by listing position) the statistics are measured on: seeded, sorted."""
+    if count <= sample:
+        return list(range(count))
+    return sorted(np.random.default_rng(0).choice(count, size=sample, replace=False).tolist())
+
+
+def measure_stats(root: Path, names: list[str], size: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    total = torch.zeros(3, dtype=torch.float64)
+    squares = torch.zeros(3, dtype=torch.float64)
+    pixels = 0
+    for i in stats_sample(len(names)):
+        try:
+            x = read_square(root / names[i], size).to(torch.float64).div_(255).flatten(1)
+        except DataError as exc:
+            raise DataError(f"--data imagefolder:{root}: {exc}") from None
+        total += x.sum(1)
+        squares += (x * x).sum(1)
+        pixels += x.shape[1]
+    mean = total / pixels
+    std = (squares / pixels - mean * mean).clamp_min(0).sqrt().clamp_min(1e-3)  # a flat channel: no division by 0
+    return tuple(round(float(v), 4) for v in mean), tuple(round(float(v), 4) for v in std)

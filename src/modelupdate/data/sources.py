@@ -20,17 +20,16 @@ from pathlib import Path
 
 import torch
 
-from ..config import DataConfig, parse_rand_augment
+from ..config import DataConfig, parse_number_list, parse_rand_augment
 from ..errors import DataError
 from .folders import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     SPLIT_FOLDERS,
     check_class_count,
     check_layout,
     folder_classes,
     folder_fingerprint,
     folder_root,
+    folder_stats,
     list_split,
     read_square,
 )
@@ -188,6 +187,8 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         raise DataError(f"--stream: only imagefolder:PATH data is read from disk batch by batch; --data {name} is "
                         f"held in memory (leave --stream out)")
     train_all, test, classes, mean, std, augment = loader(cfg)
+    if cfg.mean is not None:  # the user's normalisation over the dataset's own
+        mean, std = given_normalization(cfg, len(mean) if mean is not None else 3)
     if len(train_all) == 0 or len(test) == 0:
         raise DataError(f"dataset {name!r}: empty train or test split")
     # an image folder's from its files' names, sizes and times: streamed or not, no image is decoded for it
@@ -442,6 +443,15 @@ class ImageFolder:
     fingerprint: str
 
 
+def given_normalization(cfg: DataConfig, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    mean, std = parse_number_list("--mean", cfg.mean), parse_number_list("--std", cfg.std)
+    for option, values in (("--mean", mean), ("--std", std)):
+        if len(values) != channels:
+            raise DataError(f"{option}: {cfg.name} has {channels} channel(s); expected {channels} values, got "
+                            f"{len(values)}")
+    return tuple(mean), tuple(std)
+
+
 def open_image_folder(cfg: DataConfig) -> ImageFolder:
     """Check PATH's layout (PATH/train/<class>/*, PATH/test/<class>/*) and summarise it without decoding."""
     root = folder_root(cfg.name)
@@ -462,7 +472,8 @@ def _load_imagefolder(cfg: DataConfig, folder: ImageFolder):
         train, test = stream_splits(folder.root, folder.classes, folder.counts, size, cfg.workers)
     else:
         train, test = (_decoded_split(folder, sub, size) for sub in SPLIT_FOLDERS)
-    return train, test, folder.classes, IMAGENET_MEAN, IMAGENET_STD, AugmentSpec(max(1, size // 8), True)
+    mean, std = folder_stats(folder.root, folder.classes, size, cache_dir()) if cfg.mean is None else (None, None)
+    return train, test, folder.classes, mean, std, AugmentSpec(max(1, size // 8), True)
 
 
 def _decoded_split(folder: ImageFolder, sub: str, size: int) -> Split:

@@ -175,8 +175,8 @@ DATA_RECIPE_KEYS = ("name", "val_fraction", "train_subset", "split_seed", "augme
 
 def data_recipe(data_cfg: DataConfig, info: DatasetInfo) -> dict[str, Any]:
     values, defaults = data_cfg.to_dict(), DataConfig().to_dict()
-    # augmentation options only where set: a state saved before they existed still resumes
-    chosen = {key: values[key] for key in AUGMENT_KEYS if values[key] != defaults[key]}
+    # augmentation and normalisation options only where set: a state saved before they existed still resumes
+    chosen = {key: values[key] for key in (*AUGMENT_KEYS, "mean", "std") if values[key] != defaults[key]}
     return {key: values[key] for key in DATA_RECIPE_KEYS} | chosen | {"fingerprint": info.fingerprint}
 
 

@@ -144,6 +144,11 @@ def predictions_from_checkpoint(
     meta = loaded.meta
     if image_size_from_checkpoint and data_cfg.name.startswith("imagefolder:"):
         data_cfg = dataclasses.replace(data_cfg, image_size=int(meta.input_shape[1]))
+    if data_cfg.name.startswith("imagefolder:") and data_cfg.mean is None:
+        # an image folder has no normalisation of its own: the checkpoint's is how its images are fed to it
+        norm = meta.normalization
+        data_cfg = dataclasses.replace(data_cfg, mean=",".join(map(repr, norm["mean"])),
+                                       std=",".join(map(repr, norm["std"])))
     data = _dataset(data_cfg, datasets)
     check_compatible(meta, str(path), data.info, f"--data {data.info.name}")
     samples = data.split(split)
