@@ -109,6 +109,7 @@ def machine_line() -> str:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return (
         f"machine: {platform.machine()} {os.cpu_count()} cores, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), {gpu}; load average {load[0]:.1f} "
-        f"(above the core count = shared/noisy); clock: {CLOCK['name']}"
+        f"({torch.get_num_threads()} threads), {gpu}; load average {load[0]:.1f}"
+        f"{' (above the core count: shared, noisy timings)' if load[0] > (os.cpu_count() or 1) else ''}; "
+        f"clock: {CLOCK['name']}"
     )

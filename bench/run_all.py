@@ -147,7 +147,8 @@ def main() -> None:
         "",
         f"- date: {started:%Y-%m-%d %H:%M %Z}",
         f"- machine: {os.cpu_count()} cores; load average {load_before:.1f} before, "
-        f"{load_after:.1f} after (above the core count: shared, noisy timings)",
+        f"{load_after:.1f} after" + (" (above the core count: shared, noisy timings)"
+                                     if max(load_before, load_after) > (os.cpu_count() or 1) else ""),
         f"- python {sys.version.split()[0]}; command: python bench/run_all.py{' --quick' if args.quick else ''}"
         f" --clock {args.clock} (engine and ldi-online timed by "
         f"{'process CPU time, 1 thread' if clock == 'cpu' else 'wall clock'})",
