@@ -70,9 +70,10 @@ def import_model(spec: ImportSpec, out: Path) -> ImportResult:
     check_output_path(out, inputs={"--weights": spec.weights, "--like": spec.like})
     classes, input_shape, normalization, dataset = settle_meta_fields(spec)
     state, with_pickle = read_state_dict(spec.weights, unsafe_load_pickle=spec.unsafe_load_pickle)
-    torch.manual_seed(0)  # parameters the weights do not cover (none, when strict) start the same every time
-    model = build_model(spec.arch, len(classes), input_shape, spec.arch_args)
-    check_forward(model, input_shape, len(classes), spec.arch)  # both modes, before the weights are in
+    with torch.random.fork_rng(devices=[]):  # the caller's RNG is left as it was
+        torch.manual_seed(0)
+        model = build_model(spec.arch, len(classes), input_shape, spec.arch_args)
+        check_forward(model, input_shape, len(classes), spec.arch)  # both modes, before the weights are in
     load_strict(model, state, f"--weights {spec.weights}", spec.arch, len(classes))
     check_forward(model, input_shape, len(classes), spec.arch, modes=("eval",))
     weights_sha256 = sha256_file(spec.weights)
