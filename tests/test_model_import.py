@@ -118,6 +118,7 @@ def test_pickle_needs_the_explicit_option_and_wrappers_are_removed(tmp_path, run
 
 @pytest.mark.parametrize("extra, message", [
     (["--arch", "torchvision.models:resnet34"], "missing: layer1.2.conv1.weight"),
+    (["--arch", "resnet18", "--input-shape", "3,64,64"], "pass --arch-args '{\"stem\": \"standard\"}'"),
     (["--classes", "a,b"], "wrong shape: fc.weight [3, 512] (model [2, 512])"),
     (["--mean", "0.5,0.5"], "--mean: expected 3 values"),
     (["--std", "0.2,0,0.2"], "--std: expected values > 0"),

@@ -152,8 +152,8 @@ def read_class_list(value: str) -> tuple[str, ...]:
         if not all(names):
             raise ConfigError(f"{where}: has an empty class name; expected names separated by commas")
     else:
-        raise ConfigError(f"--classes {value!r}: no such file; expected a file with one class name per "
-                          "line or a comma list such as cat,dog,bird")
+        raise ConfigError(f"--classes {value!r}: no such file, nor a list of at least 2 names; expected a file with "
+                          "one class name per line or a comma list such as cat,dog,bird")
     if len(names) < 2:
         raise ConfigError(f"{where}: lists {len(names)} class name(s); expected at least 2")
     seen: set[str] = set()

@@ -28,7 +28,7 @@ from ..checkpoint import (
     state_dict_error,
 )
 from ..errors import CheckpointError, ConfigError
-from ..models import build_model, check_forward, count_parameters, stored_arch_args
+from ..models import ARCHS, build_model, check_forward, count_parameters, stored_arch_args
 from .common import check_output_path, holds_output_lock
 
 # Wrappers a training script leaves around a state dict: DDP's and torch.compile's key prefixes, and the
@@ -185,7 +185,13 @@ def load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str, a
             shown = ", ".join(names[:4]) + (f", ... ({len(names)} in all)" if len(names) > 4 else "")
             problems.append(f"{label}: {shown}")
     if problems:
-        raise CheckpointError(f"{source}: does not fit {arch} with {num_classes} classes; " + "; ".join(problems))
+        hint = ""
+        stem = [k for k in shapes if k.split(" ")[0] in ("conv1.weight", "features.0.0.weight")]
+        if stem and arch in ARCHS:  # a registered family adapts its stem to small inputs
+            hint = (f"; trained with torchvision's own first layer? pass --arch-args '{{\"stem\": \"standard\"}}' "
+                    f"or --arch torchvision.models:{arch}")
+        raise CheckpointError(f"{source}: does not fit {arch} with {num_classes} classes; " + "; ".join(problems)
+                              + hint)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # e.g. a dtype torch cannot copy
