@@ -151,3 +151,22 @@ def test_integer_labels_with_integer_class_names_out_of_place_are_refused(run_cl
     code, _, err = run_cli("flip-report", "--old", tmp_path / "old.csv", "--new", tmp_path / "new.csv",
                            "--classes", "0,1,2")  # names equal to positions: unambiguous
     assert code == 0, err
+
+
+def test_provenance_records_how_the_files_were_read(run_cli, tmp_path):
+    import json
+
+    (tmp_path / "classes.txt").write_text("cat\ndog\n")
+    for name in ("old", "new"):
+        (tmp_path / f"{name}.csv").write_text("image,label,prediction\na,cat,cat\nb,dog,cat\n")
+    args = ["--id-column", "image", "--label-column", "label", "--pred-column", "prediction"]
+    code, out, err = run_cli("flip-report", "--old", tmp_path / "old.csv", "--new", tmp_path / "new.csv", *args,
+                             "--classes", tmp_path / "classes.txt", "--json", "-")
+    assert code == 0, err
+    assert json.loads(out)["provenance"]["prediction_files"] == {
+        "id_column": "image", "label_column": "label", "pred_column": "prediction", "classes": ["cat", "dog"],
+        "classes_file": str(tmp_path / "classes.txt")}
+    code, out, err = run_cli("compare", "--old", tmp_path / "old.csv", tmp_path / "new.csv", *args,
+                             "--classes", "dog,cat", "--json", "-")
+    assert code == 0, err
+    assert json.loads(out)["provenance"]["prediction_files"]["classes"] == ["dog", "cat"]

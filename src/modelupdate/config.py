@@ -386,6 +386,11 @@ class EvalConfig:
             raise ConfigError(f"--split: expected {', '.join(SPLITS)}, got {self.split!r}")
         check_csv_columns(self.id_column, self.label_column, self.pred_column)
 
+    def reading(self) -> dict[str, Any]:
+        """How prediction files are read, for a report's provenance."""
+        return {"id_column": self.id_column, "label_column": self.label_column, "pred_column": self.pred_column,
+                "classes": list(self.classes) if self.classes is not None else None, "classes_file": self.classes_file}
+
     def input_files(self) -> list[str]:
         """Files this configuration reads beside the models (the --classes file)."""
         return [self.classes_file] if self.classes_file else []

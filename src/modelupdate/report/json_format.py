@@ -35,7 +35,9 @@ stamps), so the same inputs and options give the same JSON, byte for byte::
                  "checkpoint_sha256": str|null, "dataset": str|null,
                  "dataset_fingerprint": str|null, "split": str|null}],
      "gates": {"gate_on": "value"|"upper", "max-nfr" | "max-rel-nfr" | "max-er" |
-               "max-er-increase" | "min-btc" | "max-class-nfr": number|null}}
+               "max-er-increase" | "min-btc" | "max-class-nfr": number|null},
+     "prediction_files": {"id_column", "label_column", "pred_column": str,
+                          "classes": [str]|null, "classes_file": str|null}|null}
 
 (``ms_per_image`` of a checkpoint candidate is a measurement, and differs between runs.)
 """
@@ -66,10 +68,11 @@ def _summary_dicts(summary: FlipSummary) -> tuple[dict, dict]:
     return summary.counts.as_dict(), {k: _rate_dict(r) for k, r in summary.rates().items()}
 
 
-def provenance_dict(inputs: tuple[InputRecord, ...], gates: GateSpec) -> dict:
-    """Return the ``provenance`` object: tool and version, every input, the gates asked for."""
+def provenance_dict(inputs: tuple[InputRecord, ...], gates: GateSpec, reading: dict | None = None) -> dict:
+    """Return the ``provenance`` object: tool and version, every input, the gates asked for, and how
+    prediction files were read (their columns and class list)."""
     return {"tool": TOOL, "version": __version__, "inputs": [r.as_dict() for r in inputs],
-            "gates": gate_settings(gates)}
+            "gates": gate_settings(gates), "prediction_files": reading or None}
 
 
 def _dumps(data: dict) -> str:
@@ -103,7 +106,7 @@ def flip_report_to_dict(report: FlipReport) -> dict:
         ],
         "gates": [g.as_dict() for g in report.gates],
         "passed": report.passed,
-        "provenance": provenance_dict(report.inputs, report.gate_spec),
+        "provenance": provenance_dict(report.inputs, report.gate_spec, report.reading),
     }
 
 
@@ -140,7 +143,7 @@ def compare_to_dict(result: CompareResult) -> dict:
             for t in result.pairwise
         ],
         "passed": result.passed,
-        "provenance": provenance_dict(result.inputs, result.gate_spec),
+        "provenance": provenance_dict(result.inputs, result.gate_spec, result.reading),
     }
 
 

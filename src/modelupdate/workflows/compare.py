@@ -74,6 +74,8 @@ class CompareResult:
     pairwise: list[PairwiseNfrTest]
     gate_spec: GateSpec = field(default_factory=GateSpec)  # the gates every candidate is held to
     inputs: tuple[InputRecord, ...] = ()  # old, then the candidates, when read from files (``run_compare``)
+    # how the prediction files were read (columns, class list): part of the provenance
+    reading: dict = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -173,5 +175,5 @@ def run_compare(old: Path, candidates: list[Path], names: list[str], eval_cfg: E
     records = [input_record("old", old, old_p)]
     records += [input_record("candidate", path, candidate_p[name], name)
                 for name, path in zip(labels, candidates, strict=True)]
-    result = dataclasses.replace(result, inputs=tuple(records))
+    result = dataclasses.replace(result, inputs=tuple(records), reading=eval_cfg.reading())
     return CompareRun(result, deliver(plan, summary, result, formats))

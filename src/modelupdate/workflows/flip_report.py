@@ -63,6 +63,8 @@ class FlipReport:
     flips: FlippedSamples
     gate_spec: GateSpec = field(default_factory=GateSpec)  # the gates asked for (thresholds, gate_on)
     inputs: tuple[InputRecord, ...] = ()  # old then new, when read from files (``run_flip_report``)
+    # how the prediction files were read (columns, class list): part of the provenance
+    reading: dict = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -137,5 +139,6 @@ def run_flip_report(old: Path, new: Path, eval_cfg: EvalConfig, gates: GateSpec,
     summary = step_summary_path()
     old_p, new_p = load_inputs([old, new], eval_cfg)
     result = flip_report(old_p, new_p, gates)
-    result = dataclasses.replace(result, inputs=(input_record("old", old, old_p), input_record("new", new, new_p)))
+    result = dataclasses.replace(result, inputs=(input_record("old", old, old_p), input_record("new", new, new_p)),
+                                 reading=eval_cfg.reading())
     return FlipReportRun(result, deliver(plan, summary, result, formats))
