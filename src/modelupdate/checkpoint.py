@@ -25,7 +25,7 @@ from torch import nn
 from . import __version__
 from .atomic import atomic_write_bytes, sha256_file  # noqa: F401  (re-exported)
 from .errors import CheckpointError, MismatchError
-from .models import INIT_ONLY_ARGS, build_model, check_arch_allowed
+from .models import build_model, check_arch_allowed, without_init_args
 
 MODEL_FORMAT = "modelupdate-model/1"
 ENSEMBLE_FORMAT = "modelupdate-ensemble/1"
@@ -292,17 +292,12 @@ def check_rebuilds(meta: ModelMeta, state: dict[str, torch.Tensor]) -> None:
     shapes: a checkpoint that could not be loaded again is never written."""
     with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the caller's RNG alone
         rebuilt = build_model(meta.arch, meta.num_classes, meta.input_shape,
-                              rebuild_args(meta.arch_args)).state_dict()
+                              without_init_args(meta.arch_args)).state_dict()
     if {k: tuple(v.shape) for k, v in rebuilt.items()} != {k: tuple(v.shape) for k, v in state.items()}:
         differ = sorted(k for k in set(rebuilt) | set(state)
                         if k not in rebuilt or k not in state or rebuilt[k].shape != state[k].shape)
         raise CheckpointError(f"{meta.arch} with arch_args {meta.arch_args} would not rebuild this model "
                               f"({', '.join(differ[:3])} differ); nothing was written")
-
-
-def rebuild_args(arch_args: dict[str, Any]) -> dict[str, Any]:
-    """A file's arch_args without initialisation-only ones (pretrained weights: the file's replace them)."""
-    return {k: v for k, v in arch_args.items() if k not in INIT_ONLY_ARGS}
 
 
 def save_ensemble(path: str | Path, members: list[nn.Module], meta: ModelMeta) -> None:
@@ -368,7 +363,7 @@ def load_checkpoint(path: str | Path, *, ensemble_mode: str = "auto", trusted_ar
 
 def _rebuild(path: Path, meta: ModelMeta, state: dict[str, torch.Tensor]) -> nn.Module:
     try:
-        model = build_model(meta.arch, meta.num_classes, meta.input_shape, rebuild_args(meta.arch_args))
+        model = build_model(meta.arch, meta.num_classes, meta.input_shape, without_init_args(meta.arch_args))
     except Exception as exc:
         raise CheckpointError(f"{path}: cannot rebuild architecture {meta.arch!r} ({exc})") from None
     try:

@@ -72,8 +72,10 @@ CSV_COLUMNS = ("id", "target", "pred")
 
 
 CROPS = ("pad", "random-resized", "none")
-# the augmentation fields of DataConfig: recorded with the data recipe (resume refuses a change) when set
+# the augmentation fields of DataConfig
 AUGMENT_KEYS = ("hflip", "crop", "crop_pad", "crop_scale", "color_jitter", "rand_augment")
+# DataConfig fields the data recipe records only where set (a state saved before they existed still resumes)
+SET_ONLY_RECIPE_KEYS = (*AUGMENT_KEYS, "mean", "std")
 
 
 def parse_rand_augment(text: str) -> tuple[int, int]:

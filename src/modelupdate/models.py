@@ -79,11 +79,16 @@ def build_model(arch: str, num_classes: int, input_shape: tuple[int, int, int],
         raise ConfigError(f"--arch-args: {arch} cannot be built with {args} ({str(exc).splitlines()[0]})") from None
 
 
+def without_init_args(arch_args: dict[str, Any]) -> dict[str, Any]:
+    """``arch_args`` without the initialisation-only ones (pretrained weights: a checkpoint's replace them)."""
+    return {k: v for k, v in arch_args.items() if k not in INIT_ONLY_ARGS}
+
+
 def stored_arch_args(arch: str, arch_args: dict[str, Any]) -> dict[str, Any]:
     """The arguments a checkpoint keeps to rebuild its model: all but the initialisation-only ones, and
     for a registered torchvision family built from pretrained weights the stem that "auto" chose then
     (without the weights, "auto" would choose another for small inputs)."""
-    stored = {k: v for k, v in arch_args.items() if k not in INIT_ONLY_ARGS}
+    stored = without_init_args(arch_args)
     if arch_args.get("weights") is not None and arch in ARCHS and arch_args.get("stem", "auto") == "auto" \
             and "stem" in inspect.signature(ARCHS[arch][0]).parameters:
         stored["stem"] = "standard"
@@ -345,23 +350,23 @@ def check_forward(model: nn.Module, input_shape: tuple[int, ...], num_classes: i
     torchvision models return auxiliary outputs): a model that cannot run on the data fails before training,
     in one line. The model's mode is restored; its batch-norm statistics are those of a throwaway model."""
     was_training = model.training
-    for mode in modes:
-        model.train(mode == "training")
-        try:
-            with torch.no_grad():
-                logits = model(torch.zeros(2, *input_shape))
-        except Exception as exc:  # torch's shape errors are RuntimeError, ViT's an AssertionError
-            model.train(was_training)
-            raise ConfigError(f"--arch {arch}: cannot run on inputs of shape {list(input_shape)} "
-                              f"({str(exc).splitlines()[0][:200]})") from None
-        if not torch.is_tensor(logits) or tuple(logits.shape) != (2, num_classes):
-            model.train(was_training)
-            got = list(logits.shape) if torch.is_tensor(logits) else type(logits).__name__
-            raise ConfigError(f"--arch {arch}: gives {got} for 2 inputs in {mode} mode; expected a tensor of "
-                              f"[2, {num_classes}] logits (one per class)")
-    model.train(was_training)
-    if not bool(torch.isfinite(logits).all()):
-        raise ConfigError(f"--arch {arch}: gives non-finite logits (NaN or Inf in the weights?)")
+    try:
+        for mode in modes:
+            model.train(mode == "training")
+            try:
+                with torch.no_grad():
+                    logits = model(torch.zeros(2, *input_shape))
+            except Exception as exc:  # torch's shape errors are RuntimeError, ViT's an AssertionError
+                raise ConfigError(f"--arch {arch}: cannot run on inputs of shape {list(input_shape)} "
+                                  f"({str(exc).splitlines()[0][:200]})") from None
+            if not torch.is_tensor(logits) or tuple(logits.shape) != (2, num_classes):
+                got = list(logits.shape) if torch.is_tensor(logits) else type(logits).__name__
+                raise ConfigError(f"--arch {arch}: gives {got} for 2 inputs in {mode} mode; expected a tensor of "
+                                  f"[2, {num_classes}] logits (one per class)")
+            if not bool(torch.isfinite(logits).all()):
+                raise ConfigError(f"--arch {arch}: gives non-finite logits (NaN or Inf in the weights?)")
+    finally:
+        model.train(was_training)
 
 
 def set_dropout(model: nn.Module, p: float) -> int:

@@ -70,11 +70,8 @@ class TensorBoardTracker:
         elif kind == "epoch":
             for name, value in scalars(event, EPOCH_KEYS).items():
                 self.writer.add_scalar(f"{prefix}epoch/{name}", value, int(event["epoch"]))
-        self.writer.flush()
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        if kind != "step":  # to disk once an epoch, not at every logged step
+            self.writer.flush()
 
 
 def tee(*handlers: Callable[[Event], None] | None) -> Callable[[Event], None]:

@@ -202,8 +202,7 @@ def _prediction_file_options(id_column: IdColumn = EVAL.id_column, label_column:
     """The options of every command that reads prediction files."""
     from ..prediction_csv import read_class_list
 
-    check_csv_columns(id_column, label_column, pred_column)
-    return PredictionFiles(id_column, label_column, pred_column,
+    return PredictionFiles(*_csv_column_options(id_column, label_column, pred_column),
                            read_class_list(classes) if classes is not None else None,
                            classes if classes is not None and Path(classes).is_file() else None)
 

@@ -20,6 +20,7 @@ import re
 import struct
 import warnings
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -244,9 +245,12 @@ def write_cache(root: Path, user_cache: Path, sub: str, entry: dict) -> None:
 STATS_SAMPLE = 2000
 
 
-def folder_stats(root: Path, classes: list[str], size: int, user_cache: Path) -> tuple[tuple[float, ...], ...]:
+def folder_stats(root: Path, classes: list[str], size: int, user_cache: Path,
+                 decoded: torch.Tensor | None = None) -> tuple[tuple[float, ...], ...]:
     """Per-channel (mean, std) of pixels / 255 over a seeded sample of the training images at ``size`` px,
-    rounded to 4 decimals; measured once per listing and size, and cached with the listing."""
+    rounded to 4 decimals; measured once per listing and size, and cached with the listing. ``decoded``:
+    the training images already in memory (uint8 [N, 3, size, size], in listing order), read instead of
+    the files."""
     key = folder_times(root / "train", classes)
     for cache in cache_paths(root, user_cache):
         entry = read_cache(cache).get("train")
@@ -255,7 +259,10 @@ def folder_stats(root: Path, classes: list[str], size: int, user_cache: Path) ->
             if isinstance(stats, dict) and len(stats.get("mean", [])) == 3 and len(stats.get("std", [])) == 3:
                 return tuple(stats["mean"]), tuple(stats["std"])
     names, _ = list_split(root, "train", classes)
-    mean, std = measure_stats(root, names, size)
+    if decoded is not None:
+        mean, std = measure_stats(len(names), lambda i: decoded[i])
+    else:
+        mean, std = measure_stats(len(names), lambda i: _read_for_stats(root, names[i], size))
     for cache in cache_paths(root, user_cache):
         entry = read_cache(cache).get("train")
         if isinstance(entry, dict) and entry.get("folders") == key:
@@ -272,15 +279,20 @@ def stats_sample(count: int, sample: int = STATS_SAMPLE) -> list[int]:
     return sorted(np.random.default_rng(0).choice(count, size=sample, replace=False).tolist())
 
 
-def measure_stats(root: Path, names: list[str], size: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _read_for_stats(root: Path, name: str, size: int) -> torch.Tensor:
+    try:
+        return read_square(root / name, size)
+    except DataError as exc:
+        raise DataError(f"--data imagefolder:{root}: {exc}") from None
+
+
+def measure_stats(count: int, image: Callable[[int], torch.Tensor]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) per channel over ``stats_sample(count)``, ``image(i)`` giving uint8 [3, H, W]."""
     total = torch.zeros(3, dtype=torch.float64)
     squares = torch.zeros(3, dtype=torch.float64)
     pixels = 0
-    for i in stats_sample(len(names)):
-        try:
-            x = read_square(root / names[i], size).to(torch.float64).div_(255).flatten(1)
-        except DataError as exc:
-            raise DataError(f"--data imagefolder:{root}: {exc}") from None
+    for i in stats_sample(count):
+        x = image(i).to(torch.float64).div_(255).flatten(1)
         total += x.sum(1)
         squares += (x * x).sum(1)
         pixels += x.shape[1]

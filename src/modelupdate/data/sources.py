@@ -191,7 +191,7 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         mean, std = given_normalization(cfg, len(mean) if mean is not None else 3)
     if len(train_all) == 0 or len(test) == 0:
         raise DataError(f"dataset {name!r}: empty train or test split")
-    # an image folder's from its files' names, sizes and times: streamed or not, no image is decoded for it
+    # an image folder's from its files' names and sizes: streamed or not, no image is decoded for it
     fingerprint = folder.fingerprint if folder is not None else _fingerprint(train_all, test)
     train, val = split_train_val(train_all, cfg.val_fraction, cfg.split_seed)
     if len(train) == 0:
@@ -472,7 +472,9 @@ def _load_imagefolder(cfg: DataConfig, folder: ImageFolder):
         train, test = stream_splits(folder.root, folder.classes, folder.counts, size, cfg.workers)
     else:
         train, test = (_decoded_split(folder, sub, size) for sub in SPLIT_FOLDERS)
-    mean, std = folder_stats(folder.root, folder.classes, size, cache_dir()) if cfg.mean is None else (None, None)
+    decoded = train.images if isinstance(train, Split) else None  # held in memory: no file read twice
+    mean, std = folder_stats(folder.root, folder.classes, size, cache_dir(), decoded) if cfg.mean is None \
+        else (None, None)
     return train, test, folder.classes, mean, std, AugmentSpec(max(1, size // 8), True)
 
 

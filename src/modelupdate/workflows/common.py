@@ -19,7 +19,7 @@ from torch import nn
 
 from ..atomic import check_target, remove_stale_temps, resolved
 from ..checkpoint import ModelMeta
-from ..config import AUGMENT_KEYS, DataConfig, TrainConfig
+from ..config import SET_ONLY_RECIPE_KEYS, DataConfig, TrainConfig
 from ..data import Dataset, DatasetInfo
 from ..engine import EventHandler, accuracy_counts, predict_logits
 from ..errors import ConfigError, OutputComplete, OutputError
@@ -175,8 +175,7 @@ DATA_RECIPE_KEYS = ("name", "val_fraction", "train_subset", "split_seed", "augme
 
 def data_recipe(data_cfg: DataConfig, info: DatasetInfo) -> dict[str, Any]:
     values, defaults = data_cfg.to_dict(), DataConfig().to_dict()
-    # augmentation and normalisation options only where set: a state saved before they existed still resumes
-    chosen = {key: values[key] for key in (*AUGMENT_KEYS, "mean", "std") if values[key] != defaults[key]}
+    chosen = {key: values[key] for key in SET_ONLY_RECIPE_KEYS if values[key] != defaults[key]}
     return {key: values[key] for key in DATA_RECIPE_KEYS} | chosen | {"fingerprint": info.fingerprint}
 
 

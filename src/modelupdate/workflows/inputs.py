@@ -35,12 +35,9 @@ TIMING_WARMUP = 2
 TIMING_BATCHES = 5
 
 
-def checkpoint_kind(path: str | Path) -> str | None:
-    """'model' or 'ensemble' for a modelupdate checkpoint, None for anything else.
-
-    Anything that is not recognisably a checkpoint goes to the prediction-file reader,
-    whose messages then say what is wrong with it.
-    """
+def header_metadata(path: str | Path) -> dict[str, str] | None:
+    """The string metadata of a ``.safetensors`` file's header (no torch, no tensor read); None for any
+    other or unreadable file, for the prediction reader or the checkpoint loader to explain."""
     path = Path(path)
     if path.suffix.lower() != ".safetensors" or not path.is_file():
         return None
@@ -48,23 +45,28 @@ def checkpoint_kind(path: str | Path) -> str | None:
         from safetensors import safe_open
 
         with safe_open(str(path), framework="np") as fh:
-            fmt = (fh.metadata() or {}).get("format")
-    except Exception:  # unreadable: the prediction reader gives the one-line reason
+            return fh.metadata() or {}
+    except Exception:
         return None
+
+
+def checkpoint_kind(path: str | Path) -> str | None:
+    """'model' or 'ensemble' for a modelupdate checkpoint, None for anything else.
+
+    Anything that is not recognisably a checkpoint goes to the prediction-file reader,
+    whose messages then say what is wrong with it.
+    """
+    fmt = (header_metadata(path) or {}).get("format")
     if fmt == PREDICTIONS_FORMAT:
         return None
     return CHECKPOINT_FORMATS.get(fmt)
 
 
 def checkpoint_classes(path: str | Path) -> list[str] | None:
-    """The class names in a checkpoint's header (no torch, no weights read); None when unreadable,
-    for the checkpoint loader to explain."""
+    """The class names in a checkpoint's header; None when it has none readable."""
     try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="np") as fh:
-            classes = json.loads((fh.metadata() or {}).get("classes", "null"))
-    except Exception:
+        classes = json.loads((header_metadata(path) or {}).get("classes", "null"))
+    except (ValueError, RecursionError):
         return None
     if isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes):
         return classes
