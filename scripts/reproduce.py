@@ -47,7 +47,7 @@ MIX = ["--mixup", "0.2", "--cutmix", "1.0"]
 # authors' α 0.8 on the top-2 classes (at 10 epochs α 0.8 had the lower validation NFR over all classes,
 # and top-2 the lower one at α 0.5). Judged against the chosen variant by the same rule.
 LONG_ALPHA = ["--alpha", "0.8", "--topk", "2"]
-PARAGONS = {"reference": "paragon (reference ensemble)"}
+PARAGONS = {"reference": "paragon (reference ensemble)", "reference-8": "paragon (8 members)"}
 # Methods whose new model is trained against the old model.
 NEEDS_OLD = ("ldi-old", "kd", "fd-lm")
 CHOSEN = "<elodi-variant>"
@@ -160,11 +160,25 @@ def plan_schedule(a: argparse.Namespace) -> list[tuple[str, list[str], Path]]:
     add("elodi-ref-long-a0.8-s0", elodi(0, str(ref_long), variant=LONG_ALPHA))
     # the other seeds hold ELODI to the reference, and then the variant, chosen on seed 0's validation
     # numbers (same rule as the variants); until the seed-0 runs have finished, only ce's are planned
+    # a reference of twice the members, trained as long: 4 more members merged with reference 20
+    ref_big = out / f"reference-{2 * a.members}.safetensors"
+    halves = [(part, 100 + a.members + i * half) for i, part in enumerate("cd")]
+    for part, first_seed in halves if not ref_big.exists() else ():
+        add(f"reference-{part}", ["ensemble-train", "--arch", a.new_arch, "--members",
+                                  str(half if part == "c" else a.members - half), "--seed", str(first_seed)]
+            + NO_DROPOUT)
+    runs.append((f"e{epochs}/{ref_big.stem}", [sys.executable, str(ROOT / "scripts" / "merge_ensembles.py"),
+                                              str(ref_long), *(str(out / f"reference-{p}.safetensors") for p, _ in halves),
+                                              "--out", str(ref_big)], ref_big))
+    add(f"elodi-ref{2 * a.members}-s0", elodi(0, str(ref_big)))
     reference = choose_schedule_reference(out)
     alpha = choose_long_alpha(out) if reference == "long" else None
+    size = choose_reference_size(out, 2 * a.members) if alpha == "a0.5" else None
     for seed in range(1, a.seeds):
         add(f"ce-s{seed}", ce(seed))
-        if alpha == "a0.8":
+        if size == "big":
+            add(f"elodi-ref{2 * a.members}-s{seed}", elodi(seed, str(ref_big)))
+        elif alpha == "a0.8":
             add(f"elodi-ref-long-a0.8-s{seed}", elodi(seed, str(ref_long), variant=LONG_ALPHA))
         elif reference == "long":
             add(f"elodi-ref-long-s{seed}", elodi(seed, str(ref_long)))
@@ -183,6 +197,12 @@ def choose_by_rule(out: Path, runs: dict[str, str]) -> str | None:
     val = {choice: last_val(out, name) for choice, name in runs.items()}
     ok = [c for c in val if val[c]["er"] <= ce["er"] + ER_SLACK]
     return min(ok, key=lambda c: val[c]["nfr"]) if ok else min(val, key=lambda c: val[c]["er"])
+
+
+def choose_reference_size(out: Path, big: int) -> str | None:
+    """Against ce at the longer schedule, with the chosen variant: reference 20 ("long") or the one with
+    twice its members ("big"), by seed 0's validation numbers; a tie in NFR keeps the smaller one."""
+    return choose_by_rule(out, {"long": "elodi-ref-long-s0", "big": f"elodi-ref{big}-s0"})
 
 
 def choose_long_alpha(out: Path) -> str | None:
@@ -356,7 +376,7 @@ def test_table(paths: list[Path], old: Path, data, cache: dict) -> dict:
     for path in sorted(set(paths), key=lambda p: (p.stem.rsplit("-s", 1)[0], p.stem)):
         name = path.name.removesuffix(".safetensors")
         method = PARAGONS.get(name, name.rsplit("-s", 1)[0])
-        if name == "old" or name.startswith("reference-") or method in variants or not finished(path):
+        if name == "old" or (name.startswith("reference-") and name not in PARAGONS) or method in variants or not finished(path):
             continue
         if path.exists():
             s = flip_summary(old_pred, test_predictions(path, data, cache)[0], targets)
