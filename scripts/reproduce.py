@@ -6,7 +6,8 @@ trained on all of it with the same epoch budget and augmentation, without dropou
 is an ensemble of M cnn-m members trained exactly like the plain update. Methods: ce, elodi, kd, fd-lm,
 ldi-old, plus the reference itself (the paragon). ELODI's variant is chosen on the validation split by
 the rule in choose_elodi_variant, fixed before the runs. A schedule study repeats ce and elodi at twice
-the epochs, with a reference trained that long too, and with mixup/cutmix.
+the epochs, with a reference trained that long too, with mixup/cutmix, with α 0.8, and with a reference
+of twice the members.
 
 Every step is a real `modelupdate` command, printed before it runs; a finished step is skipped and an
 interrupted one resumed, so the script continues where it stopped. The summary (mean ± std over seeds,
@@ -158,19 +159,20 @@ def plan_schedule(a: argparse.Namespace) -> list[tuple[str, list[str], Path]]:
     add("elodi-mix-s0", elodi(0, ref, *MIX))
     add("elodi-ref-long-s0", elodi(0, str(ref_long)))
     add("elodi-ref-long-a0.8-s0", elodi(0, str(ref_long), variant=LONG_ALPHA))
-    # the other seeds hold ELODI to the reference, and then the variant, chosen on seed 0's validation
-    # numbers (same rule as the variants); until the seed-0 runs have finished, only ce's are planned
-    # a reference of twice the members, trained as long: 4 more members merged with reference 20
+    # a reference of twice the members, trained as long: M more members merged with reference 20
     ref_big = out / f"reference-{2 * a.members}.safetensors"
     halves = [(part, 100 + a.members + i * half) for i, part in enumerate("cd")]
     for part, first_seed in halves if not ref_big.exists() else ():
         add(f"reference-{part}", ["ensemble-train", "--arch", a.new_arch, "--members",
                                   str(half if part == "c" else a.members - half), "--seed", str(first_seed)]
             + NO_DROPOUT)
+    parts = [str(ref_long)] + [str(out / f"reference-{part}.safetensors") for part, _ in halves]
     runs.append((f"e{epochs}/{ref_big.stem}", [sys.executable, str(ROOT / "scripts" / "merge_ensembles.py"),
-                                              str(ref_long), *(str(out / f"reference-{p}.safetensors") for p, _ in halves),
-                                              "--out", str(ref_big)], ref_big))
+                                              *parts, "--out", str(ref_big)], ref_big))
     add(f"elodi-ref{2 * a.members}-s0", elodi(0, str(ref_big)))
+    # the other seeds hold ELODI to the reference, then the α, then the reference size chosen on seed 0's
+    # validation numbers (same rule as the variants); until the seed-0 runs have finished, only ce's are
+    # planned
     reference = choose_schedule_reference(out)
     alpha = choose_long_alpha(out) if reference == "long" else None
     size = choose_reference_size(out, 2 * a.members) if alpha == "a0.5" else None
@@ -376,7 +378,8 @@ def test_table(paths: list[Path], old: Path, data, cache: dict) -> dict:
     for path in sorted(set(paths), key=lambda p: (p.stem.rsplit("-s", 1)[0], p.stem)):
         name = path.name.removesuffix(".safetensors")
         method = PARAGONS.get(name, name.rsplit("-s", 1)[0])
-        if name == "old" or (name.startswith("reference-") and name not in PARAGONS) or method in variants or not finished(path):
+        half_of_reference = name.startswith("reference-") and name not in PARAGONS
+        if name == "old" or half_of_reference or method in variants or not finished(path):
             continue
         if path.exists():
             s = flip_summary(old_pred, test_predictions(path, data, cache)[0], targets)
