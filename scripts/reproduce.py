@@ -5,7 +5,7 @@ Scenario: the old model is cnn-s trained on a third of the training split; every
 trained on all of it with the same epoch budget and augmentation, without dropout; the ELODI reference
 is an ensemble of M cnn-m members trained exactly like the plain update. Methods: ce, elodi, kd, fd-lm,
 ldi-old, plus the reference itself (the paragon). ELODI's variant is chosen on the validation split by
-the rule in choose_elodi_variant, fixed before the runs. A schedule study repeats ce and elodi at twice
+the rule in choose_by_rule, fixed before the runs. A schedule study repeats ce and elodi at twice
 the epochs, with a reference trained that long too, with mixup/cutmix, with α 0.8, and with a reference
 of twice the members.
 
@@ -33,7 +33,7 @@ SUBSET = "0.3333"
 # (docs/results.md), so ce, the reference members and the baselines get it as well as ELODI.
 NO_DROPOUT = ["--dropout", "0"]
 # ELODI variants compared on seed 0 (validation split); CHOSEN in a command is replaced by the chosen
-# variant's flags. Fixed before the runs, with the rule in choose_elodi_variant.
+# variant's flags. Fixed before the runs, with the rule in choose_by_rule.
 ELODI_VARIANTS = {
     "a0.5": ["--alpha", "0.5", "--topk", "0"],
     "a0.8": ["--alpha", "0.8", "--topk", "0"],
@@ -60,13 +60,9 @@ def last_val(out: Path, name: str) -> dict:
     return {"er": epochs[-1]["val_error_rate"], "nfr": epochs[-1]["val_nfr"]}
 
 
-def choose_elodi_variant(out: Path) -> str:
-    """The rule, fixed in advance: among the seed-0 ELODI variants whose validation ER is at most plain
-    ce's (seed 0) + ER_SLACK, the lowest validation NFR; if there is none, the lowest validation ER."""
-    ce = last_val(out, "ce-s0")
-    val = {v: last_val(out, f"elodi-{v}-s0") for v in ELODI_VARIANTS}
-    ok = [v for v in val if val[v]["er"] <= ce["er"] + ER_SLACK]
-    return min(ok, key=lambda v: val[v]["nfr"]) if ok else min(val, key=lambda v: val[v]["er"])
+def choose_elodi_variant(out: Path) -> str | None:
+    """The ELODI variant, by choose_by_rule on the seed-0 runs; None until they have all finished."""
+    return choose_by_rule(out, {v: f"elodi-{v}-s0" for v in ELODI_VARIANTS})
 
 
 def keep_chosen_seed0(out: Path, variant: str) -> None:
@@ -190,9 +186,9 @@ def plan_schedule(a: argparse.Namespace) -> list[tuple[str, list[str], Path]]:
 
 
 def choose_by_rule(out: Path, runs: dict[str, str]) -> str | None:
-    """The rule of choose_elodi_variant among ``runs`` (choice -> run name) against ce-s0 in ``out``:
-    validation ER at most ce's + ER_SLACK, then the lowest validation NFR; if none passes, the lowest ER.
-    None until every run named has finished."""
+    """The rule, fixed in advance, among ``runs`` (choice -> run name) against ce-s0 in ``out``: of those
+    whose validation ER is at most ce's + ER_SLACK, the lowest validation NFR (a tie keeps the first
+    named); if none passes, the lowest ER. None until every run named has finished."""
     if not all(done_record(out / f"{name}.safetensors") for name in [*runs.values(), "ce-s0"]):
         return None
     ce = last_val(out, "ce-s0")
@@ -215,7 +211,7 @@ def choose_long_alpha(out: Path) -> str | None:
 
 def choose_schedule_reference(out: Path) -> str | None:
     """At the longer schedule, the final reference ("final", run elodi-s0) or the one whose members trained
-    as long ("long", elodi-ref-long-s0): the rule of choose_elodi_variant against ce-s0 at that schedule.
+    as long ("long", elodi-ref-long-s0), by choose_by_rule against ce-s0 at that schedule.
     None until the three runs have finished."""
     return choose_by_rule(out, {"final": "elodi-s0", "long": "elodi-ref-long-s0"})
 
@@ -268,13 +264,11 @@ def run_all(runs: list[tuple[str, list[str], Path]], log_dir: Path, jobs: int = 
         paths = [Path(cmd[i + 1]) for i, c in enumerate(cmd[:-1]) if c in ("--old", "--reference")]
         if cmd[1].endswith("merge_ensembles.py"):
             paths += [Path(c) for c in cmd[2:] if c.endswith(".safetensors") and c != cmd[-1]]
-        if CHOSEN in cmd:  # the ELODI variant is chosen once ce and every variant's seed 0 are done
-            paths += [log_dir / "ce-s0.safetensors"] + [log_dir / f"elodi-{v}-s0.safetensors"
-                                                              for v in ELODI_VARIANTS]
         return paths
 
     def ready(cmd: list[str]) -> bool:
-        return all(finished(p) for p in needs(cmd))
+        # a step naming the ELODI variant waits until ce and every variant's seed 0 have finished
+        return all(finished(p) for p in needs(cmd)) and (CHOSEN not in cmd or choose_elodi_variant(log_dir))
 
     def worker() -> None:
         while True:
@@ -349,11 +343,9 @@ def summarise(a: argparse.Namespace, runs, schedule_runs) -> dict:
     data = load_dataset(DataConfig(name=a.data))
     cache: dict = {}
     result: dict = {"epochs": a.epochs, "members": a.members, "data": a.data, "scenarios": {}}
-    try:
-        chosen = choose_elodi_variant(out)
+    chosen = choose_elodi_variant(out)
+    if chosen:
         keep_chosen_seed0(out, chosen)
-    except (FileNotFoundError, KeyError, IndexError):
-        chosen = None
     result["elodi_variant"] = {"chosen": chosen, "variants": ELODI_VARIANTS, "er_slack": ER_SLACK}
     everything = runs + schedule_runs
     result["train_seconds_total"] = sum(float((done_record(path) or {}).get("train_seconds") or 0.0)
