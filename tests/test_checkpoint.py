@@ -325,6 +325,23 @@ def test_check_compatible_against_dataset_info(tiny_data_config):
     check_compatible(make_meta(classes=list(info.classes)), "model", info, "data")
 
 
+def test_check_compatible_names_the_options_for_an_image_folder_only():
+    from modelupdate.data import AugmentSpec, DatasetInfo
+
+    def folder(name: str, size: int, mean: float) -> DatasetInfo:
+        return DatasetInfo(name=name, classes=list(CLASSES), input_shape=(1, size, size), mean=(mean,), std=(0.25,),
+                           fingerprint="sha256:0", augment=AugmentSpec(1, True))
+
+    with pytest.raises(MismatchError, match=r"\[1, 4, 4\]; pass --image-size 8 to resize the images to it$"):
+        check_compatible(make_meta(), "model", folder("imagefolder:/data", 4, 0.5), "--data imagefolder:/data")
+    with pytest.raises(MismatchError, match=r"; pass --mean 0.5 --std 0.25 to use model's$"):
+        check_compatible(make_meta(), "model", folder("imagefolder:/data", 8, 0.4), "--data imagefolder:/data")
+    for info in (folder("synthetic", 4, 0.5), folder("synthetic", 8, 0.4)):  # a built-in dataset: no such option
+        with pytest.raises(MismatchError) as err:
+            check_compatible(make_meta(), "model", info, "--data synthetic")
+        assert "pass" not in str(err.value)
+
+
 # --------------------------------------------------------------------------- ensembles
 
 

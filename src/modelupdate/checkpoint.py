@@ -390,6 +390,9 @@ def check_compatible(a: ModelMeta, a_name: str, b: ModelMeta | Any, b_name: str)
     b_classes = list(b.classes)
     b_shape = tuple(b.input_shape)
     b_norm = b.normalization
+    # an image folder's size and normalisation are options of the command (a DatasetInfo's name; a
+    # ModelMeta has no name)
+    b_folder = str(getattr(b, "name", "")).startswith("imagefolder:")
     if list(a.classes) != b_classes:
         if len(a.classes) != len(b_classes):
             raise MismatchError(f"{a_name} has {len(a.classes)} classes but {b_name} has {len(b_classes)}")
@@ -398,13 +401,13 @@ def check_compatible(a: ModelMeta, a_name: str, b: ModelMeta | Any, b_name: str)
                             f"{a.classes[diff]!r} vs {b_classes[diff]!r}")
     if tuple(a.input_shape) != b_shape:
         hint = ""
-        if "imagefolder:" in b_name and a.input_shape[0] == b_shape[0] and a.input_shape[1] == a.input_shape[2]:
+        if b_folder and a.input_shape[0] == b_shape[0] and a.input_shape[1] == a.input_shape[2]:
             hint = f"; pass --image-size {a.input_shape[1]} to resize the images to it"
         raise MismatchError(f"input shape differs: {a_name} expects {list(a.input_shape)}, {b_name} "
                             f"{list(b_shape)}{hint}")
     if not _close(a.normalization, b_norm):
         hint = ""
-        if "imagefolder:" in b_name:
+        if b_folder:
             hint = (f"; pass --mean {','.join(map(str, a.normalization['mean']))} --std "
                     f"{','.join(map(str, a.normalization['std']))} to use {a_name}'s")
         raise MismatchError(f"normalisation differs: {a_name} uses {a.normalization}, {b_name} {b_norm}{hint}")
