@@ -64,7 +64,7 @@ See [the method](method.md) for what the ELODI options mean.
 | 0 | success; for `flip-report` and `compare`, every gate passed (also when no gate is set) |
 | 1 | `flip-report`: at least one gate failed; `compare`: a candidate failed a gate (the reports are still written) |
 | 2 | bad usage or input: unknown option, bad value, bad or mismatched checkpoint, data or prediction file |
-| 3 | an internal error (a bug, not your input; `--debug` shows the traceback), or a training diverged: the loss or the weights became NaN or Inf (the last good state is kept) |
+| 3 | an internal error (a bug; `--debug` shows the traceback), or a diverged training (NaN/Inf; last good state kept) |
 | 130 | interrupted (Ctrl-C); a training command saves its resumable state first: rerun it with `--resume` |
 
 Every error, a usage error (unknown or missing option) included, prints one line `error: ...` on
