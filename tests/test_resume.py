@@ -215,3 +215,9 @@ def test_ldi_train_with_mixup_and_cutmix_killed_mid_epoch_resumes_to_identical_w
     full, resumed, _ = kill_and_resume(tmp_path, command, "m.state.safetensors")
     assert_same_weights(full, resumed)
     assert json.loads(load_meta(resumed)["config"])["train"]["mixup"] == 0.4
+
+
+def test_train_with_ema_killed_mid_epoch_resumes_to_identical_weights(tmp_path):
+    command = ["train", "--arch", "cnn-s", "--arch-args", '{"width": 8}', "--ema-epochs", "0.5", *COMMON]
+    full, resumed, _ = kill_and_resume(tmp_path, command, "m.state.safetensors")
+    assert_same_weights(full, resumed)

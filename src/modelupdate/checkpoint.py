@@ -426,9 +426,13 @@ def _close(x: dict, y: dict) -> bool:
 TRAIN_STATE_FORMAT = "modelupdate-train-state/1"
 
 
-def save_train_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, progress: dict[str, Any]) -> None:
-    """Model + optimizer tensors + JSON progress, in one safetensors file (no pickle), atomically."""
+def save_train_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, progress: dict[str, Any],
+                     extra: dict[str, nn.Module] | None = None) -> None:
+    """Model + optimizer tensors + JSON progress, in one safetensors file (no pickle), atomically.
+    ``extra``: other modules of the run (the weight average), saved under their names."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
+    for name, module in (extra or {}).items():
+        tensors |= {f"{name}.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     opt_state = optimizer.state_dict()
     scalars: dict[str, Any] = {}
     for pid, pstate in opt_state["state"].items():
@@ -447,23 +451,43 @@ def save_train_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimi
     atomic_write_bytes(path, st_save(tensors, metadata=meta))
 
 
-def state_is_finite(model: nn.Module, optimizer: torch.optim.Optimizer) -> bool:
-    """No NaN / Inf in the model's floating-point weights and buffers, nor in the optimizer's state."""
-    tensors = list(unwrap(model).state_dict().values())
+def state_is_finite(model: nn.Module, optimizer: torch.optim.Optimizer, *others: nn.Module) -> bool:
+    """No NaN / Inf in the model's (and ``others``') floating-point weights and buffers, nor in the
+    optimizer's state."""
+    tensors = [t for m in (model, *others) for t in unwrap(m).state_dict().values()]
     tensors += [v for pstate in optimizer.state.values() for v in pstate.values() if torch.is_tensor(v)]
     return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
 
 
-def load_train_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+def read_train_progress(path: Path) -> dict[str, Any]:
+    """The JSON progress of a training state (its recipe included), read before any tensor is loaded."""
+    header, _ = read_header(Path(path))
+    meta = header.get("__metadata__") or {}
+    if meta.get("format") != TRAIN_STATE_FORMAT:
+        raise CheckpointError(f"{path}: not a modelupdate training state (format {meta.get('format')!r})")
+    try:
+        progress = json.loads(meta["progress"])
+    except (KeyError, ValueError):
+        progress = None
+    if not isinstance(progress, dict):
+        raise CheckpointError(f"{path}: damaged training state (its progress record is not a JSON object)")
+    return progress
+
+
+def load_train_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                     extra: dict[str, nn.Module] | None = None) -> dict[str, Any]:
+    """Load what ``save_train_state`` wrote into model, optimizer and the ``extra`` modules; the progress."""
     tensors, meta = read_safetensors(path)
     if meta.get("format") != TRAIN_STATE_FORMAT:
         raise CheckpointError(f"{path}: not a modelupdate training state (format {meta.get('format')!r})")
-    model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-    try:
-        unwrap(model).load_state_dict(model_state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: saved state does not fit this model ({state_dict_error(exc)}); "
-                              f"was the command changed since the run started?") from None
+    for name, module in {"model": model, **(extra or {})}.items():
+        prefix = f"{name}."
+        module_state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        try:
+            unwrap(module).load_state_dict(module_state, strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path}: saved state does not fit this model ({state_dict_error(exc)}); "
+                                  f"was the command changed since the run started?") from None
     state: dict[int, dict[str, Any]] = {}
     for k, v in tensors.items():
         if k.startswith("optim."):

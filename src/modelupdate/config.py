@@ -203,6 +203,8 @@ class TrainConfig(_JsonMixin):
     cutmix: float = 0.0
     mix_prob: float = 1.0
     mix_switch_prob: float = 0.5
+    # weight EMA: the horizon of the average in epochs (0: off); the checkpoint then holds the average
+    ema_epochs: float = 0.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -236,6 +238,8 @@ class TrainConfig(_JsonMixin):
             value = getattr(self, name)
             if not (0.0 <= value < math.inf):
                 raise ConfigError(f"--{name}: expected a Beta concentration >= 0 (0: off), got {value}")
+        if not 0.0 <= self.ema_epochs < math.inf:
+            raise ConfigError(f"--ema-epochs: expected a horizon in epochs >= 0 (0: off), got {self.ema_epochs}")
         for name in ("mix_prob", "mix_switch_prob"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:

@@ -21,9 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import load_train_state, save_train_state, state_is_finite
+from .checkpoint import load_train_state, read_train_progress, save_train_state, state_is_finite
 from .config import TrainConfig
 from .data import Batch, Dataset, DatasetInfo, Split, eval_batches, mix_batch, step_seed, train_batches, train_order
+from .ema import WeightEma, ema_decay
 from .errors import ConfigError, TrainingDiverged
 from .runtime import Runtime, all_reduce_sum, broadcast_from_main, reduce_progress
 
@@ -114,6 +115,9 @@ class FitResult:
     seconds: float = 0.0
     images_per_second: float = 0.0
     resumed_from_step: int | None = None
+    # with --ema-epochs: the averaged model (the one to test and save) and its decay per step
+    averaged: nn.Module | None = None
+    ema_decay: float | None = None
 
 
 def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, runtime: Runtime, *, objective: Objective | None = None,
@@ -127,19 +131,23 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, runtime: Runtime, *, 
     ``state_path``: where the resumable state is written every ``cfg.checkpoint_every`` steps,
     at each epoch end and on SIGINT/SIGTERM; with ``resume`` the run continues from it, if it was
     written with the same recipe and ``data_recipe`` (the data options and fingerprint).
+    With ``cfg.ema_epochs`` the weights are also averaged after every step (``ema.WeightEma``): each
+    epoch's ``val_*`` metrics are then the average's, ``raw_val_*`` the trained weights', and
+    ``result.averaged`` is the model to ship.
     """
     emit = on_event or (lambda event: None)
     objective = objective or cross_entropy_objective(cfg.label_smoothing)
     train_model, optimizer, scaler = prepare_training(model, cfg, runtime)
     plan = Schedule.of(len(data.train), cfg, runtime)
     result = FitResult()
+    ema = WeightEma(model, ema_decay(cfg.ema_epochs, plan.steps_per_epoch)) if cfg.ema_epochs else None
     start = Start()
     if resume and state_path is not None and state_path.exists():
-        start = resume_state(state_path, model, optimizer, scaler, cfg, data_recipe, result, plan)
+        start = resume_state(state_path, model, optimizer, scaler, cfg, data_recipe, result, plan, ema)
         emit({"type": "resume", "epoch": start.epoch, "step": start.step, "epochs": cfg.epochs,
               "path": str(state_path)})
     saver = StateSaver(state_path, model, optimizer, scaler, cfg, data_recipe, result, runtime, start.seconds,
-                       plan.base_lr)
+                       plan.base_lr, ema)
     emit({"type": "start", "epochs": cfg.epochs, "steps_per_epoch": plan.steps_per_epoch,
           "total_steps": plan.total_steps, "n_train": len(data.train), "device": str(runtime.device),
           "world": runtime.world, "start_epoch": start.epoch, "start_step": start.step})
@@ -162,6 +170,8 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, runtime: Runtime, *, 
                 log_now = (step + 1) % LOG_EVERY == 0 or step + 1 == plan.steps_per_epoch
                 value, parts, grad_norm = train_step(train_model, optimizer, scaler, objective, batch, runtime,
                                                      cfg.clip_grad_norm, measure_grad_norm=log_now)
+                if ema is not None:
+                    ema.update(model)
                 loss.add(value)
                 meter.add(batch.targets.shape[0] * runtime.world)
                 save_now = plan.saves_after(global_step, step, cfg.checkpoint_every)
@@ -175,13 +185,15 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, runtime: Runtime, *, 
                     saver.save(epoch, step + 1, *loss.per_rank_share(runtime.world))
                 if stopping:
                     raise KeyboardInterrupt
-            record = end_of_epoch(model, data, cfg, runtime, epoch, loss.mean, plan, t_epoch, epoch_metrics)
+            record = end_of_epoch(model, data, cfg, runtime, epoch, loss.mean, plan, t_epoch, epoch_metrics, ema)
             result.history.append(record)
             emit({"type": "epoch"} | record)
             saver.save(epoch + 1, 0)
     result.seconds = start.seconds + meter.seconds()
     result.steps = plan.total_steps
     result.images_per_second = meter.rate()
+    if ema is not None:
+        result.averaged, result.ema_decay = ema.module, ema.decay
     return result
 
 
@@ -281,11 +293,15 @@ class Start:
 
 def resume_state(state_path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
                  scaler: torch.amp.GradScaler, cfg: TrainConfig, data_recipe: dict[str, Any] | None,
-                 result: FitResult, plan: Schedule) -> Start:
-    """Load a resumable state into model, optimizer and scaler, after checking it is this run's recipe."""
-    progress = load_train_state(state_path, model, optimizer)
+                 result: FitResult, plan: Schedule, ema: WeightEma | None = None) -> Start:
+    """Load a resumable state into model, optimizer, scaler (and weight average), after checking it is
+    this run's recipe."""
+    progress = read_train_progress(state_path)
     check_same_recipe(progress.get("config", {}), cfg, state_path)
     check_same_data(progress.get("data"), data_recipe, state_path)
+    load_train_state(state_path, model, optimizer, {"ema": ema.module} if ema is not None else None)
+    if ema is not None:
+        ema.resume_at(int(progress.get("ema_updates") or 0))
     if progress.get("grad_scaler") and scaler.is_enabled():
         scaler.load_state_dict(progress["grad_scaler"])
     result.history = progress.get("history", [])
@@ -300,8 +316,9 @@ class StateSaver:
 
     def __init__(self, path: Path | None, model: nn.Module, optimizer: torch.optim.Optimizer,
                  scaler: torch.amp.GradScaler, cfg: TrainConfig, data_recipe: dict[str, Any] | None,
-                 result: FitResult, runtime: Runtime, prior_seconds: float, base_lr: float):
-        self.path, self.model, self.optimizer, self.scaler = path, model, optimizer, scaler
+                 result: FitResult, runtime: Runtime, prior_seconds: float, base_lr: float,
+                 ema: WeightEma | None = None):
+        self.path, self.model, self.optimizer, self.scaler, self.ema = path, model, optimizer, scaler, ema
         self.cfg, self.data_recipe, self.result, self.runtime = cfg, data_recipe, result, runtime
         self.prior_seconds, self.base_lr, self.t_start = prior_seconds, base_lr, time.perf_counter()
 
@@ -314,18 +331,21 @@ class StateSaver:
             return
         # a finite loss does not make finite weights (the update after it may overflow); checked on every
         # rank (DDP keeps their weights equal), so that all of them stop together
-        if not state_is_finite(self.model, self.optimizer):
+        averaged = [self.ema.module] if self.ema is not None else []
+        if not state_is_finite(self.model, self.optimizer, *averaged):
             where = f"epoch {epoch + 1}, step {step}" if step else f"the end of epoch {epoch}"
             raise TrainingDiverged(f"weights became NaN or Inf by {where}{self.hint()}; "
                                    f"try a lower --lr (now {self.base_lr:g}) or --amp off")
         if not self.runtime.is_main:
             return
+        extra = {"ema": self.ema.module} if self.ema is not None else None
         save_train_state(self.path, self.model, self.optimizer, {
             "epoch": epoch, "step": step, "history": self.result.history, "config": self.cfg.to_dict(),
             "data": self.data_recipe, "grad_scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             # the epoch's loss so far too: a resumed epoch then logs the mean over all its steps
             "epoch_loss_sum": loss_sum, "epoch_loss_count": loss_count,
-            "seconds": self.prior_seconds + time.perf_counter() - self.t_start})
+            "seconds": self.prior_seconds + time.perf_counter() - self.t_start,
+            "ema_updates": self.ema.updates if self.ema is not None else None}, extra)
 
 
 class LossTracker:
@@ -414,15 +434,28 @@ def step_event(epoch: int, step: int, global_step: int, plan: Schedule, mean_los
 
 
 def end_of_epoch(model: nn.Module, data: Dataset, cfg: TrainConfig, runtime: Runtime, epoch: int, train_loss: float,
-                 plan: Schedule, t_epoch: float, epoch_metrics: Callable[[nn.Module], dict[str, Any]] | None
-                 ) -> dict[str, Any]:
-    """The epoch's record: training loss, time, lr, validation error and the caller's metrics."""
+                 plan: Schedule, t_epoch: float, epoch_metrics: Callable[[nn.Module], dict[str, Any]] | None,
+                 ema: WeightEma | None = None) -> dict[str, Any]:
+    """The epoch's record: training loss, time, lr, validation error and the caller's metrics; with a
+    weight average, ``val_*`` are the average's and ``raw_val_*`` the trained weights'."""
     if not math.isfinite(train_loss):
         raise TrainingDiverged(f"loss became {train_loss} in epoch {epoch + 1}; try a lower --lr")
     broadcast_from_main(model, runtime)  # BatchNorm statistics differ between ranks
     record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss,
                               "epoch_seconds": time.perf_counter() - t_epoch,
                               "lr": plan.lr((epoch + 1) * plan.steps_per_epoch - 1)}
+    if ema is None:
+        return record | validation_metrics(model, data, cfg, runtime, epoch_metrics)
+    broadcast_from_main(ema.module, runtime)  # so is the average of them: every rank keeps rank 0's
+    raw = validation_metrics(model, data, cfg, runtime, epoch_metrics)
+    return record | validation_metrics(ema.module, data, cfg, runtime, epoch_metrics) | {
+        f"raw_{key}": value for key, value in raw.items()}
+
+
+def validation_metrics(model: nn.Module, data: Dataset, cfg: TrainConfig, runtime: Runtime,
+                       epoch_metrics: Callable[[nn.Module], dict[str, Any]] | None) -> dict[str, Any]:
+    """Validation error of ``model`` and the caller's metrics of it."""
+    record: dict[str, Any] = {}
     if len(data.val):
         logits, targets, _ = predict_logits(model, data.val, data.info, runtime, batch_size=cfg.eval_batch_size,
                                             channels_last=cfg.channels_last)
@@ -435,7 +468,7 @@ def end_of_epoch(model: nn.Module, data: Dataset, cfg: TrainConfig, runtime: Run
 # What makes two runs the same training recipe: a resumed run must match the interrupted one on these.
 RECIPE_KEYS = ("arch", "arch_args", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay",
                "label_smoothing", "warmup_epochs", "clip_grad_norm", "seed", "dropout", "mixup", "cutmix",
-               "mix_prob", "mix_switch_prob")
+               "mix_prob", "mix_switch_prob", "ema_epochs")
 
 
 def check_same_recipe(saved: dict[str, Any], cfg: TrainConfig, state_path: Path) -> None:

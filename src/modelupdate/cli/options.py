@@ -84,6 +84,10 @@ Cutmix = Annotated[float, typer.Option("--cutmix", help="CutMix: Beta(a, a) conc
 MixProb = Annotated[float, typer.Option("--mix-prob", help="Share of the batches that are mixed (mixup/cutmix).")]
 MixSwitchProb = Annotated[float, typer.Option("--mix-switch-prob", help="With both --mixup and --cutmix: "
                                               "chance that a mixed batch uses CutMix.")]
+EmaEpochs = Annotated[float, typer.Option(
+    "--ema-epochs", metavar="H", help="Keep an exponential moving average of the weights (and BatchNorm "
+    "statistics) over about the last H epochs and ship it instead of the last weights; 0: off. Each epoch "
+    "logs validation metrics of both.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed of initialisation, data order and augmentation.")]
 Device = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.")]
 Amp = Annotated[str, typer.Option("--amp", help="Mixed precision: off, auto, bf16, fp16 (fp16: CUDA only).")]
@@ -234,7 +238,7 @@ def _training_options(
     warmup_epochs: Warmup = TRAIN.warmup_epochs, clip_grad_norm: ClipGradNorm = TRAIN.clip_grad_norm,
     dropout: Dropout = TRAIN.dropout, mixup: Mixup = TRAIN.mixup, cutmix: Cutmix = TRAIN.cutmix,
     mix_prob: MixProb = TRAIN.mix_prob, mix_switch_prob: MixSwitchProb = TRAIN.mix_switch_prob,
-    seed: Seed = TRAIN.seed, device: Device = TRAIN.device, amp: Amp = TRAIN.amp,
+    ema_epochs: EmaEpochs = TRAIN.ema_epochs, seed: Seed = TRAIN.seed, device: Device = TRAIN.device, amp: Amp = TRAIN.amp,
     channels_last: ChannelsLast = TRAIN.channels_last, compile: Compile = TRAIN.compile,
     deterministic: Deterministic = TRAIN.deterministic, sync_bn: SyncBn = TRAIN.sync_bn,
     checkpoint_every: CheckpointEvery = TRAIN.checkpoint_every, data_dir: DataDir = None,
@@ -253,7 +257,8 @@ def _training_options(
                         warmup_epochs=warmup_epochs, seed=seed, device=device, amp=amp, channels_last=channels_last,
                         compile=compile, deterministic=deterministic, sync_bn=sync_bn,
                         checkpoint_every=checkpoint_every, clip_grad_norm=clip_grad_norm, dropout=dropout,
-                        mixup=mixup, cutmix=cutmix, mix_prob=mix_prob, mix_switch_prob=mix_switch_prob)
+                        mixup=mixup, cutmix=cutmix, mix_prob=mix_prob, mix_switch_prob=mix_switch_prob,
+                        ema_epochs=ema_epochs)
     data_cfg = run(lambda: dataclasses.replace(
         data_config(data, data_dir, download, val_fraction, train_subset, split_seed, no_augment, image_size),
         hflip=hflip, crop=crop, crop_pad=crop_pad, crop_scale=crop_scale, color_jitter=color_jitter,
@@ -261,7 +266,9 @@ def _training_options(
         std=std))
     if tensorboard is not None:
         from ..tracking import check_tensorboard
+        from ..workflows.common import check_apart_from_out
 
+        run(lambda: check_apart_from_out(out, {"--tensorboard": tensorboard}))
         run(lambda: check_tensorboard(tensorboard))
     return TrainingRun(out=out, data=data_cfg, train=train, resume=resume, quiet=quiet, tensorboard=tensorboard)
 

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-import fcntl
-import functools
-import inspect
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..atomic import check_target, remove_stale_temps, resolved
+from ..atomic import (  # noqa: F401  (output_lock, holds_output_lock: re-exported for the workflows)
+    check_target,
+    holds_output_lock,
+    lock_path_for,
+    open_for_append,
+    output_lock,
+    remove_stale_temps,
+    resolved,
+)
 from ..checkpoint import ModelMeta
 from ..config import SET_ONLY_RECIPE_KEYS, DataConfig, TrainConfig
 from ..data import Dataset, DatasetInfo
@@ -26,19 +29,21 @@ from ..errors import ConfigError, OutputComplete, OutputError
 from ..models import stored_arch_args
 from ..runtime import Runtime
 
-T = TypeVar("T")
 
-
-def check_output_path(out: Path, *, resume: bool = False, inputs: dict[str, Path | None] | None = None) -> None:
-    """Fail before training, not after, when ``out`` cannot be written.
+def check_output_path(out: Path, *, resume: bool = False, inputs: dict[str, Path | None] | None = None,
+                      outputs: dict[str, Path | None] | None = None) -> None:
+    """Fail before training, not after, when ``out`` or a file written beside it cannot be written.
 
     ``inputs``: option -> path of what the command reads (--old, --reference): ``out`` may be none of them.
-    Temp files that a killed write of ``out`` or of its resumable state left behind are removed (the
-    workflow holds ``out``'s lock, so no other writer is using them).
+    ``outputs``: option -> another file the command writes (--reference-cache): it may be none of the paths
+    written for ``out`` (``paths_written_for``) and must be a regular file path too.
+    Temp files that a killed write of ``out``, of its resumable state or of ``outputs`` left behind are
+    removed (the workflow holds ``out``'s lock, so no other writer is using them).
     """
     for option, path in (inputs or {}).items():
         if path is not None and Path(path).exists() and resolved(path) == resolved(out):
             raise ConfigError(f"--out {out}: is the {option} file; refusing to overwrite an input")
+    check_apart_from_out(out, outputs or {})
     parent = out.parent if str(out.parent) else Path(".")
     if parent.exists() and not parent.is_dir():
         raise OutputError(f"--out {out}: {parent} is a file, not a folder; expected a path in a writable folder")
@@ -53,8 +58,13 @@ def check_output_path(out: Path, *, resume: bool = False, inputs: dict[str, Path
     check_target(out, "--out")
     if out.suffix != ".safetensors":
         raise ConfigError(f"--out {out}: expected a path ending in .safetensors")
+    check_written_beside(out)
+    extra = [Path(path) for path in (outputs or {}).values() if path is not None]
+    for option, path in (outputs or {}).items():
+        if path is not None:
+            check_target(path, option)
     state = state_path_for(out)
-    for path in (out, state):
+    for path in (out, state, *extra):
         remove_stale_temps(path)
     if state.exists() and not resume:
         raise ConfigError(f"--out {out}: an interrupted run left {state}; pass --resume to continue it "
@@ -64,48 +74,38 @@ def check_output_path(out: Path, *, resume: bool = False, inputs: dict[str, Path
 
 
 def _has_members_in_progress(out: Path) -> bool:
-    return out.with_name(out.name.removesuffix(".safetensors") + ".members").exists()
+    return members_path_for(out).exists()
 
 
-@contextmanager
-def output_lock(out: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``.<out>.lock`` beside ``out`` (removed afterwards): a second command
-    writing the same ``out`` is refused while this one runs. Under torchrun, rank 0 (the writer) holds it."""
+def paths_written_for(out: Path) -> dict[str, Path]:
+    """Every path a training command writes for ``out``, by how messages name it."""
     out = Path(out)
-    parent = out.parent if str(out.parent) else Path(".")
-    if int(os.environ.get("RANK", "0")) != 0 or not parent.is_dir():  # no folder: check_output_path says so
-        yield
-        return
-    lock = out.with_name(f".{out.name}.lock")
-    try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:  # a read-only folder: check_output_path explains
-        yield
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise OutputError(f"--out {out}: another command is writing it now (lock {lock}); wait for it or "
-                              f"choose another --out") from None
-        try:
-            yield
-        finally:
-            lock.unlink(missing_ok=True)
-    finally:
-        os.close(fd)
+    return {"--out": out, "training state": state_path_for(out), "training log": log_path_for(out),
+            "members folder": members_path_for(out), "lock": lock_path_for(out)}
 
 
-def holds_output_lock(workflow: Callable[..., T]) -> Callable[..., T]:
-    """Run a training workflow with its ``out`` argument locked (see ``output_lock``)."""
-    signature = inspect.signature(workflow)
+def check_apart_from_out(out: Path, others: dict[str, Path | None]) -> None:
+    """Refuse another output option (--reference-cache, --tensorboard) that names a path written for ``out``."""
+    written = {resolved(path): what for what, path in paths_written_for(out).items()}
+    for option, path in others.items():
+        if path is None:
+            continue
+        what = written.get(resolved(path))
+        if what is not None:
+            name = "--out itself" if what == "--out" else f"the {what} of --out {out}"
+            raise ConfigError(f"{option} {path}: is {name}; expected a separate path")
 
-    @functools.wraps(workflow)
-    def wrapper(*args: Any, **kwargs: Any) -> T:
-        with output_lock(signature.bind(*args, **kwargs).arguments["out"]):
-            return workflow(*args, **kwargs)
 
-    return wrapper
+def check_written_beside(out: Path) -> None:
+    """The files written beside ``out`` (state, log; the members folder) may be missing or real files (a
+    real folder), never a symbolic link, a FIFO or a device: the log is appended to, so a link would
+    have it written into another file."""
+    for what in ("training state", "training log"):
+        check_target(paths_written_for(out)[what], f"--out {out}: its {what}")
+    members = members_path_for(out)
+    if members.is_symlink() or (members.exists() and not members.is_dir()):
+        kind = "a symbolic link" if members.is_symlink() else "not a folder"
+        raise OutputError(f"--out {out}: its members folder {members} is {kind}; expected a folder or nothing")
 
 
 def state_path_for(out: Path) -> Path:
@@ -117,6 +117,11 @@ def log_path_for(out: Path) -> Path:
     return out.with_name(out.name.removesuffix(".safetensors") + ".log.jsonl")
 
 
+def members_path_for(out: Path) -> Path:
+    """Where ``ensemble-train`` keeps the finished members of a run writing ``out``."""
+    return out.with_name(out.name.removesuffix(".safetensors") + ".members")
+
+
 class JsonlLog:
     """Per-step and per-epoch JSON lines beside the checkpoint (rank 0 only); forwards every event."""
 
@@ -125,8 +130,8 @@ class JsonlLog:
 
     def __call__(self, event: dict[str, Any]) -> None:
         if self.path is not None and event.get("type") in ("step", "epoch", "resume", "done"):
-            try:
-                with open(self.path, "a") as f:
+            try:  # never through a link or into a FIFO (the check before training looked; this is the backstop)
+                with os.fdopen(open_for_append(self.path, str(self.path)), "a") as f:
                     f.write(json.dumps(self.extra | event, sort_keys=True) + "\n")
             except OSError as exc:  # e.g. the disk filled up during training
                 raise OutputError(f"{self.path}: cannot write the training log ({exc.strerror})") from None
@@ -214,16 +219,20 @@ def train_one(data: Dataset, data_cfg: DataConfig, cfg: TrainConfig, runtime: Ru
     result = fit(model, data, cfg, runtime, objective=objective, epoch_metrics=epoch_metrics, on_event=log,
                  state_path=state_path_for(out), resume=resume, data_recipe=data_recipe(data_cfg, info))
 
-    metrics = test_metrics(model, data, runtime, cfg) | {
+    shipped = result.averaged if result.averaged is not None else model  # with --ema-epochs: the average
+    metrics = test_metrics(shipped, data, runtime, cfg) | {
         "val_error_rate": result.history[-1].get("val_error_rate") if result.history else None,
         "train_seconds": result.seconds, "images_per_second": result.images_per_second,
         "epochs_completed": len(result.history),
     }
+    if result.averaged is not None:  # what the trained weights would have scored, and the average's decay
+        raw = test_metrics(model, data, runtime, cfg)
+        metrics |= {"weights": "ema", "ema_decay": result.ema_decay, "raw_test_error_rate": raw["test_error_rate"]}
     if final_metrics is not None:
-        metrics |= final_metrics(model)
+        metrics |= final_metrics(shipped)
     meta = model_meta(info, data_cfg, cfg, metrics, update)
     if runtime.is_main:
-        save_model(out, model, meta)
+        save_model(out, shipped, meta)
         log({"type": "done", "out": str(out)} | metrics)
         state_path_for(out).unlink(missing_ok=True)
     return TrainedModel(out=out, meta=meta, history=result.history, seconds=result.seconds,
