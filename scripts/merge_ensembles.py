@@ -2,6 +2,7 @@
 """Merge ensemble checkpoints trained with the same recipe into one (a larger reference, no retraining).
 
     python scripts/merge_ensembles.py A.safetensors B.safetensors --out AB.safetensors
+    python scripts/merge_ensembles.py AB.safetensors --first 2 --out A2.safetensors   # a smaller reference
 
 The inputs must agree on everything but the seeds (architecture and its arguments, classes, input
 shape, normalisation, dataset and its fingerprint, data and training options); the seeds must not
@@ -35,7 +36,8 @@ def recipe(meta: ModelMeta) -> dict:
     return {"data": data, "train": {k: v for k, v in train.items() if k not in ("seed", "device")}}
 
 
-def merge(paths: list[Path], out: Path) -> ModelMeta:
+def merge(paths: list[Path], out: Path, first: int | None = None) -> ModelMeta:
+    """``first``: keep only the first members of the inputs, in order (a smaller reference, no retraining)."""
     loaded = [load_checkpoint(p) for p in paths]
     first = loaded[0]
     for path, other in zip(paths[1:], loaded[1:], strict=True):
@@ -50,11 +52,15 @@ def merge(paths: list[Path], out: Path) -> ModelMeta:
     if len(set(seeds)) != len(seeds):
         raise MismatchError(f"member seeds repeat: {seeds}")
     members = [member for m in loaded for member in m.members]
+    keep = len(members) if first is None else first
+    if not 1 <= keep <= len(members):
+        raise MismatchError(f"--first {first}: expected 1 to {len(members)} members")
+    members, seeds = members[:keep], seeds[:keep]
     data = load_dataset(DataConfig.from_dict(first.meta.config["data"]))
     runtime = Runtime(torch.device("cpu"))
     logits, targets, _ = predict_logits(EnsembleReference(members), data.test, data.info, runtime)
     test = accuracy_counts(logits, targets, runtime)
-    member_metrics = [mm for m in loaded for mm in m.meta.member_metrics]
+    member_metrics = [mm for m in loaded for mm in m.meta.member_metrics][:keep]
     meta = ModelMeta(**{key: getattr(first.meta, key) for key in SAME}, config=first.meta.config)
     meta.member_seeds = seeds
     meta.member_metrics = member_metrics
@@ -72,11 +78,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("inputs", nargs="+", type=Path)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--first", type=int, help="keep only the first N members")
     a = p.parse_args()
-    if len(a.inputs) < 2:
-        sys.exit("error: give at least two ensemble files")
+    if len(a.inputs) < 2 and a.first is None:
+        sys.exit("error: give at least two ensemble files, or one with --first N")
     try:
-        meta = merge(a.inputs, a.out)
+        meta = merge(a.inputs, a.out, a.first)
     except MismatchError as exc:
         sys.exit(f"error: {exc}")
     print(f"wrote {a.out}: {len(meta.member_seeds)} members (seeds {meta.member_seeds}), "

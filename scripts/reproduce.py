@@ -48,7 +48,15 @@ MIX = ["--mixup", "0.2", "--cutmix", "1.0"]
 # authors' α 0.8 on the top-2 classes (at 10 epochs α 0.8 had the lower validation NFR over all classes,
 # and top-2 the lower one at α 0.5). Judged against the chosen variant by the same rule.
 LONG_ALPHA = ["--alpha", "0.8", "--topk", "2"]
-PARAGONS = {"reference": "paragon (reference ensemble)", "reference-8": "paragon (8 members)"}
+PARAGONS = {"reference": "paragon (reference ensemble)", "reference-8": "paragon (8 members)",
+            "reference-m2": "paragon (2 members)"}
+# The baselines study (final budget): a weight EMA of horizon H epochs (--ema-epochs) for ce, chosen on
+# seed 0 by choose_by_rule among these and none; ELODI's student then tries the horizon chosen for ce (or
+# EMA_FALLBACK when ce keeps none), judged by the same rule against ELODI without it. Fixed before the runs.
+EMA_HORIZONS = ("1", "2.5")
+EMA_FALLBACK = "2.5"
+# The cheap ELODI: a reference of the first REFERENCE_SMALL members of the final reference, same student.
+REFERENCE_SMALL = 2
 # Methods whose new model is trained against the old model.
 NEEDS_OLD = ("ldi-old", "kd", "fd-lm")
 CHOSEN = "<elodi-variant>"
@@ -185,13 +193,13 @@ def plan_schedule(a: argparse.Namespace) -> list[tuple[str, list[str], Path]]:
     return runs
 
 
-def choose_by_rule(out: Path, runs: dict[str, str]) -> str | None:
-    """The rule, fixed in advance, among ``runs`` (choice -> run name) against ce-s0 in ``out``: of those
-    whose validation ER is at most ce's + ER_SLACK, the lowest validation NFR (a tie keeps the first
-    named); if none passes, the lowest ER. None until every run named has finished."""
-    if not all(done_record(out / f"{name}.safetensors") for name in [*runs.values(), "ce-s0"]):
+def choose_by_rule(out: Path, runs: dict[str, str], against: str = "ce-s0") -> str | None:
+    """The rule, fixed in advance, among ``runs`` (choice -> run name) against ``against`` (ce-s0) in
+    ``out``: of those whose validation ER is at most its + ER_SLACK, the lowest validation NFR (a tie keeps
+    the first named); if none passes, the lowest ER. None until every run named has finished."""
+    if not all(done_record(out / f"{name}.safetensors") for name in [*runs.values(), against]):
         return None
-    ce = last_val(out, "ce-s0")
+    ce = last_val(out, against)
     val = {choice: last_val(out, name) for choice, name in runs.items()}
     ok = [c for c in val if val[c]["er"] <= ce["er"] + ER_SLACK]
     return min(ok, key=lambda c: val[c]["nfr"]) if ok else min(val, key=lambda c: val[c]["er"])
@@ -214,6 +222,69 @@ def choose_schedule_reference(out: Path) -> str | None:
     as long ("long", elodi-ref-long-s0), by choose_by_rule against ce-s0 at that schedule.
     None until the three runs have finished."""
     return choose_by_rule(out, {"final": "elodi-s0", "long": "elodi-ref-long-s0"})
+
+
+def choose_ce_ema(out: Path, *, allow_none: bool = True) -> str | None:
+    """The EMA horizon of ce ("none": no EMA) by choose_by_rule on seed 0; without ``allow_none``, the
+    best horizon by the same rule (the ce+EMA row is reported whatever the choice)."""
+    runs = {"none": "ce-s0"} if allow_none else {}
+    return choose_by_rule(out, runs | {h: f"ce-ema{h}-s0" for h in EMA_HORIZONS})
+
+
+def elodi_ema_horizon(out: Path) -> str | None:
+    """The horizon ELODI's student tries: ce's, or EMA_FALLBACK when ce keeps none."""
+    chosen = choose_ce_ema(out)
+    return None if chosen is None else (EMA_FALLBACK if chosen == "none" else chosen)
+
+
+def choose_elodi_ema(out: Path) -> str | None:
+    """Whether ELODI's student keeps the EMA ("ema") or not ("none"), against ELODI's seed 0 by the rule."""
+    horizon = elodi_ema_horizon(out)
+    if horizon is None:
+        return None
+    return choose_by_rule(out, {"none": "elodi-s0", "ema": f"elodi-ema{horizon}-s0"}, against="elodi-s0")
+
+
+def plan_baselines(a: argparse.Namespace) -> list[tuple[str, list[str], Path]]:
+    """The baselines-and-cost study at the final budget, in ``a.out``: ce with a weight EMA (horizons on
+    seed 0, then the best horizon on every seed), ELODI's student with EMA where the rule keeps it, and the
+    cheap ELODI against a reference of REFERENCE_SMALL members. Seeds 1+ wait for seed 0's choices."""
+    out = Path(a.out)
+    common = ["--data", a.data, "--epochs", str(a.epochs), "--quiet", "--resume"]
+    runs: list[tuple[str, list[str], Path]] = []
+
+    def add(name: str, args: list[str]) -> None:
+        path = out / f"{name}.safetensors"
+        runs.append((name, CLI + args + common + ["--out", str(path)], path))
+
+    old, ref = str(out / "old.safetensors"), out / "reference.safetensors"
+    small = out / f"reference-m{REFERENCE_SMALL}.safetensors"
+
+    def ce(seed: int, horizon: str) -> list[str]:
+        return ["ldi-train", "--method", "ce", "--old", old, "--arch", a.new_arch, "--seed", str(seed), *NO_DROPOUT,
+                "--ema-epochs", horizon]
+
+    def elodi(seed: int, reference: Path, *extra: str) -> list[str]:
+        return ["ldi-train", "--method", "elodi", "--old", old, "--reference", str(reference), "--arch",
+                a.new_arch, "--seed", str(seed), CHOSEN, *extra]
+
+    for horizon in EMA_HORIZONS:
+        add(f"ce-ema{horizon}-s0", ce(0, horizon))
+    runs.append((small.stem, [sys.executable, str(ROOT / "scripts" / "merge_ensembles.py"), str(ref),
+                              "--first", str(REFERENCE_SMALL), "--out", str(small)], small))
+    add(f"elodi-m{REFERENCE_SMALL}-s0", elodi(0, small))
+    horizon = elodi_ema_horizon(out)
+    if horizon is not None:
+        add(f"elodi-ema{horizon}-s0", elodi(0, ref, "--ema-epochs", horizon))
+    best = choose_ce_ema(out, allow_none=False)
+    for seed in range(1, a.seeds):
+        if best is not None:
+            add(f"ce-ema{best}-s{seed}", ce(seed, best))
+        add(f"elodi-m{REFERENCE_SMALL}-s{seed}", elodi(seed, small))
+    if horizon is not None and choose_elodi_ema(out) == "ema":
+        for seed in range(1, a.seeds):
+            add(f"elodi-ema{horizon}-s{seed}", elodi(seed, ref, "--ema-epochs", horizon))
+    return runs
 
 
 def shown(cmd: list[str]) -> str:
@@ -310,6 +381,19 @@ def run_all(runs: list[tuple[str, list[str], Path]], log_dir: Path, jobs: int = 
     for t in threads:
         t.join()
     return failed
+
+
+def run_until_planned(make_plan, log_dir: Path, jobs: int) -> list[str]:
+    """run_all over a plan that grows as choices are made: plan again after each pass until nothing new
+    is ready (a pass that ran nothing, or failed, ends it)."""
+    failed: list[str] = []
+    while True:
+        pending = [r for r in make_plan() if not finished(r[2])]
+        if not pending or failed:
+            return failed
+        failed += run_all(pending, log_dir, jobs)
+        if all(not finished(r[2]) for r in pending):
+            return failed
 
 
 # --------------------------------------------------------------------------- summary
@@ -435,8 +519,9 @@ def main() -> None:
     p.add_argument("--new-arch", default="cnn-m")
     p.add_argument("--schedule-out", default="results/fashion-mnist/e20",
                    help="the schedule study (twice the epochs) goes here")
-    p.add_argument("--stage", choices=("all", "final", "schedule"), default="all",
-                   help="run the final protocol, the schedule study after it, or one of them")
+    p.add_argument("--stage", choices=("all", "final", "schedule", "baselines"), default="all",
+                   help="run the final protocol, the schedule study after it, or one of them; baselines: the "
+                        "EMA baselines and the cheap ELODI at the final budget (after the final protocol)")
     p.add_argument("--jobs", type=int, default=1, help="steps run side by side (1 thread each when > 1)")
     p.add_argument("--summary-only", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="print the commands only")
@@ -444,6 +529,19 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     runs = plan(a)
+    if a.stage == "baselines":  # replanned until no step is left: seed 1+ steps appear once seed 0 chose
+        if a.dry_run:
+            for name, cmd, _ in plan_baselines(a):
+                print(f"{name}: {shown(cmd)}")
+            return
+        failed = [] if a.summary_only else run_until_planned(lambda: plan_baselines(a), out, a.jobs)
+        result = summarise(a, runs + plan_baselines(a), [])
+        (out / "results.json").write_text(json.dumps(result, indent=2))
+        (out / "results.md").write_text(markdown(result))
+        print(markdown(result))
+        if failed:
+            sys.exit("failed steps: " + "; ".join(failed))
+        return
     schedule_runs = plan_schedule(a) if a.stage != "final" else []
     if schedule_runs:
         Path(a.schedule_out).mkdir(parents=True, exist_ok=True)
