@@ -19,10 +19,11 @@ from pathlib import Path
 import torch
 
 from modelupdate.checkpoint import ModelMeta, load_checkpoint, save_ensemble
-from modelupdate.config import DataConfig, TrainConfig
+from modelupdate.config import DataConfig
 from modelupdate.data import load_dataset
 from modelupdate.engine import accuracy_counts, predict_logits
-from modelupdate.errors import MismatchError
+from modelupdate.errors import ConfigError, MismatchError
+from modelupdate.recipe import check_same, recipe_of
 from modelupdate.reference import EnsembleReference
 from modelupdate.runtime import Runtime
 
@@ -30,10 +31,8 @@ SAME = ("arch", "arch_args", "classes", "input_shape", "normalization", "dataset
 
 
 def recipe(meta: ModelMeta) -> dict:
-    """Data and training options but the seed and device; an option a file predates counts as its default."""
-    train = TrainConfig().to_dict() | meta.config.get("train", {})
-    data = DataConfig().to_dict() | meta.config.get("data", {})
-    return {"data": data, "train": {k: v for k, v in train.items() if k not in ("seed", "device")}}
+    """The training recipe (modelupdate.recipe: the rule resume and kept members follow too)."""
+    return recipe_of(meta.config.get("train", {}), meta.config.get("data", {}), fingerprint=meta.dataset_fingerprint)
 
 
 def merge(paths: list[Path], out: Path, first: int | None = None) -> ModelMeta:
@@ -46,8 +45,11 @@ def merge(paths: list[Path], out: Path, first: int | None = None) -> ModelMeta:
         for key in SAME:
             if getattr(other.meta, key) != getattr(first.meta, key):
                 raise MismatchError(f"{path}: {key} differs from {paths[0]}")
-        if recipe(other.meta) != recipe(first.meta):
-            raise MismatchError(f"{path}: trained with another recipe than {paths[0]}")
+        try:  # the seeds differ by design
+            check_same(recipe(first.meta), recipe(other.meta), what=str(paths[0]), remedy=f"{path} has another recipe",
+                       ignore=("seed",))
+        except ConfigError as exc:
+            raise MismatchError(str(exc)) from None
     seeds = [s for m in loaded for s in m.meta.member_seeds]
     if len(set(seeds)) != len(seeds):
         raise MismatchError(f"member seeds repeat: {seeds}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from modelupdate import recipe
 from modelupdate.config import DataConfig
 from modelupdate.data.batches import (
     augment_batch,
@@ -15,8 +16,8 @@ from modelupdate.data.batches import (
     train_batches,
 )
 from modelupdate.data.sources import AugmentSpec, DatasetInfo, Split, augment_policy
-from modelupdate.engine import check_same_data
 from modelupdate.errors import ConfigError
+from modelupdate.recipe import check_same
 from modelupdate.workflows.common import data_recipe
 
 
@@ -113,10 +114,11 @@ def test_every_step_of_a_policy_replays_exactly():
 def test_a_changed_policy_is_refused_on_resume_and_an_unset_one_keeps_old_states(tmp_path):
     info = info_with(AugmentSpec())
     saved = data_recipe(DataConfig(hflip=0.0), info)
-    assert saved["hflip"] == 0.0 and "crop" not in saved  # only what was set
-    with pytest.raises(ConfigError, match="data hflip = 0.0"):
-        check_same_data(saved, data_recipe(DataConfig(), info), tmp_path / "state")
-    check_same_data(data_recipe(DataConfig(), info), data_recipe(DataConfig(), info), tmp_path / "state")
+    with pytest.raises(ConfigError, match="--hflip = 0.0"):
+        check_same({"data": saved}, {"data": data_recipe(DataConfig(), info)}, what="state", remedy="")
+    # a state written before the augmentation options existed recorded none of them: their defaults
+    older = {k: v for k, v in data_recipe(DataConfig(), info).items() if k not in ("hflip", "crop", "mean")}
+    check_same({"data": recipe.data_recipe(older)}, {"data": data_recipe(DataConfig(), info)}, what="state", remedy="")
 
 
 def test_the_policy_is_recorded_in_the_checkpoint(tmp_path, run_cli):

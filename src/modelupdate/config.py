@@ -74,8 +74,6 @@ CSV_COLUMNS = ("id", "target", "pred")
 CROPS = ("pad", "random-resized", "none")
 # the augmentation fields of DataConfig
 AUGMENT_KEYS = ("hflip", "crop", "crop_pad", "crop_scale", "color_jitter", "rand_augment")
-# DataConfig fields the data recipe records only where set (a state saved before they existed still resumes)
-SET_ONLY_RECIPE_KEYS = (*AUGMENT_KEYS, "mean", "std")
 
 
 def parse_rand_augment(text: str) -> tuple[int, int]:
@@ -124,9 +122,15 @@ class DataConfig(_JsonMixin):
     memory_budget: float = 4.0
     workers: int | None = None
     # per-channel normalisation, "m1,m2,m3" (None: the dataset's own; an image folder's measured on its
-    # training images once and cached beside the data)
+    # training images once and cached with its listing)
     mean: str | None = None
     std: str | None = None
+    # imagefolder only: an image whose header declares more pixels is refused before it is decoded. PIL's own
+    # decompression-bomb threshold (Image.MAX_IMAGE_PIXELS): 268 MB decoded as uint8 RGB; the largest camera
+    # photos (61 Mpx) pass, a small file declaring 40,000 x 40,000 (4.8 GB decoded) does not
+    max_image_pixels: int = 89_478_485
+    # imagefolder only: where its listing and statistics are cached (None: $XDG_CACHE_HOME/modelupdate)
+    cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.val_fraction < 1.0:
@@ -168,6 +172,9 @@ class DataConfig(_JsonMixin):
             raise ConfigError(f"--memory-budget: expected GiB > 0, got {self.memory_budget}")
         if self.workers is not None and self.workers < 0:
             raise ConfigError(f"--workers: expected a number of processes >= 0, got {self.workers}")
+        if isinstance(self.max_image_pixels, bool) or not isinstance(self.max_image_pixels, int) \
+                or self.max_image_pixels < 1:
+            raise ConfigError(f"--max-image-pixels: expected a number of pixels >= 1, got {self.max_image_pixels!r}")
         _check_seed("--split-seed", self.split_seed)
 
 

@@ -26,6 +26,7 @@ from .config import TrainConfig
 from .data import Batch, Dataset, DatasetInfo, Split, eval_batches, mix_batch, step_seed, train_batches, train_order
 from .ema import WeightEma, ema_decay
 from .errors import ConfigError, TrainingDiverged
+from .recipe import check_same, train_recipe
 from .runtime import Runtime, all_reduce_sum, broadcast_from_main, reduce_progress
 
 Event = dict[str, Any]
@@ -123,14 +124,15 @@ class FitResult:
 def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, runtime: Runtime, *, objective: Objective | None = None,
         epoch_metrics: Callable[[nn.Module], dict[str, Any]] | None = None, on_event: EventHandler | None = None,
         state_path: Path | None = None, resume: bool = False, prepare_batch: Callable[[Batch], Batch] | None = None,
-        data_recipe: dict[str, Any] | None = None) -> FitResult:
+        recipe: dict[str, Any] | None = None) -> FitResult:
     """Train ``model`` in place on ``data.train``; evaluate on ``data.val`` after each epoch.
 
     ``objective`` defaults to cross-entropy with ``cfg.label_smoothing``.
     ``epoch_metrics(model)`` adds metrics (e.g. NFR against the old model) to each epoch's log.
     ``state_path``: where the resumable state is written every ``cfg.checkpoint_every`` steps,
     at each epoch end and on SIGINT/SIGTERM; with ``resume`` the run continues from it, if it was
-    written with the same recipe and ``data_recipe`` (the data options and fingerprint).
+    written with the same training recipe and the same ``recipe`` sections (``data``: the data options
+    and fingerprint; ``update``: ldi-train's method, parameters and input models; see ``recipe.py``).
     With ``cfg.ema_epochs`` the weights are also averaged after every step (``ema.WeightEma``): each
     epoch's ``val_*`` metrics are then the average's, ``raw_val_*`` the trained weights', and
     ``result.averaged`` is the model to ship.
@@ -143,10 +145,10 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, runtime: Runtime, *, 
     ema = WeightEma(model, ema_decay(cfg.ema_epochs, plan.steps_per_epoch)) if cfg.ema_epochs else None
     start = Start()
     if resume and state_path is not None and state_path.exists():
-        start = resume_state(state_path, model, optimizer, scaler, cfg, data_recipe, result, plan, ema)
+        start = resume_state(state_path, model, optimizer, scaler, cfg, recipe or {}, result, plan, ema)
         emit({"type": "resume", "epoch": start.epoch, "step": start.step, "epochs": cfg.epochs,
               "path": str(state_path)})
-    saver = StateSaver(state_path, model, optimizer, scaler, cfg, data_recipe, result, runtime, start.seconds,
+    saver = StateSaver(state_path, model, optimizer, scaler, cfg, recipe or {}, result, runtime, start.seconds,
                        plan.base_lr, ema)
     emit({"type": "start", "epochs": cfg.epochs, "steps_per_epoch": plan.steps_per_epoch,
           "total_steps": plan.total_steps, "n_train": len(data.train), "device": str(runtime.device),
@@ -292,13 +294,15 @@ class Start:
 
 
 def resume_state(state_path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                 scaler: torch.amp.GradScaler, cfg: TrainConfig, data_recipe: dict[str, Any] | None,
+                 scaler: torch.amp.GradScaler, cfg: TrainConfig, recipe: dict[str, Any],
                  result: FitResult, plan: Schedule, ema: WeightEma | None = None) -> Start:
     """Load a resumable state into model, optimizer, scaler (and weight average), after checking it is
-    this run's recipe."""
+    this run's recipe (before any tensor is loaded: a changed optimizer is named, not a KeyError)."""
     progress = read_train_progress(state_path)
-    check_same_recipe(progress.get("config", {}), cfg, state_path)
-    check_same_data(progress.get("data"), data_recipe, state_path)
+    saved = {"train": train_recipe(progress.get("config") or {}), "data": progress.get("data"),
+             "update": progress.get("update")}
+    check_same(saved, {"train": train_recipe(cfg.to_dict())} | recipe, what=f"--resume: {state_path}",
+               remedy="rerun with the same options, or delete the state to start over")
     load_train_state(state_path, model, optimizer, {"ema": ema.module} if ema is not None else None)
     if ema is not None:
         ema.resume_at(int(progress.get("ema_updates") or 0))
@@ -315,11 +319,11 @@ class StateSaver:
     """Writes the resumable state (rank 0), never after weights turned NaN or Inf."""
 
     def __init__(self, path: Path | None, model: nn.Module, optimizer: torch.optim.Optimizer,
-                 scaler: torch.amp.GradScaler, cfg: TrainConfig, data_recipe: dict[str, Any] | None,
+                 scaler: torch.amp.GradScaler, cfg: TrainConfig, recipe: dict[str, Any],
                  result: FitResult, runtime: Runtime, prior_seconds: float, base_lr: float,
                  ema: WeightEma | None = None):
         self.path, self.model, self.optimizer, self.scaler, self.ema = path, model, optimizer, scaler, ema
-        self.cfg, self.data_recipe, self.result, self.runtime = cfg, data_recipe, result, runtime
+        self.cfg, self.recipe, self.result, self.runtime = cfg, recipe, result, runtime
         self.prior_seconds, self.base_lr, self.t_start = prior_seconds, base_lr, time.perf_counter()
 
     def hint(self) -> str:
@@ -341,7 +345,8 @@ class StateSaver:
         extra = {"ema": self.ema.module} if self.ema is not None else None
         save_train_state(self.path, self.model, self.optimizer, {
             "epoch": epoch, "step": step, "history": self.result.history, "config": self.cfg.to_dict(),
-            "data": self.data_recipe, "grad_scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "data": self.recipe.get("data"), "update": self.recipe.get("update"),
+            "grad_scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             # the epoch's loss so far too: a resumed epoch then logs the mean over all its steps
             "epoch_loss_sum": loss_sum, "epoch_loss_count": loss_count,
             "seconds": self.prior_seconds + time.perf_counter() - self.t_start,
@@ -463,29 +468,3 @@ def validation_metrics(model: nn.Module, data: Dataset, cfg: TrainConfig, runtim
     if epoch_metrics is not None:
         record |= epoch_metrics(model)
     return record
-
-
-# What makes two runs the same training recipe: a resumed run must match the interrupted one on these.
-RECIPE_KEYS = ("arch", "arch_args", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay",
-               "label_smoothing", "warmup_epochs", "clip_grad_norm", "seed", "dropout", "mixup", "cutmix",
-               "mix_prob", "mix_switch_prob", "ema_epochs")
-
-
-def check_same_recipe(saved: dict[str, Any], cfg: TrainConfig, state_path: Path) -> None:
-    """Refuse to resume a state written by a run with another recipe (it would mix the two silently)."""
-    current = cfg.to_dict()
-    for key in RECIPE_KEYS:
-        if key in saved and saved[key] != current[key]:
-            raise ConfigError(f"--resume: {state_path} was written with {key} = {saved[key]!r}, this command has "
-                              f"{current[key]!r}; rerun with the same options, or delete the state to start over")
-
-
-def check_same_data(saved: dict[str, Any] | None, current: dict[str, Any] | None, state_path: Path) -> None:
-    """Refuse to resume on other data (another dataset, subset, split or augmentation) than the state's."""
-    if not saved or not current:
-        return
-    for key in sorted(set(saved) | set(current)):
-        if saved.get(key) != current.get(key):
-            raise ConfigError(f"--resume: {state_path} was written with data {key} = {saved.get(key)!r}, this "
-                              f"command has {current.get(key)!r}; rerun with the same data options, or delete the "
-                              f"state to start over")

@@ -25,7 +25,8 @@ DATA, TRAIN, EVAL, UPDATE = DataConfig(), TrainConfig(), EvalConfig(), UpdateCon
 # --------------------------------------------------------------------------- training options
 
 Data = Annotated[str, typer.Option("--data", help="Dataset: fashion-mnist, mnist, cifar10, cifar100, "
-                                   "imagefolder:PATH or synthetic.")]
+                                   "imagefolder:PATH or synthetic. PATH holds train/<class>/<images> and test/, "
+                                   "val/ or both (torchvision's ImageNet layout: train/ and val/).")]
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Folder holding the dataset files.")]
 Download = Annotated[bool, typer.Option("--download", help="Download the dataset through torchvision if missing.")]
 ValFraction = Annotated[float, typer.Option("--val-fraction", help="Share of train held out for validation.")]
@@ -60,6 +61,12 @@ MemoryBudget = Annotated[float, typer.Option("--memory-budget", metavar="GIB", h
 Workers = Annotated[int | None, typer.Option("--workers", help="Streamed data: loader processes per training "
                                              "process; 0: load in the training process [default: the cores this "
                                              "process may use, shared by the machine's processes, less one; 1 to 8].")]
+MaxImagePixels = Annotated[int, typer.Option(
+    "--max-image-pixels", metavar="PIXELS", help="imagefolder: refuse an image whose header declares more pixels "
+    "(width x height), before decoding it.")]
+CacheDir = Annotated[Path | None, typer.Option(
+    "--cache-dir", metavar="DIR", help="imagefolder: keep the folder's listing and statistics cache here, never in "
+    "the data folder [default: $XDG_CACHE_HOME/modelupdate, else ~/.cache/modelupdate].")]
 Arch = Annotated[str, typer.Option("--arch", help="Architecture (see `modelupdate models`) or package.module:factory.")]
 ArchArgs = Annotated[str, typer.Option("--arch-args", help="Architecture arguments as a JSON object, "
                                        "e.g. '{\"width\": 48}'.")]
@@ -102,8 +109,12 @@ Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Plain per-epoch log lines instead of a progress bar.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 TensorBoard = Annotated[Path | None, typer.Option(
-    "--tensorboard", metavar="DIR", help="Also log the step and epoch records (the JSONL log's) to TensorBoard in "
-    "DIR (needs the tensorboard package).")]
+    "--tensorboard", metavar="DIR", help="Also log the training curves, the recipe and the final test metrics to "
+    "TensorBoard, as the run DIR/<--out's stem> (needs the tensorboard package).")]
+Mlflow = Annotated[str | None, typer.Option(
+    "--mlflow", metavar="URI", help="Also log the recipe, the training curves and the final test metrics to an "
+    "MLflow run named after --out: a folder (a local file store) or a tracking URI (needs "
+    "modelupdate[mlflow]).")]
 
 
 
@@ -177,13 +188,16 @@ class Evaluation:
     image_size: int | None
     device: str
     batch_size: int
+    max_image_pixels: int = DATA.max_image_pixels
+    cache_dir: Path | None = None
 
     def config(self, data: str | None, files: PredictionFiles | None = None) -> EvalConfig:
         """How checkpoints are evaluated (and ``files``: how prediction files are read); without
         ``--image-size`` an image folder takes each checkpoint's size."""
         size = self.image_size if self.image_size is not None else DATA.image_size
-        data_cfg = None if data is None else data_config(data, self.data_dir, self.download, self.val_fraction, None,
-                                                         self.split_seed, True, size)
+        data_cfg = None if data is None else dataclasses.replace(
+            data_config(data, self.data_dir, self.download, self.val_fraction, None, self.split_seed, True, size),
+            max_image_pixels=self.max_image_pixels, cache_dir=str(self.cache_dir) if self.cache_dir else None)
         return EvalConfig(data=data_cfg, split=self.split, device=self.device, batch_size=self.batch_size,
                           image_size_from_checkpoint=self.image_size is None,
                           **(dataclasses.asdict(files) if files is not None else {}))
@@ -215,9 +229,11 @@ def _evaluation_options(
     split: SplitName = EVAL.split, data_dir: DataDir = None, download: Download = DATA.download,
     val_fraction: ValFraction = DATA.val_fraction, split_seed: SplitSeed = DATA.split_seed,
     image_size: EvalImageSize = None, device: Device = EVAL.device, batch_size: EvalBatchSize = EVAL.batch_size,
+    max_image_pixels: MaxImagePixels = DATA.max_image_pixels, cache_dir: CacheDir = None,
 ) -> Evaluation:
     """The options every analysis command shares (one place for their names and help)."""
-    return Evaluation(split, data_dir, download, val_fraction, split_seed, image_size, device, batch_size)
+    return Evaluation(split, data_dir, download, val_fraction, split_seed, image_size, device, batch_size,
+                      max_image_pixels, cache_dir)
 
 
 @dataclass
@@ -228,6 +244,7 @@ class TrainingRun:
     resume: bool
     quiet: bool
     tensorboard: Path | None = None
+    mlflow: str | None = None
 
 
 def _training_options(
@@ -238,7 +255,8 @@ def _training_options(
     warmup_epochs: Warmup = TRAIN.warmup_epochs, clip_grad_norm: ClipGradNorm = TRAIN.clip_grad_norm,
     dropout: Dropout = TRAIN.dropout, mixup: Mixup = TRAIN.mixup, cutmix: Cutmix = TRAIN.cutmix,
     mix_prob: MixProb = TRAIN.mix_prob, mix_switch_prob: MixSwitchProb = TRAIN.mix_switch_prob,
-    ema_epochs: EmaEpochs = TRAIN.ema_epochs, seed: Seed = TRAIN.seed, device: Device = TRAIN.device, amp: Amp = TRAIN.amp,
+    ema_epochs: EmaEpochs = TRAIN.ema_epochs, seed: Seed = TRAIN.seed, device: Device = TRAIN.device,
+    amp: Amp = TRAIN.amp,
     channels_last: ChannelsLast = TRAIN.channels_last, compile: Compile = TRAIN.compile,
     deterministic: Deterministic = TRAIN.deterministic, sync_bn: SyncBn = TRAIN.sync_bn,
     checkpoint_every: CheckpointEvery = TRAIN.checkpoint_every, data_dir: DataDir = None,
@@ -249,7 +267,9 @@ def _training_options(
     crop_scale: CropScale = DATA.crop_scale, color_jitter: ColorJitter = DATA.color_jitter,
     rand_augment: RandAugment = DATA.rand_augment, stream: Stream = DATA.stream,
     memory_budget: MemoryBudget = DATA.memory_budget, workers: Workers = DATA.workers, mean: Mean = DATA.mean,
-    std: Std = DATA.std, quiet: Quiet = False, tensorboard: TensorBoard = None,
+    std: Std = DATA.std, max_image_pixels: MaxImagePixels = DATA.max_image_pixels, cache_dir: CacheDir = None,
+    quiet: Quiet = False, tensorboard: TensorBoard = None,
+    mlflow: Mlflow = None,
 ) -> TrainingRun:
     """The options every training command shares (one place for their names and help)."""
     train = TrainConfig(arch=arch, arch_args=parse_arch_args(arch_args), epochs=epochs, batch_size=batch_size, lr=lr,
@@ -263,14 +283,21 @@ def _training_options(
         data_config(data, data_dir, download, val_fraction, train_subset, split_seed, no_augment, image_size),
         hflip=hflip, crop=crop, crop_pad=crop_pad, crop_scale=crop_scale, color_jitter=color_jitter,
         rand_augment=rand_augment, stream=stream, memory_budget=memory_budget, workers=workers, mean=mean,
-        std=std))
+        std=std, max_image_pixels=max_image_pixels, cache_dir=str(cache_dir) if cache_dir else None))
     if tensorboard is not None:
         from ..tracking import check_tensorboard
         from ..workflows.common import check_apart_from_out
 
         run(lambda: check_apart_from_out(out, {"--tensorboard": tensorboard}))
         run(lambda: check_tensorboard(tensorboard))
-    return TrainingRun(out=out, data=data_cfg, train=train, resume=resume, quiet=quiet, tensorboard=tensorboard)
+    if mlflow is not None:
+        from ..tracking import check_mlflow, local_store
+        from ..workflows.common import check_apart_from_out
+
+        run(lambda: check_apart_from_out(out, {"--mlflow": local_store(mlflow)}))
+        run(lambda: check_mlflow(mlflow))
+    return TrainingRun(out=out, data=data_cfg, train=train, resume=resume, quiet=quiet, tensorboard=tensorboard,
+                       mlflow=mlflow)
 
 
 def shared_options(gather: Callable[..., Any], parameter: str, *, in_place: bool

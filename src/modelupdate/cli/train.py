@@ -4,7 +4,7 @@ library call (a workflow) and prints the checkpoint's summary (rank 0 only under
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -13,15 +13,19 @@ from .console import is_rank0, out_console, print_written
 from .errors import RESUME_HINT, run
 from .options import UPDATE, TrainingRun, csv_column_command, training_command
 
+if TYPE_CHECKING:
+    from ..tracking import Tracking
+
 
 @training_command
 def train_cmd(job: TrainingRun) -> None:
     """Train one model (the old model, or a plain baseline) and write its checkpoint."""
     from ..workflows.train import train
 
-    result = run(lambda: train(job.data, job.train, job.out, resume=job.resume,
-                               on_event=events(job, job.train.arch)),
-                 on_interrupt=RESUME_HINT)
+    with tracking(job) as tracked:
+        result = run(lambda: train(job.data, job.train, job.out, resume=job.resume,
+                                   on_event=events(job, job.train.arch, tracked)),
+                     on_interrupt=RESUME_HINT)
     if is_rank0():
         _print_model_summary(result.out, result.meta.metrics, result.seconds)
 
@@ -34,9 +38,12 @@ def ensemble_train_cmd(
     """Train M members of one architecture into one ensemble file (the ELODI reference)."""
     from ..workflows.ensemble_train import ensemble_train
 
-    result = run(lambda: ensemble_train(job.data, job.train, job.out, members, resume=job.resume,
-                                        on_event=events(job, job.train.arch)),
-                 on_interrupt=RESUME_HINT)
+    with tracking(job) as tracked:
+        result = run(lambda: ensemble_train(job.data, job.train, job.out, members, resume=job.resume,
+                                            on_event=events(job, job.train.arch, tracked)),
+                     on_interrupt=RESUME_HINT)
+        if is_rank0():  # the ensemble's own test metrics, on the run its members' runs belong to
+            run(lambda: tracked.finish(result.meta.metrics, result.out))
     if is_rank0():
         print_written(result.out, f"{members} members")
         table = Table()
@@ -92,22 +99,30 @@ def ldi_train_cmd(
     update = run(lambda: UpdateConfig(method=method, alpha=alpha, xi=xi, p=p, topk=topk,
                                       exclude_target=exclude_target, weighting=weighting, tau=tau,
                                       fd_a=fd_a, fd_b=fd_b))
-    result = run(lambda: ldi_train(job.data, job.train, update, job.out, old=old, reference=reference,
-                                   reference_cache=reference_cache, resume=job.resume,
-                                   allow_other_data=allow_other_data, old_columns=csv_columns,
-                                   on_event=events(job, method or "ldi-train")),
-                 on_interrupt=RESUME_HINT)
+    with tracking(job) as tracked:
+        result = run(lambda: ldi_train(job.data, job.train, update, job.out, old=old, reference=reference,
+                                       reference_cache=reference_cache, resume=job.resume,
+                                       allow_other_data=allow_other_data, old_columns=csv_columns,
+                                       on_event=events(job, method or "ldi-train", tracked)),
+                     on_interrupt=RESUME_HINT)
     if is_rank0():
         _print_model_summary(result.out, result.meta.metrics, result.seconds)
 
 
-def events(job: TrainingRun, label: str):
-    """What the engine's records go to: the progress display, and TensorBoard with --tensorboard."""
-    from ..progress import ProgressPrinter
-    from ..tracking import TensorBoardTracker, tee
+def tracking(job: TrainingRun) -> Tracking:
+    """--tensorboard and --mlflow: a run named after --out's stem, closed with the command's outcome."""
+    from ..tracking import Tracking
 
-    return tee(ProgressPrinter(quiet=job.quiet, label=label),
-               TensorBoardTracker(job.tensorboard) if job.tensorboard is not None else None)
+    return run(lambda: Tracking(job.out.stem, tensorboard=job.tensorboard, mlflow=job.mlflow, out=job.out,
+                                resume=job.resume))
+
+
+def events(job: TrainingRun, label: str, tracked: Tracking):
+    """What the engine's records go to: the progress display, and the trackers asked for."""
+    from ..progress import ProgressPrinter
+    from ..tracking import tee
+
+    return tee(ProgressPrinter(quiet=job.quiet, label=label), tracked if tracked.sinks else None)
 
 
 def _print_model_summary(out: Path, metrics: dict[str, Any], seconds: float) -> None:

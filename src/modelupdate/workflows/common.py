@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import recipe
 from ..atomic import (  # noqa: F401  (output_lock, holds_output_lock: re-exported for the workflows)
     check_target,
     holds_output_lock,
@@ -22,7 +23,7 @@ from ..atomic import (  # noqa: F401  (output_lock, holds_output_lock: re-export
     resolved,
 )
 from ..checkpoint import ModelMeta
-from ..config import SET_ONLY_RECIPE_KEYS, DataConfig, TrainConfig
+from ..config import DataConfig, TrainConfig
 from ..data import Dataset, DatasetInfo
 from ..engine import EventHandler, accuracy_counts, predict_logits
 from ..errors import ConfigError, OutputComplete, OutputError
@@ -131,7 +132,7 @@ class JsonlLog:
     def __call__(self, event: dict[str, Any]) -> None:
         if self.path is not None and event.get("type") in ("step", "epoch", "resume", "done"):
             try:  # never through a link or into a FIFO (the check before training looked; this is the backstop)
-                with os.fdopen(open_for_append(self.path, str(self.path)), "a") as f:
+                with open(self.path, "a", opener=lambda path, _: open_for_append(path, str(path))) as f:
                     f.write(json.dumps(self.extra | event, sort_keys=True) + "\n")
             except OSError as exc:  # e.g. the disk filled up during training
                 raise OutputError(f"{self.path}: cannot write the training log ({exc.strerror})") from None
@@ -173,15 +174,9 @@ def model_meta(info: DatasetInfo, data_cfg: DataConfig, cfg: TrainConfig, metric
     )
 
 
-# What makes two runs train on the same data: a resumed run must match the interrupted one on these.
-DATA_RECIPE_KEYS = ("name", "val_fraction", "train_subset", "split_seed", "augment", "image_size",
-                    "synthetic_classes", "synthetic_size", "synthetic_channels", "synthetic_train", "synthetic_test")
-
-
 def data_recipe(data_cfg: DataConfig, info: DatasetInfo) -> dict[str, Any]:
-    values, defaults = data_cfg.to_dict(), DataConfig().to_dict()
-    chosen = {key: values[key] for key in SET_ONLY_RECIPE_KEYS if values[key] != defaults[key]}
-    return {key: values[key] for key in DATA_RECIPE_KEYS} | chosen | {"fingerprint": info.fingerprint}
+    """The data section of a run's recipe (``recipe.py``): the data options and the data's fingerprint."""
+    return recipe.data_recipe(data_cfg.to_dict(), info.fingerprint)
 
 
 @dataclass
@@ -215,9 +210,13 @@ def train_one(data: Dataset, data_cfg: DataConfig, cfg: TrainConfig, runtime: Ru
         set_dropout(model, cfg.dropout)
     extra = {"member_label": label} if label else {}
     log = JsonlLog(log_path_for(out) if runtime.is_main else None, on_event if runtime.is_main else None, extra)
+    # the recipe really used (defaults resolved), for trackers' hyperparameters; not written to the JSONL log
+    log({"type": "config", "config": {"data": data_cfg.to_dict(), "train": cfg.to_dict() | {"lr": cfg.resolved_lr()},
+                                      "update": update or {}}})
 
     result = fit(model, data, cfg, runtime, objective=objective, epoch_metrics=epoch_metrics, on_event=log,
-                 state_path=state_path_for(out), resume=resume, data_recipe=data_recipe(data_cfg, info))
+                 state_path=state_path_for(out), resume=resume,
+                 recipe={"data": data_recipe(data_cfg, info), "update": recipe.update_recipe(update)})
 
     shipped = result.averaged if result.averaged is not None else model  # with --ema-epochs: the average
     metrics = test_metrics(shipped, data, runtime, cfg) | {

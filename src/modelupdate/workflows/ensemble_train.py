@@ -20,12 +20,12 @@ import torch.distributed as dist
 from ..checkpoint import ModelMeta, load_checkpoint, read_meta, save_ensemble
 from ..config import DataConfig, TrainConfig
 from ..data import load_dataset
-from ..engine import RECIPE_KEYS, EventHandler, accuracy_counts, predict_logits
+from ..engine import EventHandler, accuracy_counts, predict_logits
 from ..errors import ConfigError
+from ..recipe import check_same, recipe_of
 from ..reference import EnsembleReference
 from ..runtime import setup_runtime
 from .common import (
-    DATA_RECIPE_KEYS,
     check_arch,
     check_output_path,
     holds_output_lock,
@@ -43,17 +43,14 @@ class TrainedEnsemble:
     seconds: float
 
 
-def _check_kept_member(path: Path, member_cfg: TrainConfig, data_cfg: DataConfig) -> None:
+def _check_kept_member(path: Path, member_cfg: TrainConfig, data_cfg: DataConfig, fingerprint: str) -> None:
     """A member finished by an earlier run is kept only if it was trained with this command's recipe."""
-    config = read_meta(path).config
-    saved_train, saved_data = config.get("train", {}), config.get("data", {})
-    train, data = member_cfg.to_dict(), data_cfg.to_dict()
-    for key, saved, current in [(k, saved_train.get(k), train[k]) for k in RECIPE_KEYS if k in saved_train] + \
-            [(k, saved_data.get(k), data[k]) for k in DATA_RECIPE_KEYS if k in saved_data]:
-        if saved != current:
-            raise ConfigError(f"--resume: the finished member {path} was trained with {key} = {saved!r}, this "
-                              f"command has {current!r}; rerun with the same options, or delete "
-                              f"{path.parent} to start over")
+    meta = read_meta(path)
+    saved = recipe_of(meta.config.get("train", {}), meta.config.get("data", {}),
+                      fingerprint=meta.dataset_fingerprint)
+    check_same(saved, recipe_of(member_cfg.to_dict(), data_cfg.to_dict(), fingerprint=fingerprint),
+               what=f"--resume: the finished member {path}",
+               remedy=f"rerun with the same options, or delete {path.parent} to start over")
 
 
 def members_dir_for(out: Path) -> Path:
@@ -85,7 +82,7 @@ def ensemble_train(data_cfg: DataConfig, cfg: TrainConfig, out: Path, members: i
     for index in range(runtime.rank, members, runtime.world):
         path = member_dir / f"member{index}.safetensors"
         if path.exists():
-            _check_kept_member(path, replace(cfg, seed=cfg.seed + index), data_cfg)
+            _check_kept_member(path, replace(cfg, seed=cfg.seed + index), data_cfg, data.info.fingerprint)
             if on_event and runtime.is_main:
                 on_event({"type": "message", "text": f"member {index + 1}/{members}: kept {path}"})
             continue
