@@ -31,12 +31,14 @@ SAME = ("arch", "arch_args", "classes", "input_shape", "normalization", "dataset
 
 
 def recipe(meta: ModelMeta) -> dict:
-    """The training recipe (modelupdate.recipe: the rule resume and kept members follow too)."""
-    return recipe_of(meta.config.get("train", {}), meta.config.get("data", {}), fingerprint=meta.dataset_fingerprint)
+    """The training recipe but the seed (modelupdate.recipe: the rule resume and kept members follow too)."""
+    found = recipe_of(meta.config.get("train", {}), meta.config.get("data", {}), fingerprint=meta.dataset_fingerprint)
+    del found["train"]["seed"]  # the seeds differ by design
+    return found
 
 
-def merge(paths: list[Path], out: Path, first: int | None = None) -> ModelMeta:
-    """``first``: keep only the first members of the inputs, in order (a smaller reference, no retraining)."""
+def merge(paths: list[Path], out: Path, keep_first: int | None = None) -> ModelMeta:
+    """``keep_first``: keep only the first members of the inputs, in order (a smaller reference, no retraining)."""
     loaded = [load_checkpoint(p) for p in paths]
     first = loaded[0]
     for path, other in zip(paths[1:], loaded[1:], strict=True):
@@ -45,18 +47,18 @@ def merge(paths: list[Path], out: Path, first: int | None = None) -> ModelMeta:
         for key in SAME:
             if getattr(other.meta, key) != getattr(first.meta, key):
                 raise MismatchError(f"{path}: {key} differs from {paths[0]}")
-        try:  # the seeds differ by design
-            check_same(recipe(first.meta), recipe(other.meta), what=str(paths[0]), remedy=f"{path} has another recipe",
-                       ignore=("seed",))
+        try:
+            check_same(recipe(first.meta), recipe(other.meta), what=str(paths[0]),
+                       remedy=f"{path} has another recipe")
         except ConfigError as exc:
             raise MismatchError(str(exc)) from None
     seeds = [s for m in loaded for s in m.meta.member_seeds]
     if len(set(seeds)) != len(seeds):
         raise MismatchError(f"member seeds repeat: {seeds}")
     members = [member for m in loaded for member in m.members]
-    keep = len(members) if first is None else first
+    keep = len(members) if keep_first is None else keep_first
     if not 1 <= keep <= len(members):
-        raise MismatchError(f"--first {first}: expected 1 to {len(members)} members")
+        raise MismatchError(f"--first {keep_first}: expected 1 to {len(members)} members")
     members, seeds = members[:keep], seeds[:keep]
     data = load_dataset(DataConfig.from_dict(first.meta.config["data"]))
     runtime = Runtime(torch.device("cpu"))

@@ -29,7 +29,7 @@ from .gates import GateResult, evaluate_gates, failed_gates, gate_spec
 from .metrics import ClassRow, FlipSummary, flip_summary, per_class_table
 from .predictions import Predictions, read_predictions, write_predictions
 from .workflows.common import TrainedModel
-from .workflows.ensemble_train import TrainedEnsemble
+from .workflows.ensemble_train import DEFAULT_MEMBERS, TrainedEnsemble
 from .workflows.ensemble_train import ensemble_train as _ensemble_train
 from .workflows.inputs import predictions_from_checkpoint
 from .workflows.ldi_train import ldi_train as _ldi_train
@@ -124,10 +124,12 @@ def train(data: DataConfig, config: TrainConfig, out: str | Path, *, resume: boo
     return _train(data, config, Path(out), resume=resume, on_event=on_event)
 
 
-def ensemble_train(data: DataConfig, config: TrainConfig, out: str | Path, members: int = 4, *,
-                   resume: bool = False, on_event: EventHandler | None = None) -> TrainedEnsemble:
-    """``modelupdate ensemble-train``: ``members`` models (seeds seed..seed+members-1) in one file."""
-    return _ensemble_train(data, config, Path(out), members, resume=resume, on_event=on_event)
+def ensemble_train(data: DataConfig, config: TrainConfig, out: str | Path, members: int = DEFAULT_MEMBERS, *,
+                   resume: bool = False, on_event: EventHandler | None = None,
+                   snapshots: bool = False) -> TrainedEnsemble:
+    """``modelupdate ensemble-train``: ``members`` models (seeds seed..seed+members-1) in one file; with
+    ``snapshots``, ``members`` snapshots of one run (``--snapshots``)."""
+    return _ensemble_train(data, config, Path(out), members, resume=resume, on_event=on_event, snapshots=snapshots)
 
 
 def ldi_train(data: DataConfig, config: TrainConfig, update: UpdateConfig, out: str | Path, *,

@@ -212,6 +212,8 @@ class TrainConfig(_JsonMixin):
     mix_switch_prob: float = 0.5
     # weight EMA: the horizon of the average in epochs (0: off); the checkpoint then holds the average
     ema_epochs: float = 0.0
+    # learning-rate cycles: the cosine schedule restarts this many times over the run (snapshot ensembles)
+    lr_cycles: int = 1
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -245,6 +247,8 @@ class TrainConfig(_JsonMixin):
             value = getattr(self, name)
             if not (0.0 <= value < math.inf):
                 raise ConfigError(f"--{name}: expected a Beta concentration >= 0 (0: off), got {value}")
+        if self.lr_cycles < 1:
+            raise ConfigError(f"--snapshots: expected a positive number of cycles, got {self.lr_cycles}")
         if not 0.0 <= self.ema_epochs < math.inf:
             raise ConfigError(f"--ema-epochs: expected a horizon in epochs >= 0 (0: off), got {self.ema_epochs}")
         for name in ("mix_prob", "mix_switch_prob"):

@@ -124,7 +124,8 @@ class FitResult:
 def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, runtime: Runtime, *, objective: Objective | None = None,
         epoch_metrics: Callable[[nn.Module], dict[str, Any]] | None = None, on_event: EventHandler | None = None,
         state_path: Path | None = None, resume: bool = False, prepare_batch: Callable[[Batch], Batch] | None = None,
-        recipe: dict[str, Any] | None = None) -> FitResult:
+        recipe: dict[str, Any] | None = None, on_cycle_end: Callable[[int, nn.Module], None] | None = None
+        ) -> FitResult:
     """Train ``model`` in place on ``data.train``; evaluate on ``data.val`` after each epoch.
 
     ``objective`` defaults to cross-entropy with ``cfg.label_smoothing``.
@@ -136,6 +137,8 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, runtime: Runtime, *, 
     With ``cfg.ema_epochs`` the weights are also averaged after every step (``ema.WeightEma``): each
     epoch's ``val_*`` metrics are then the average's, ``raw_val_*`` the trained weights', and
     ``result.averaged`` is the model to ship.
+    With ``cfg.lr_cycles`` > 1 the cosine schedule restarts that many times; ``on_cycle_end(cycle, model)``
+    is called after the last step of each cycle but the last, with the model to ship (a snapshot).
     """
     emit = on_event or (lambda event: None)
     objective = objective or cross_entropy_objective(cfg.label_smoothing)
@@ -174,6 +177,8 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, runtime: Runtime, *, 
                                                      cfg.clip_grad_norm, measure_grad_norm=log_now)
                 if ema is not None:
                     ema.update(model)
+                if on_cycle_end is not None and plan.ends_cycle(global_step):
+                    on_cycle_end(plan.cycle_of(global_step), ema.module if ema is not None else model)
                 loss.add(value)
                 meter.add(batch.targets.shape[0] * runtime.world)
                 save_now = plan.saves_after(global_step, step, cfg.checkpoint_every)
@@ -225,12 +230,14 @@ def prepare_training(model: nn.Module, cfg: TrainConfig, runtime: Runtime):
 
 @dataclass(frozen=True)
 class Schedule:
-    """Steps per epoch (this rank's, full batches), total steps, warm-up and the peak learning rate."""
+    """Steps per epoch (this rank's, full batches), total steps, warm-up, the peak learning rate and the
+    number of cosine cycles (warm-up in the first only; each ends at lr 0, where a snapshot is taken)."""
 
     steps_per_epoch: int
     total_steps: int
     warmup_steps: int
     base_lr: float
+    cycles: int = 1
 
     @classmethod
     def of(cls, n_train: int, cfg: TrainConfig, runtime: Runtime) -> Schedule:
@@ -239,10 +246,28 @@ class Schedule:
         order = train_order(n_train, seed=cfg.seed, epoch=0, rank=runtime.rank, world=runtime.world,
                             batch_size=cfg.batch_size)
         per_epoch = math.ceil(len(order) / cfg.batch_size)
-        return cls(per_epoch, per_epoch * cfg.epochs, int(round(cfg.warmup_epochs * per_epoch)), cfg.resolved_lr())
+        total = per_epoch * cfg.epochs
+        if cfg.lr_cycles > total:
+            raise ConfigError(f"--snapshots {cfg.lr_cycles}: more cycles than the run's {total} steps")
+        return cls(per_epoch, total, int(round(cfg.warmup_epochs * per_epoch)), cfg.resolved_lr(), cfg.lr_cycles)
+
+    @property
+    def cycle_steps(self) -> int:
+        return math.ceil(self.total_steps / self.cycles)
+
+    def cycle_of(self, global_step: int) -> int:
+        return global_step // self.cycle_steps
+
+    def ends_cycle(self, global_step: int) -> bool:
+        """The last step of a cycle other than the run's last."""
+        return (global_step + 1) % self.cycle_steps == 0 and global_step + 1 < self.total_steps
 
     def lr(self, global_step: int) -> float:
-        return lr_at(global_step, self.total_steps, self.warmup_steps, self.base_lr)
+        if self.cycles == 1:
+            return lr_at(global_step, self.total_steps, self.warmup_steps, self.base_lr)
+        cycle, start = self.cycle_of(global_step), self.cycle_of(global_step) * self.cycle_steps
+        length = min(self.cycle_steps, self.total_steps - start)
+        return lr_at(global_step - start, length, self.warmup_steps if cycle == 0 else 0, self.base_lr)
 
     def saves_after(self, global_step: int, step: int, every: int) -> bool:
         """A mid-epoch resumable save after this step (the epoch's end always saves)."""

@@ -18,7 +18,7 @@ from .errors import ConfigError
 # TrainConfig fields that change the trained weights (device, compile, eval batch and the like do not)
 TRAIN_KEYS = ("arch", "arch_args", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay",
               "label_smoothing", "warmup_epochs", "clip_grad_norm", "seed", "dropout", "mixup", "cutmix",
-              "mix_prob", "mix_switch_prob", "amp", "ema_epochs")
+              "mix_prob", "mix_switch_prob", "amp", "ema_epochs", "lr_cycles")
 # DataConfig fields that change what is trained on (streaming, workers and the memory budget do not)
 DATA_KEYS = ("name", "val_fraction", "train_subset", "split_seed", "augment", "image_size", "synthetic_classes",
              "synthetic_size", "synthetic_channels", "synthetic_train", "synthetic_test", *AUGMENT_KEYS,

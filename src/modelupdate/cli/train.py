@@ -33,13 +33,23 @@ def train_cmd(job: TrainingRun) -> None:
 @training_command
 def ensemble_train_cmd(
     job: TrainingRun,
-    members: Annotated[int, typer.Option("--members", "-m", help="Number of members (seeds seed..seed+M-1).")] = 4,
+    members: Annotated[int | None, typer.Option("--members", "-m", help="Number of members, trained apart (seeds "
+                                                "seed..seed+M-1) [default: 4].")] = None,
+    snapshots: Annotated[int | None, typer.Option("--snapshots", metavar="M", help="Instead of --members: M "
+                                                  "snapshots of one run whose cosine schedule restarts M times "
+                                                  "(a reference for the cost of one training).")] = None,
 ) -> None:
     """Train M members of one architecture into one ensemble file (the ELODI reference)."""
-    from ..workflows.ensemble_train import ensemble_train
+    from ..errors import ConfigError
+    from ..workflows.ensemble_train import DEFAULT_MEMBERS, ensemble_train
+
+    if members is not None and snapshots is not None:
+        run(lambda: _refuse(ConfigError("--snapshots: replaces --members; give one of them")))
+    members = snapshots if snapshots is not None else (members if members is not None else DEFAULT_MEMBERS)
 
     with tracking(job) as tracked:
         result = run(lambda: ensemble_train(job.data, job.train, job.out, members, resume=job.resume,
+                                        snapshots=snapshots is not None,
                                             on_event=events(job, job.train.arch, tracked)),
                      on_interrupt=RESUME_HINT)
         if is_rank0():  # the ensemble's own test metrics, on the run its members' runs belong to
@@ -50,9 +60,18 @@ def ensemble_train_cmd(
         for col in ("member", "seed", "test error rate"):
             table.add_column(col, justify="right")
         for i, m in enumerate(result.member_metrics, start=1):  # numbered as the training log numbers them
-            table.add_row(f"{i}/{members}", str(m["seed"]), f"{100 * m['test_error_rate']:.2f}%")
-        table.add_row("ensemble", "", f"{100 * result.meta.metrics['test_error_rate']:.2f}%")
+            table.add_row(f"{i}/{members}", str(m["seed"]), _percent(m["test_error_rate"]))
+        table.add_row("ensemble", "", _percent(result.meta.metrics["test_error_rate"]))
         out_console.print(table)
+
+
+def _refuse(error: Exception) -> None:
+    raise error
+
+
+def _percent(rate: float | None) -> str:
+    """A rate as a percentage; "—" where there is none (no test split: an image folder of train/ and val/)."""
+    return "—" if rate is None else f"{100 * rate:.2f}%"
 
 
 @training_command

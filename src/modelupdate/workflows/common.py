@@ -195,7 +195,8 @@ def local_runtime(runtime: Runtime) -> Runtime:
 
 def train_one(data: Dataset, data_cfg: DataConfig, cfg: TrainConfig, runtime: Runtime, out: Path, *,
               resume: bool, on_event: EventHandler | None, objective=None, epoch_metrics=None,
-              final_metrics=None, update: dict[str, Any] | None = None, label: str | None = None) -> TrainedModel:
+              final_metrics=None, update: dict[str, Any] | None = None, label: str | None = None,
+              on_cycle_end=None) -> TrainedModel:
     """Build a seeded model, fit it, measure it on test, and write its checkpoint (rank 0).
 
     ``final_metrics(model) -> dict`` adds metrics (e.g. test NFR vs the old model) to the metadata.
@@ -215,7 +216,7 @@ def train_one(data: Dataset, data_cfg: DataConfig, cfg: TrainConfig, runtime: Ru
                                       "update": update or {}}})
 
     result = fit(model, data, cfg, runtime, objective=objective, epoch_metrics=epoch_metrics, on_event=log,
-                 state_path=state_path_for(out), resume=resume,
+                 state_path=state_path_for(out), resume=resume, on_cycle_end=on_cycle_end,
                  recipe={"data": data_recipe(data_cfg, info), "update": recipe.update_recipe(update)})
 
     shipped = result.averaged if result.averaged is not None else model  # with --ema-epochs: the average

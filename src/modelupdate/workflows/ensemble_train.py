@@ -5,6 +5,11 @@ checkpoint in ``<out>.members/`` until the ensemble is assembled, so a killed
 run rerun with ``--resume`` keeps the members already finished (and resumes the
 one that was interrupted from its saved state). Under torchrun the members are
 spread over the processes (member i on rank i mod world); rank 0 assembles.
+
+With ``snapshots`` M, the members are instead M snapshots of one run whose cosine schedule restarts M
+times (Huang et al., snapshot ensembles): the reference for the cost of one training. Snapshot k is
+written to ``<out>.members/member{k}.safetensors`` at the end of its cycle; the last is the run's own
+checkpoint, so a resumed run keeps the snapshots already taken.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ..checkpoint import ModelMeta, load_checkpoint, read_meta, save_ensemble
+from ..checkpoint import ModelMeta, load_checkpoint, read_meta, save_ensemble, save_model
 from ..config import DataConfig, TrainConfig
 from ..data import load_dataset
 from ..engine import EventHandler, accuracy_counts, predict_logits
@@ -31,8 +36,11 @@ from .common import (
     holds_output_lock,
     local_runtime,
     model_meta,
+    test_metrics,
     train_one,
 )
+
+DEFAULT_MEMBERS = 4
 
 
 @dataclass
@@ -53,16 +61,41 @@ def _check_kept_member(path: Path, member_cfg: TrainConfig, data_cfg: DataConfig
                remedy=f"rerun with the same options, or delete {path.parent} to start over")
 
 
+def _train_snapshots(data, data_cfg: DataConfig, cfg: TrainConfig, runtime, member_dir: Path, members: int,
+                     resume: bool, on_event: EventHandler | None) -> float:
+    """Train the one run of a snapshot ensemble: snapshot k of ``members`` into member{k}.safetensors."""
+    last = member_dir / f"member{members - 1}.safetensors"
+    for k in range(members):
+        path = member_dir / f"member{k}.safetensors"
+        if path.exists():
+            _check_kept_member(path, cfg, data_cfg, data.info.fingerprint)
+    if last.exists():
+        if on_event:
+            on_event({"type": "message", "text": f"snapshots: kept {members} in {member_dir}"})
+        return 0.0
+
+    def keep_snapshot(cycle: int, model) -> None:
+        metrics = test_metrics(model, data, runtime, cfg) | {"snapshot": cycle + 1}
+        save_model(member_dir / f"member{cycle}.safetensors", model, model_meta(data.info, data_cfg, cfg, metrics))
+
+    trained = train_one(data, data_cfg, cfg, runtime, last, resume=resume, on_event=on_event,
+                        label=f"{members} snapshots", on_cycle_end=keep_snapshot)
+    return trained.seconds
+
+
 def members_dir_for(out: Path) -> Path:
     return out.with_name(out.name.removesuffix(".safetensors") + ".members")
 
 
 @holds_output_lock
 def ensemble_train(data_cfg: DataConfig, cfg: TrainConfig, out: Path, members: int, *, resume: bool = False,
-                   on_event: EventHandler | None = None) -> TrainedEnsemble:
+                   on_event: EventHandler | None = None, snapshots: bool = False) -> TrainedEnsemble:
+    """``snapshots``: the ``members`` are snapshots of one run with that many learning-rate cycles."""
     out = Path(out)
     if members < 1:
         raise ConfigError(f"--members: expected a positive integer, got {members}")
+    if snapshots:
+        cfg = replace(cfg, lr_cycles=members)
     check_output_path(out, resume=resume)
     member_dir = members_dir_for(out)
     left_over = member_dir.exists()  # every rank looks before any rank creates it (barrier below)
@@ -79,7 +112,9 @@ def ensemble_train(data_cfg: DataConfig, cfg: TrainConfig, out: Path, members: i
     # Each rank trains its share of the members, alone (no gradient sync between members).
     alone = local_runtime(runtime)
     seconds = 0.0
-    for index in range(runtime.rank, members, runtime.world):
+    if snapshots and runtime.is_main:  # one run, on rank 0
+        seconds += _train_snapshots(data, data_cfg, cfg, alone, member_dir, members, resume, on_event)
+    for index in range(runtime.rank, 0 if snapshots else members, runtime.world):
         path = member_dir / f"member{index}.safetensors"
         if path.exists():
             _check_kept_member(path, replace(cfg, seed=cfg.seed + index), data_cfg, data.info.fingerprint)
@@ -99,15 +134,17 @@ def ensemble_train(data_cfg: DataConfig, cfg: TrainConfig, out: Path, members: i
     ensemble = EnsembleReference([m.model for m in loaded]).to(runtime.device)
     logits, targets, _ = predict_logits(ensemble, data.test, data.info, runtime, batch_size=cfg.eval_batch_size)
     test = accuracy_counts(logits, targets, runtime)
-    member_metrics = [m.meta.metrics | {"seed": cfg.seed + i} for i, m in enumerate(loaded)]
+    seeds = [cfg.seed] * members if snapshots else [cfg.seed + i for i in range(members)]
+    member_metrics = [m.meta.metrics | {"seed": seeds[i]} for i, m in enumerate(loaded)]
     member_ers = [m["test_error_rate"] for m in member_metrics]
     metrics = {
         "test_error_rate": test["error_rate"], "test_n": test["n"], "test_correct": test["correct"],
-        "member_test_error_rate_mean": sum(member_ers) / len(member_ers),
+        # None without a test split (an image folder of train/ and val/ only)
+        "member_test_error_rate_mean": None if None in member_ers else sum(member_ers) / len(member_ers),
         "train_seconds": sum(m.get("train_seconds", 0.0) for m in member_metrics),
     }
     meta = model_meta(data.info, data_cfg, cfg, metrics)
-    meta.member_seeds = [cfg.seed + i for i in range(members)]
+    meta.member_seeds = seeds
     meta.member_metrics = member_metrics
     if runtime.is_main:
         save_ensemble(out, [m.model for m in loaded], meta)
