@@ -30,7 +30,7 @@ step() {  # step SUBCOMMAND ARGS...: print it as a user would type it, run it, t
 echo "== 1/6 the deployed (old) model: cnn-s on a third of the training data"
 step train $DATA --arch cnn-s --train-subset 0.3333 --epochs "$OLD_EPOCHS" --resume --out "$OUT/old.safetensors"
 echo "== 2/6 the reference: an ensemble of $MEMBERS $ARCH models on all the data (seeds 100..)"
-step ensemble-train $DATA --arch "$ARCH" --members "$MEMBERS" --seed 100 --epochs "$EPOCHS" --resume \
+step ensemble-train $DATA --arch "$ARCH" --members "$MEMBERS" --epochs "$EPOCHS" --resume \
   --out "$OUT/reference.safetensors"
 echo "== 3/6 the new model, updated with ELODI (held to the reference's logits)"
 step ldi-train $DATA --arch "$ARCH" --old "$OUT/old.safetensors" --reference "$OUT/reference.safetensors" \

@@ -55,8 +55,17 @@ PARAGONS = {"reference": "paragon (reference ensemble)", "reference-8": "paragon
 # EMA_FALLBACK when ce keeps none), judged by the same rule against ELODI without it. Fixed before the runs.
 EMA_HORIZONS = ("1", "2.5")
 EMA_FALLBACK = "2.5"
-# The cheap ELODI: a reference of the first REFERENCE_SMALL members of the final reference, same student.
+# The cheap ELODI. Candidates, with their analytic cost in plain trainings (a training step: forward and
+# backward, ~3 forwards per image; E epochs; M = 4 members): "snapcache": the reference is M snapshots of one
+# run (--snapshots, cost 1) and the student reads its logits of the un-augmented images from a cache
+# (M forwards per image once: M/(3E)), then trains at the cost of one model (1); "snap": the same
+# reference run online (1 + M/3 per student step); "m2": the first REFERENCE_SMALL members of the
+# reference, online (2 + 1 + 2/3); "cache": the full reference through the cache (M + M/(3E) + 1). The
+# cheap variant reported is the one costing at most CHEAP_BUDGET (snapcache); the others say what each
+# saving costs in flips. Fixed before the runs.
 REFERENCE_SMALL = 2
+SNAPSHOT_REFERENCE = "reference-snap"
+CHEAP_BUDGET = 2.5
 # Methods whose new model is trained against the old model.
 NEEDS_OLD = ("ldi-old", "kd", "fd-lm")
 CHOSEN = "<elodi-variant>"
@@ -97,7 +106,7 @@ def plan(a: argparse.Namespace) -> list[tuple[str, list[str], Path]]:
     # the reference: M members in two halves trained side by side, then merged into one file (the halves
     # are not kept once merged)
     half = a.members // 2
-    for part, first_seed in (("a", 100), ("b", 100 + half)) if not (out / "reference.safetensors").exists() else ():
+    for part, first_seed in (("a", 0), ("b", half)) if not (out / "reference.safetensors").exists() else ():
         add(f"reference-{part}", ["ensemble-train", "--arch", a.new_arch, "--members",
                                   str(half if part == "a" else a.members - half), "--seed", str(first_seed)]
             + NO_DROPOUT)
@@ -152,7 +161,7 @@ def plan_schedule(a: argparse.Namespace) -> list[tuple[str, list[str], Path]]:
     add("elodi-s0", elodi(0, ref))
     half = a.members // 2
     ref_long = out / "reference.safetensors"
-    for part, first_seed in (("a", 100), ("b", 100 + half)) if not ref_long.exists() else ():
+    for part, first_seed in (("a", 0), ("b", half)) if not ref_long.exists() else ():
         add(f"reference-{part}", ["ensemble-train", "--arch", a.new_arch, "--members",
                                   str(half if part == "a" else a.members - half), "--seed", str(first_seed)]
             + NO_DROPOUT)
@@ -165,7 +174,7 @@ def plan_schedule(a: argparse.Namespace) -> list[tuple[str, list[str], Path]]:
     add("elodi-ref-long-a0.8-s0", elodi(0, str(ref_long), variant=LONG_ALPHA))
     # a reference of twice the members, trained as long: M more members merged with reference 20
     ref_big = out / f"reference-{2 * a.members}.safetensors"
-    halves = [(part, 100 + a.members + i * half) for i, part in enumerate("cd")]
+    halves = [(part, a.members + i * half) for i, part in enumerate("cd")]
     for part, first_seed in halves if not ref_big.exists() else ():
         add(f"reference-{part}", ["ensemble-train", "--arch", a.new_arch, "--members",
                                   str(half if part == "c" else a.members - half), "--seed", str(first_seed)]
@@ -237,54 +246,87 @@ def elodi_ema_horizon(out: Path) -> str | None:
     return None if chosen is None else (EMA_FALLBACK if chosen == "none" else chosen)
 
 
-def choose_elodi_ema(out: Path) -> str | None:
-    """Whether ELODI's student keeps the EMA ("ema") or not ("none"), against ELODI's seed 0 by the rule."""
-    horizon = elodi_ema_horizon(out)
-    if horizon is None:
-        return None
-    return choose_by_rule(out, {"none": "elodi-s0", "ema": f"elodi-ema{horizon}-s0"}, against="elodi-s0")
-
-
 def plan_baselines(a: argparse.Namespace) -> list[tuple[str, list[str], Path]]:
-    """The baselines-and-cost study at the final budget, in ``a.out``: ce with a weight EMA (horizons on
-    seed 0, then the best horizon on every seed), ELODI's student with EMA where the rule keeps it, and the
-    cheap ELODI against a reference of REFERENCE_SMALL members. Seeds 1+ wait for seed 0's choices."""
-    out = Path(a.out)
-    common = ["--data", a.data, "--epochs", str(a.epochs), "--quiet", "--resume"]
-    runs: list[tuple[str, list[str], Path]] = []
+    """The baselines-and-cost study at both budgets (final, then twice the epochs), in priority order:
+    seed 0 of every question first, the other seeds once the rule has chosen on seed 0."""
+    final = BaselineStudy(a, Path(a.out), a.epochs, "elodi", "reference")
+    long = BaselineStudy(a, Path(a.schedule_out), 2 * a.epochs, "elodi-ref-long", "reference")
+    return (final.ema_seed0() + final.cheap_seed0() + final.ema_seeds() + final.cheap_seeds() + final.elodi_ema()
+            + long.ema_seed0() + long.ema_seeds() + final.cheap_others() + long.elodi_ema() + long.cheap_seed0()
+            + long.cheap_seeds())
 
-    def add(name: str, args: list[str]) -> None:
-        path = out / f"{name}.safetensors"
-        runs.append((name, CLI + args + common + ["--out", str(path)], path))
 
-    old, ref = str(out / "old.safetensors"), out / "reference.safetensors"
-    small = out / f"reference-m{REFERENCE_SMALL}.safetensors"
+class BaselineStudy:
+    """The runs of the baselines study at one budget (``epochs``) in ``out``, beside its ce-s0 and ELODI
+    (``elodi``-s0, against ``reference``): ce with a weight EMA, ELODI's student with EMA, and the cheap
+    ELODI references (CHEAP: a few members, snapshots of one run, cached logits)."""
 
-    def ce(seed: int, horizon: str) -> list[str]:
-        return ["ldi-train", "--method", "ce", "--old", old, "--arch", a.new_arch, "--seed", str(seed), *NO_DROPOUT,
-                "--ema-epochs", horizon]
+    def __init__(self, a: argparse.Namespace, out: Path, epochs: int, elodi: str, reference: str):
+        self.a, self.out, self.epochs, self.elodi = a, out, epochs, elodi
+        self.old = str(Path(a.out) / "old.safetensors")
+        self.ref = out / f"{reference}.safetensors"
+        self.common = ["--data", a.data, "--epochs", str(epochs), "--quiet", "--resume"]
+        self.prefix = "" if out == Path(a.out) else f"e{epochs}/"
 
-    def elodi(seed: int, reference: Path, *extra: str) -> list[str]:
-        return ["ldi-train", "--method", "elodi", "--old", old, "--reference", str(reference), "--arch",
-                a.new_arch, "--seed", str(seed), CHOSEN, *extra]
+    def run(self, name: str, args: list[str]) -> tuple[str, list[str], Path]:
+        path = self.out / f"{name}.safetensors"
+        return (self.prefix + name, CLI + args + self.common + ["--out", str(path)], path)
 
-    for horizon in EMA_HORIZONS:
-        add(f"ce-ema{horizon}-s0", ce(0, horizon))
-    runs.append((small.stem, [sys.executable, str(ROOT / "scripts" / "merge_ensembles.py"), str(ref),
-                              "--first", str(REFERENCE_SMALL), "--out", str(small)], small))
-    add(f"elodi-m{REFERENCE_SMALL}-s0", elodi(0, small))
-    horizon = elodi_ema_horizon(out)
-    if horizon is not None:
-        add(f"elodi-ema{horizon}-s0", elodi(0, ref, "--ema-epochs", horizon))
-    best = choose_ce_ema(out, allow_none=False)
-    for seed in range(1, a.seeds):
-        if best is not None:
-            add(f"ce-ema{best}-s{seed}", ce(seed, best))
-        add(f"elodi-m{REFERENCE_SMALL}-s{seed}", elodi(seed, small))
-    if horizon is not None and choose_elodi_ema(out) == "ema":
-        for seed in range(1, a.seeds):
-            add(f"elodi-ema{horizon}-s{seed}", elodi(seed, ref, "--ema-epochs", horizon))
-    return runs
+    def ce(self, seed: int, horizon: str) -> tuple[str, list[str], Path]:
+        return self.run(f"ce-ema{horizon}-s{seed}", ["ldi-train", "--method", "ce", "--old", self.old, "--arch",
+                                                     self.a.new_arch, "--seed", str(seed), *NO_DROPOUT,
+                                                     "--ema-epochs", horizon])
+
+    def student(self, name: str, seed: int, reference: Path, *extra: str) -> tuple[str, list[str], Path]:
+        return self.run(f"{name}-s{seed}", ["ldi-train", "--method", "elodi", "--old", self.old, "--reference",
+                                            str(reference), "--arch", self.a.new_arch, "--seed", str(seed), CHOSEN,
+                                            *extra])
+
+    def ema_seed0(self) -> list:
+        return [self.ce(0, h) for h in EMA_HORIZONS]
+
+    def ema_seeds(self) -> list:
+        best = choose_ce_ema(self.out, allow_none=False)
+        return [self.ce(seed, best) for seed in range(1, self.a.seeds)] if best else []
+
+    def elodi_ema(self) -> list:
+        """ELODI's student with the horizon chosen for ce; its other seeds where the rule keeps it."""
+        horizon = elodi_ema_horizon(self.out)
+        if horizon is None:
+            return []
+        name = f"{self.elodi}-ema{horizon}"
+        keep = choose_by_rule(self.out, {"none": f"{self.elodi}-s0", "ema": f"{name}-s0"},
+                              against=f"{self.elodi}-s0") == "ema"
+        return [self.student(name, seed, self.ref, "--ema-epochs", horizon)
+                for seed in range(self.a.seeds if keep else 1)]
+
+    def snapshot_reference(self) -> tuple[str, list[str], Path]:
+        return self.run(SNAPSHOT_REFERENCE, ["ensemble-train", "--arch", self.a.new_arch, "--snapshots",
+                                             str(self.a.members), "--seed", "0", *NO_DROPOUT])
+
+    def cheap(self, variant: str, seed: int) -> tuple[str, list[str], Path]:
+        reference = {"m2": self.out / f"reference-m{REFERENCE_SMALL}.safetensors",
+                     "snap": self.out / f"{SNAPSHOT_REFERENCE}.safetensors",
+                     "snapcache": self.out / f"{SNAPSHOT_REFERENCE}.safetensors", "cache": self.ref}[variant]
+        cache = ["--reference-cache", str(self.out / f"{reference.stem}.logits.safetensors")] \
+            if variant.endswith("cache") else []
+        return self.student(f"{self.elodi}-{variant}", seed, reference, *cache)
+
+    def cheap_seed0(self) -> list:
+        """The snapshot reference and the cheapest variant (within CHEAP_BUDGET) on seed 0."""
+        return [self.snapshot_reference(), self.cheap("snapcache", 0)]
+
+    def cheap_seeds(self) -> list:
+        return [self.cheap("snapcache", seed) for seed in range(1, self.a.seeds)]
+
+    def cheap_others(self) -> list:
+        """The dearer candidates (what each saving costs in flips): M=2, snapshots online, the full reference
+        from cached logits; M=2 on every seed."""
+        small = self.out / f"reference-m{REFERENCE_SMALL}.safetensors"
+        merge = (small.stem, [sys.executable, str(ROOT / "scripts" / "merge_ensembles.py"), str(self.ref),
+                              "--first", str(REFERENCE_SMALL), "--out", str(small)], small)
+        return [merge, self.cheap("snap", 0), self.cheap("cache", 0)] + [
+            self.cheap("m2", seed) for seed in range(self.a.seeds)]
 
 
 def shown(cmd: list[str]) -> str:
@@ -312,15 +354,17 @@ def text_log(path: Path) -> Path:
     return path.with_name(path.name.removesuffix(".safetensors") + ".log")
 
 
-def run_all(runs: list[tuple[str, list[str], Path]], log_dir: Path, jobs: int = 1) -> list[str]:
+def run_all(runs: list[tuple[str, list[str], Path]], log_dir: Path, jobs: int = 1, replan=None) -> list[str]:
     """Run every missing step; with jobs > 1, independent steps run side by side (one thread each).
 
     A step waits for the checkpoints its command reads (--old, --reference); ``log_dir`` holds the
-    runs the ELODI variant is chosen on.
+    runs the ELODI variant is chosen on. ``replan()``: a plan that grows as seed 0's choices are made,
+    read again whenever a worker looks for a step (new steps join the queue in plan order).
     """
     import threading
 
     pending = [r for r in runs if not finished(r[2])]
+    started: set[Path] = set()
     for name, _, path in runs:
         if finished(path):
             print(f"[skip] {name}: finished ({path})", flush=True)
@@ -344,8 +388,13 @@ def run_all(runs: list[tuple[str, list[str], Path]], log_dir: Path, jobs: int = 
     def worker() -> None:
         while True:
             with lock:
+                if replan is not None:
+                    pending[:] = [r for r in replan() if r[2] not in started and not finished(r[2])]
                 if not pending:
-                    return
+                    if running[0]:  # a running step may still let the plan grow
+                        job = None
+                    else:
+                        return
                 can_run = [r for r in pending if ready(r[1])]
                 if not can_run and not running[0]:  # what is left waits on a step that failed
                     return
@@ -354,6 +403,7 @@ def run_all(runs: list[tuple[str, list[str], Path]], log_dir: Path, jobs: int = 
                 else:
                     job = can_run[0]
                     pending.remove(job)
+                    started.add(job[2])
                     running[0] += 1
             if job is None:
                 time.sleep(5)
@@ -381,19 +431,6 @@ def run_all(runs: list[tuple[str, list[str], Path]], log_dir: Path, jobs: int = 
     for t in threads:
         t.join()
     return failed
-
-
-def run_until_planned(make_plan, log_dir: Path, jobs: int) -> list[str]:
-    """run_all over a plan that grows as choices are made: plan again after each pass until nothing new
-    is ready (a pass that ran nothing, or failed, ends it)."""
-    failed: list[str] = []
-    while True:
-        pending = [r for r in make_plan() if not finished(r[2])]
-        if not pending or failed:
-            return failed
-        failed += run_all(pending, log_dir, jobs)
-        if all(not finished(r[2]) for r in pending):
-            return failed
 
 
 # --------------------------------------------------------------------------- summary
@@ -534,7 +571,7 @@ def main() -> None:
             for name, cmd, _ in plan_baselines(a):
                 print(f"{name}: {shown(cmd)}")
             return
-        failed = [] if a.summary_only else run_until_planned(lambda: plan_baselines(a), out, a.jobs)
+        failed = [] if a.summary_only else run_all(plan_baselines(a), out, a.jobs, replan=lambda: plan_baselines(a))
         result = summarise(a, runs + plan_baselines(a), [])
         (out / "results.json").write_text(json.dumps(result, indent=2))
         (out / "results.md").write_text(markdown(result))

@@ -142,14 +142,14 @@ def test_ldi_train_flip_counts_match_a_single_process_evaluation(runs) -> None:
 
 def test_ensemble_train_spreads_members_and_matches_a_single_process_evaluation(runs) -> None:
     loaded = load_checkpoint(runs["ensemble"])
-    assert loaded.meta.member_seeds == [5, 6]
+    assert loaded.meta.member_seeds == [105, 106]
     assert len(loaded.members) == 2
     # Different seeds (trained on different ranks) give different members.
     first, second = (dict(m.named_parameters()) for m in loaded.members)
     assert any(not torch.equal(first[name], second[name]) for name in first)
     preds, targets = single_process_test_predictions(runs["ensemble"])
     assert loaded.meta.metrics["test_correct"] == int((preds == targets).sum())
-    for seed, member_metrics in zip((5, 6), loaded.meta.member_metrics, strict=True):
+    for seed, member_metrics in zip((105, 106), loaded.meta.member_metrics, strict=True):
         assert member_metrics["seed"] == seed
         assert member_metrics["epochs_completed"] == 2
 

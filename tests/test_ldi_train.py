@@ -68,10 +68,9 @@ def test_elodi_defaults_to_the_top_2_classes_and_topk_0_means_every_class():
     assert float(every) == pytest.approx(31.0 / 4)
 
 
-def test_ldi_students_train_without_dropout_unless_told():
-    assert with_method_defaults(TrainConfig(), "elodi").dropout == 0.0
-    assert with_method_defaults(TrainConfig(), "ldi-old").dropout == 0.0
-    assert with_method_defaults(TrainConfig(), "ce").dropout is None
+def test_every_update_trains_without_dropout_unless_told():
+    for method in ("elodi", "ldi-old", "ce", "kd", "fd-kl", "fd-lm", "new-error"):
+        assert with_method_defaults(TrainConfig(), method).dropout == 0.0
     assert with_method_defaults(TrainConfig(dropout=0.3), "elodi").dropout == 0.3
     assert with_method_defaults(TrainConfig(), "elodi").clip_grad_norm == 5.0
 

@@ -38,7 +38,7 @@ def test_merge_keeps_every_member_and_measures_the_whole(tiny_data_config, ensem
     out = work / "ab.safetensors"
     meta = merge_ensembles.merge([a, b], out)
     merged = load_checkpoint(out)
-    assert merged.meta.member_seeds == [10, 11, 20, 21] == meta.member_seeds
+    assert merged.meta.member_seeds == [110, 111, 120, 121] == meta.member_seeds
     assert len(merged.members) == 4
     parts = [load_checkpoint(p) for p in (a, b)]
     expected = [m for p in parts for m in p.members]

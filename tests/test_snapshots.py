@@ -63,7 +63,7 @@ def test_ensemble_train_snapshots_through_the_cli(tmp_path, run_cli):
     members = sorted({k.split(".")[0] for k in tensors})
     assert members == ["member0", "member1", "member2"]
     header = json.loads(out.read_bytes()[8:8 + int.from_bytes(out.read_bytes()[:8], "little")])["__metadata__"]
-    assert json.loads(header["member_seeds"]) == [0, 0, 0]
+    assert json.loads(header["member_seeds"]) == [100, 100, 100]
     assert json.loads(header["config"])["train"]["lr_cycles"] == 3
     weight = next(k for k in tensors if k.startswith("member0.") and tensors[k].is_floating_point())
     other = weight.replace("member0.", "member1.")

@@ -127,7 +127,7 @@ def train(data: DataConfig, config: TrainConfig, out: str | Path, *, resume: boo
 def ensemble_train(data: DataConfig, config: TrainConfig, out: str | Path, members: int = DEFAULT_MEMBERS, *,
                    resume: bool = False, on_event: EventHandler | None = None,
                    snapshots: bool = False) -> TrainedEnsemble:
-    """``modelupdate ensemble-train``: ``members`` models (seeds seed..seed+members-1) in one file; with
+    """``modelupdate ensemble-train``: ``members`` models (seeds seed+100..seed+100+members-1) in one file; with
     ``snapshots``, ``members`` snapshots of one run (``--snapshots``)."""
     return _ensemble_train(data, config, Path(out), members, resume=resume, on_event=on_event, snapshots=snapshots)
 

@@ -343,18 +343,23 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
 # steps); CE, KD and fd-kl have bounded gradients and train unclipped (docs/results.md).
 METHOD_CLIP_GRAD_NORM: dict[str, float] = {"elodi": 5.0, "ldi-old": 5.0, "fd-lm": 5.0}
 
-# Train-time dropout per method, where --dropout is not given: LDI compares the reference with the
-# student's function, and a squared loss on one dropout sample of it is mostly noise (docs/method.md).
-METHOD_DROPOUT: dict[str, float] = {"elodi": 0.0, "ldi-old": 0.0}
+# Train-time dropout of the models of an update (every ldi-train method and the reference's members) where
+# --dropout is not given: LDI compares the reference with the student's function, and a squared loss on
+# one dropout sample of it is mostly noise; the plain update and the members train the same way, so that
+# every method is compared at one recipe (docs/method.md).
+UPDATE_DROPOUT = 0.0
+
+
+def with_update_dropout(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with the update's dropout where the user left it unset."""
+    return cfg if cfg.dropout is not None else replace(cfg, dropout=UPDATE_DROPOUT)
 
 
 def with_method_defaults(cfg: TrainConfig, method: str) -> TrainConfig:
-    """``cfg`` with the method's gradient clipping and dropout filled in where the user left them unset."""
+    """``cfg`` with the method's gradient clipping and the update's dropout where the user left them unset."""
     if cfg.clip_grad_norm is None and method in METHOD_CLIP_GRAD_NORM:
         cfg = replace(cfg, clip_grad_norm=METHOD_CLIP_GRAD_NORM[method])
-    if cfg.dropout is None and method in METHOD_DROPOUT:
-        cfg = replace(cfg, dropout=METHOD_DROPOUT[method])
-    return cfg
+    return with_update_dropout(cfg)
 
 
 GATE_ON_CHOICES = ("value", "upper")

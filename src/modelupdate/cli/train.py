@@ -34,7 +34,8 @@ def train_cmd(job: TrainingRun) -> None:
 def ensemble_train_cmd(
     job: TrainingRun,
     members: Annotated[int | None, typer.Option("--members", "-m", help="Number of members, trained apart (seeds "
-                                                "seed..seed+M-1) [default: 4].")] = None,
+                                                "seed+100..seed+100+M-1: apart from the other commands' "
+                                                "seeds) [default: 4].")] = None,
     snapshots: Annotated[int | None, typer.Option("--snapshots", metavar="M", help="Instead of --members: M "
                                                   "snapshots of one run whose cosine schedule restarts M times "
                                                   "(a reference for the cost of one training).")] = None,

@@ -1,4 +1,4 @@
-"""`modelupdate ensemble-train`: M members with seeds seed..seed+M-1, written as one ensemble file.
+"""`modelupdate ensemble-train`: M members with seeds seed+100..seed+100+M-1, written as one ensemble file.
 
 Each member is trained with exactly the recipe of `train` and kept as its own
 checkpoint in ``<out>.members/`` until the ensemble is assembled, so a killed
@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 
 from ..checkpoint import ModelMeta, load_checkpoint, read_meta, save_ensemble, save_model
-from ..config import DataConfig, TrainConfig
+from ..config import DataConfig, TrainConfig, with_update_dropout
 from ..data import load_dataset
 from ..engine import EventHandler, accuracy_counts, predict_logits
 from ..errors import ConfigError
@@ -41,6 +41,13 @@ from .common import (
 )
 
 DEFAULT_MEMBERS = 4
+# member i trains with seed --seed + MEMBER_SEED_OFFSET + i: apart from the seeds single models train with
+# by default (a reference member must not be the plain update it is compared with)
+MEMBER_SEED_OFFSET = 100
+
+
+def member_seed(seed: int, index: int) -> int:
+    return seed + MEMBER_SEED_OFFSET + index
 
 
 @dataclass
@@ -94,6 +101,10 @@ def ensemble_train(data_cfg: DataConfig, cfg: TrainConfig, out: Path, members: i
     out = Path(out)
     if members < 1:
         raise ConfigError(f"--members: expected a positive integer, got {members}")
+    cfg = with_update_dropout(cfg)
+    if member_seed(cfg.seed, members - 1) >= 2**63:  # what torch's generators accept; said before any work
+        raise ConfigError(f"--seed: member {members} would train with seed {member_seed(cfg.seed, members - 1)}; "
+                          f"expected --seed below {2**63 - MEMBER_SEED_OFFSET - members + 1}")
     if snapshots:
         cfg = replace(cfg, lr_cycles=members)
     check_output_path(out, resume=resume)
@@ -113,15 +124,16 @@ def ensemble_train(data_cfg: DataConfig, cfg: TrainConfig, out: Path, members: i
     alone = local_runtime(runtime)
     seconds = 0.0
     if snapshots and runtime.is_main:  # one run, on rank 0
-        seconds += _train_snapshots(data, data_cfg, cfg, alone, member_dir, members, resume, on_event)
+        seconds += _train_snapshots(data, data_cfg, replace(cfg, seed=member_seed(cfg.seed, 0)), alone, member_dir,
+                                    members, resume, on_event)
     for index in range(runtime.rank, 0 if snapshots else members, runtime.world):
         path = member_dir / f"member{index}.safetensors"
         if path.exists():
-            _check_kept_member(path, replace(cfg, seed=cfg.seed + index), data_cfg, data.info.fingerprint)
+            _check_kept_member(path, replace(cfg, seed=member_seed(cfg.seed, index)), data_cfg, data.info.fingerprint)
             if on_event and runtime.is_main:
                 on_event({"type": "message", "text": f"member {index + 1}/{members}: kept {path}"})
             continue
-        member_cfg = replace(cfg, seed=cfg.seed + index)
+        member_cfg = replace(cfg, seed=member_seed(cfg.seed, index))
         label = f"member {index + 1}/{members}"
         trained = train_one(data, data_cfg, member_cfg, alone, path, resume=resume,
                             on_event=on_event if runtime.is_main else None, label=label)
@@ -134,7 +146,7 @@ def ensemble_train(data_cfg: DataConfig, cfg: TrainConfig, out: Path, members: i
     ensemble = EnsembleReference([m.model for m in loaded]).to(runtime.device)
     logits, targets, _ = predict_logits(ensemble, data.test, data.info, runtime, batch_size=cfg.eval_batch_size)
     test = accuracy_counts(logits, targets, runtime)
-    seeds = [cfg.seed] * members if snapshots else [cfg.seed + i for i in range(members)]
+    seeds = [member_seed(cfg.seed, 0)] * members if snapshots else [member_seed(cfg.seed, i) for i in range(members)]
     member_metrics = [m.meta.metrics | {"seed": seeds[i]} for i, m in enumerate(loaded)]
     member_ers = [m["test_error_rate"] for m in member_metrics]
     metrics = {
