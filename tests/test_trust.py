@@ -378,7 +378,7 @@ def test_resume_refuses_a_state_written_on_other_data(tmp_path):
     out.unlink()
     code, _, err = cli("train", *FAST, "--out", out, "--checkpoint-every", "1", "--epochs", "2", "--resume",
                        "--train-subset", "256", cwd=tmp_path)
-    assert code == 2 and "written with data train_subset = '128'" in err and "'256'" in err, err
+    assert code == 2 and "written with --train-subset = '128'" in err and "'256'" in err, err
     assert state.exists() and not out.exists()
 
 

@@ -1,4 +1,5 @@
-"""Atomic file writes (temp file in the same folder, fsync, rename), without importing torch.
+"""Atomic file writes (temp file in the same folder, fsync, rename), safe appends, and the output lock,
+without importing torch.
 
 Lives apart from ``checkpoint`` (which re-exports it) so that commands working on
 prediction files alone (flip-report, compare on .npz/.csv) start in a fraction of a second.
@@ -6,14 +7,26 @@ prediction files alone (flip-report, compare on .npz/.csv) start in a fraction o
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import functools
 import hashlib
+import inspect
 import os
+import re
+import stat
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 from .errors import OutputError
 
 TMP_SUFFIX = ".tmp"
+# what tempfile.mkstemp puts between prefix and suffix (no dot, so another file's temps never match)
+_TEMP_RANDOM = "[a-z0-9_]+"
+T = TypeVar("T")
 
 
 def check_target(path: str | Path, option: str | None = None) -> Path:
@@ -26,6 +39,44 @@ def check_target(path: str | Path, option: str | None = None) -> Path:
         kind = "a folder" if path.is_dir() else "not a regular file"
         raise OutputError(f"{name}: is {kind}; expected a regular file path to write")
     return path
+
+
+def open_for_append(path: str | Path, name: str) -> int:
+    """Open ``path`` to append to it (created if missing) and return the descriptor: never through a
+    symbolic link, never blocking on a FIFO, and only if it is a regular file. ``name``: how errors name it."""
+    try:  # O_NONBLOCK: a FIFO without a reader fails (ENXIO) instead of waiting for one
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     _file_mode())
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OutputError(f"{name}: is a symbolic link; expected a regular file path to write") from None
+        if exc.errno in (errno.ENXIO, errno.EISDIR):
+            raise OutputError(f"{name}: is not a regular file; expected a regular file path to write") from None
+        raise OutputError(f"{name}: cannot write ({exc.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OutputError(f"{name}: is not a regular file; expected a regular file path to write")
+    return fd
+
+
+def append_all_or_none(path: str | Path, data: bytes, name: str) -> None:
+    """Append ``data`` to the regular file ``path`` (see ``open_for_append``); a failed write is cut off
+    again, so the file holds all of ``data`` or none of it."""
+    fd = open_for_append(path, name)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as exc:
+            try:
+                os.ftruncate(fd, size)
+            except OSError:
+                pass
+            raise OutputError(f"{name}: cannot append ({exc.strerror})") from None
+    finally:
+        os.close(fd)
 
 
 def resolved(path: str | Path) -> Path:
@@ -76,12 +127,18 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     atomic_write_many({Path(path): data})
 
 
-def atomic_write_many(files: dict[Path, bytes]) -> None:
-    """Write several files all or none: every temp file is written first, then all are renamed."""
+def atomic_write_many(files: dict[Path, bytes], before_rename: Callable[[], None] | None = None) -> None:
+    """Write several files all or none: every temp file is written first, then all are renamed.
+
+    ``before_rename``: a last write that cannot be renamed into place (an append), run once every temp
+    file is written; when it raises, no file is renamed.
+    """
     temps: list[tuple[str, Path]] = []
     try:
         for path, data in files.items():
             temps.append((_write_temp(Path(path), data), Path(path)))
+        if before_rename is not None:
+            before_rename()
     except OutputError:
         for tmp, _ in temps:
             _unlink(tmp)
@@ -99,12 +156,83 @@ def remove_stale_temps(path: str | Path) -> list[Path]:
     """Remove the temp files an interrupted write of ``path`` left beside it (call with ``path`` locked)."""
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
+    # the name is matched literally: '*' or '?' in an output's name must not reach other files' temps
+    pattern = re.compile(re.escape(f".{path.name}.") + _TEMP_RANDOM + re.escape(TMP_SUFFIX))
     removed = []
-    for tmp in directory.glob(f".{path.name}.*{TMP_SUFFIX}"):
-        if tmp.is_file() and not tmp.is_symlink():
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        tmp = directory / name
+        if pattern.fullmatch(name) and tmp.is_file() and not tmp.is_symlink():
             _unlink(str(tmp))
             removed.append(tmp)
     return removed
+
+
+def lock_path_for(out: str | Path) -> Path:
+    """The lock file of a command writing ``out``: ``.<name>.lock`` beside it."""
+    out = Path(out)
+    return out.with_name(f".{out.name}.lock")
+
+
+@contextmanager
+def output_lock(out: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``.<out>.lock`` beside ``out`` (removed afterwards): a second command
+    writing the same ``out`` is refused while this one runs. Under torchrun, rank 0 (the writer) holds it.
+
+    Anything but a regular file at the lock path (a folder, a symbolic link, a FIFO) is refused: it
+    would otherwise leave the output unlocked.
+    """
+    out = Path(out)
+    parent = out.parent if str(out.parent) else Path(".")
+    # no folder, or no file name ('', '.'): the output check that follows says so
+    if int(os.environ.get("RANK", "0")) != 0 or not out.name or not parent.is_dir():
+        yield
+        return
+    lock = lock_path_for(out)
+    if lock.is_symlink() or (lock.exists() and not lock.is_file()):
+        kind = "a symbolic link" if lock.is_symlink() else "a folder" if lock.is_dir() else "not a regular file"
+        raise OutputError(f"--out {out}: its lock path {lock} is {kind}; expected a regular file or nothing "
+                          f"(remove it)")
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):  # the lock path itself changed under us
+            raise OutputError(f"--out {out}: its lock path {lock} is not a regular file; expected a regular "
+                              f"file or nothing (remove it)") from None
+        fd = None  # a folder that takes no new file (read-only, /proc): the output check that follows explains
+    if fd is None:
+        yield
+        return
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OutputError(f"--out {out}: its lock path {lock} is not a regular file; expected a regular "
+                              f"file or nothing (remove it)")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise OutputError(f"--out {out}: another command is writing it now (lock {lock}); wait for it or "
+                              f"choose another --out") from None
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+
+
+def holds_output_lock(workflow: Callable[..., T]) -> Callable[..., T]:
+    """Run a workflow with its ``out`` argument locked (see ``output_lock``)."""
+    signature = inspect.signature(workflow)
+
+    @functools.wraps(workflow)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        with output_lock(signature.bind(*args, **kwargs).arguments["out"]):
+            return workflow(*args, **kwargs)
+
+    return wrapper
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -111,9 +111,27 @@ def format_p(p: float) -> str:
     return f"{p:.3g}" if p >= 1e-4 else f"{p:.2e}"
 
 
+def safe_text(text: object, *, one_line: bool = False) -> str:
+    """Return ``str(text)`` with control and invisible formatting characters (ESC, BEL, CR, NUL, bidi
+    overrides) shown as ``\\xNN`` / ``\\uNNNN``: names, ids and paths come from files and must not drive a
+    terminal, cut a table row or hide text. Tabs and newlines are kept, newlines escaped too when ``one_line``.
+    """
+    keep = "\t" if one_line else "\t\n"
+    text = str(text)
+    if text.isprintable():  # the common case: nothing to replace
+        return text
+    return "".join(c if c in keep or c.isprintable() else _escaped(c) for c in text)
+
+
+def _escaped(c: str) -> str:
+    code = ord(c)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def escape_html(text: object) -> str:
-    """Return ``str(text)`` HTML-escaped, quotes included (safe in element text and attributes)."""
-    return html.escape(str(text), quote=True)
+    """Return ``str(text)`` HTML-escaped, quotes included (safe in element text and attributes), its control
+    characters shown as text (``safe_text``)."""
+    return html.escape(safe_text(text), quote=True)
 
 
 def worst_classes(rows: list[ClassRow], limit: int | None) -> list[ClassRow]:

@@ -32,6 +32,7 @@ from .common import (
     negative_flip_rows,
     pair_rows,
     pairwise_rows,
+    safe_text,
     summary_rows,
     worst_classes,
 )
@@ -40,14 +41,14 @@ __all__ = ["GATE_HEADER", "compare_markdown", "flip_report_markdown", "glossary_
 
 
 def _md_code(text: str) -> str:
-    """Return a path or name as inline code: HTML-escaped, backticks and newlines neutralised."""
-    return "`" + html.escape(text, quote=False).replace("`", "'").replace("\n", " ") + "`"
+    """Return a path or name as inline code: HTML-escaped, backticks neutralised, on one line."""
+    return "`" + html.escape(safe_text(text, one_line=True), quote=False).replace("`", "'") + "`"
 
 
 def _md_cell(text: str) -> str:
     """Return ``text`` fit for one table cell."""
-    # class names and paths are data: no HTML or table syntax may leak through
-    return html.escape(text, quote=False).replace("|", "\\|").replace("\n", " ")
+    # class names and paths are data: no HTML, table syntax, line break (LF or CR) or escape code may leak through
+    return html.escape(safe_text(text, one_line=True), quote=False).replace("|", "\\|")
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:

@@ -29,6 +29,7 @@ from .common import (
     mcnemar_line,
     pair_rows,
     pairwise_rows,
+    safe_text,
     summary_rows,
     verdict_lines,
     worst_classes,
@@ -38,9 +39,9 @@ from .common import (
 def terminal_safe(text: str) -> str:
     """Return ``text`` with control characters (ANSI escapes, bells, carriage returns) shown as ``\\xNN``.
 
-    Names and paths from files must not drive the terminal.
+    Names and paths from files must not drive the terminal (``common.safe_text``, as the other formats).
     """
-    return "".join(c if c in "\n\t" or c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    return safe_text(text)
 
 
 def _rich_table(title: str, header: list[str], rows: list[list[str]], caption: str | None = None,

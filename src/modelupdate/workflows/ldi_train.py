@@ -60,8 +60,8 @@ def ldi_train(data_cfg: DataConfig, cfg: TrainConfig, update_cfg: UpdateConfig, 
     if reference is not None and is_predictions_file(reference):
         raise ConfigError(f"--reference {reference}: is a prediction file; expected the reference ensemble's "
                           f"checkpoint (.safetensors, from ensemble-train)")
-    check_output_path(out, resume=resume, inputs={"--old": old, "--reference": reference,
-                                                  "--reference-cache": reference_cache})
+    check_output_path(out, resume=resume, inputs={"--old": old, "--reference": reference},
+                      outputs={"--reference-cache": reference_cache})
     runtime = setup_runtime(cfg)
     data = load_dataset(data_cfg)
     check_arch(cfg, data.info)
@@ -93,7 +93,8 @@ def ldi_train(data_cfg: DataConfig, cfg: TrainConfig, update_cfg: UpdateConfig, 
     epoch_metrics = final_metrics = None
     if old_model is not None:
         epoch_metrics = flip_metrics_on(old_model, data, "val", runtime, cfg) if len(data.val) else None
-        final_metrics = flip_metrics_on(old_model, data, "test", runtime, cfg)
+        # an image folder of train/ and val/ only has no test split: its flips on val stand at the end
+        final_metrics = flip_metrics_on(old_model, data, "val" if "test" in data.absent else "test", runtime, cfg)
     elif old_labels:  # flips on every split the file covers: val each epoch, all of them at the end
         measures = {name: flip_metrics_on(labels, data, name, runtime, cfg) for name, labels in old_labels.items()}
         epoch_metrics = measures.get("val")

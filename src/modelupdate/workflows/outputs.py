@@ -1,17 +1,19 @@
 """The report files an analysis command writes: checked before any work, rendered in memory after it,
-written all or none, and the Markdown appended to ``$GITHUB_STEP_SUMMARY`` when it is set. Also what
+written all or none, and the Markdown appended to ``$GITHUB_STEP_SUMMARY`` when it is set (an output like
+the others: checked with them, and appended only once every report file is ready to be renamed). Also what
 the reports record of their inputs (``InputRecord``: path, sha256, dataset and split), so that a report
 names exactly the files it was made from."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write_many, check_target, resolved, sha256_file
+from ..atomic import append_all_or_none, atomic_write_many, check_target, resolved, sha256_file
 from ..errors import ConfigError, OutputError, PredictionFileError
 from ..predictions import Predictions
 from .inputs import checkpoint_kind
@@ -67,10 +69,11 @@ def input_record(role: str, path: str | Path, predictions: Predictions, name: st
 # --------------------------------------------------------------------------- report files
 
 STDOUT = "-"  # an output option given '-' prints that report instead of the tables
+SUMMARY = "$GITHUB_STEP_SUMMARY"  # how messages name the step summary (GitHub Actions sets the variable)
 
 
 class Outputs:
-    """Where each rendered report goes (option -> path, or stdout)."""
+    """Where each rendered report goes (option -> path, or stdout), and the step summary, if any."""
 
     def __init__(self, inputs: list[Path], requested: dict[str, str | Path | None],
                  extra_inputs: list[str] | None = None) -> None:
@@ -79,6 +82,19 @@ class Outputs:
         self._inputs = {resolved(Path(p)) for p in [*inputs, *(extra_inputs or [])]}
         for option, value in requested.items():
             self.add(option, value)
+        self.summary = self._step_summary()
+
+    def _step_summary(self) -> Path | None:
+        """``$GITHUB_STEP_SUMMARY``, checked as an output: never an input, nor another report's path."""
+        path = step_summary_path()
+        if path is None:
+            return None
+        if resolved(path) in self._inputs:
+            raise ConfigError(f"{SUMMARY} {path}: is one of the inputs; refusing to append to it")
+        for option, taken in self.files.items():
+            if resolved(taken) == resolved(path):
+                raise ConfigError(f"{option} and {SUMMARY} both write {path}")
+        return path
 
     def add(self, option: str, value: str | Path | None) -> None:
         if value is None:
@@ -105,33 +121,42 @@ class Outputs:
 
 
 def step_summary_path() -> Path | None:
-    """``$GITHUB_STEP_SUMMARY`` when set (GitHub Actions), checked like an output path."""
+    """``$GITHUB_STEP_SUMMARY`` when set (GitHub Actions), checked like an output path: in an existing
+    folder, a regular file or nothing (not a symbolic link, FIFO, device or folder), and writable."""
     value = os.environ.get("GITHUB_STEP_SUMMARY")
     if not value:
         return None
     path = Path(value)
     parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir() or path.is_dir():
-        raise OutputError(f"$GITHUB_STEP_SUMMARY {path}: cannot append (no such folder, or a folder)")
+    if not parent.is_dir():
+        raise OutputError(f"{SUMMARY} {path}: folder {parent} does not exist")
+    check_target(path, SUMMARY)
+    try:  # a real open or probe, not os.access: root passes os.access, and /proc or read-only mounts lie
+        if path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC))
+        else:
+            fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"{SUMMARY} {path}: cannot append ({exc.strerror})") from None
     return path
 
 
 def append_step_summary(path: Path | None, markdown: str) -> None:
+    """Append ``markdown`` to the step summary at ``path``: all of it or, when the write fails, none."""
     if path is None:
         return
-    try:
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(markdown + "\n")
-    except OSError as exc:
-        raise OutputError(f"$GITHUB_STEP_SUMMARY {path}: cannot append ({exc.strerror})") from None
+    append_all_or_none(path, (markdown + "\n").encode("utf-8"), f"{SUMMARY} {path}")
 
 
 def deliver(outputs: Outputs, summary: Path | None, result: Any,
             renderers: dict[str, Callable[[Any], str]]) -> str | None:
-    """Render the requested reports, write the files (all or none), append the Markdown to the step
-    summary; returns the text to print on stdout instead of the tables, if one was asked for."""
+    """Render the requested reports, write the files and append the Markdown to the step summary, all or
+    none (the summary is appended once every report's temp file is written, before they are renamed);
+    returns the text to print on stdout instead of the tables, if one was asked for."""
     texts = {option: render(result) for option, render in renderers.items()
              if outputs.wanted(option) or (option == "--markdown" and summary is not None)}
-    atomic_write_many({path: texts[option].encode("utf-8") for option, path in outputs.files.items()})
-    append_step_summary(summary, texts.get("--markdown", ""))
+    files = {path: texts[option].encode("utf-8") for option, path in outputs.files.items()}
+    atomic_write_many(files, before_rename=lambda: append_step_summary(summary, texts.get("--markdown", "")))
     return texts[outputs.stdout] if outputs.stdout is not None else None

@@ -1,7 +1,8 @@
 """`modelupdate predict`: run a checkpoint on a dataset split and write its predictions.
 
-Reads top to bottom: check the output path, refuse a prediction file as the checkpoint, run the
-checkpoint on the split (``inputs.predictions_from_checkpoint``), write the prediction file.
+Reads top to bottom: lock the output path as the training commands do, check it, refuse a prediction
+file as the checkpoint, run the checkpoint on the split (``inputs.predictions_from_checkpoint``), write
+the prediction file.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import check_target, resolved
+from ..atomic import check_target, holds_output_lock, remove_stale_temps, resolved
 from ..config import EVAL_BATCH_SIZE, DataConfig
 from ..errors import ConfigError, OutputError
 from ..predictions import Predictions, is_predictions_file, write_predictions
@@ -19,8 +20,10 @@ from .inputs import predictions_from_checkpoint
 
 WRITABLE_SUFFIXES = (".npz", ".safetensors")
 
+
 def check_prediction_output(out: str | Path) -> Path:
-    """Fail before any work when ``out`` cannot take a prediction file."""
+    """Fail before any work when ``out`` cannot take a prediction file; remove the temp files a killed
+    write of it left (call with ``out`` locked)."""
     out = Path(out)
     if out.suffix.lower() not in WRITABLE_SUFFIXES:
         raise ConfigError(f"--out {out}: expected a path ending in .npz or .safetensors")
@@ -28,6 +31,7 @@ def check_prediction_output(out: str | Path) -> Path:
     if not parent.is_dir():
         raise OutputError(f"--out {out}: folder {parent} does not exist")
     check_target(out, "--out")
+    remove_stale_temps(out)
     return out
 
 
@@ -42,6 +46,7 @@ class PredictResult:
         return float(np.count_nonzero(p.preds != p.targets)) / len(p)
 
 
+@holds_output_lock
 def predict(checkpoint: str | Path, data_cfg: DataConfig, out: str | Path, *, split: str = "test",
             device: str = "auto", batch_size: int = EVAL_BATCH_SIZE,
             image_size_from_checkpoint: bool = False) -> PredictResult:
