@@ -1,0 +1,109 @@
+"""Each model's own preprocessing: how it sees an image, recorded in its checkpoint.
+
+A model is evaluated through its ``EvalTransform``: the decoded uint8 image's shorter side resized to
+``round(H / crop_pct)`` (torchvision's reference scripts: Resize(256) then CenterCrop(224), i.e.
+crop_pct 0.875; timm's ``crop_pct``), the centre ``H x W`` cropped, then normalised with the model's own
+mean and std. In training, a model held beside the student (the reference, the old model) sees the
+student's augmented view itself, resized to its input size and normalised its own way (``adapt``), so
+every model of an update keeps its preprocessing (docs/your-models.md, "Preprocessing").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError
+
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+# inputs this size and larger are evaluated on a centre crop of CROP_PCT of the resized image, as
+# torchvision's ImageNet reference scripts do; smaller ones (CIFAR, MNIST sizes) on the whole image
+LARGE_INPUT = 128
+CROP_PCT = 0.875
+
+
+def default_crop_pct(input_shape: tuple[int, ...]) -> float:
+    return CROP_PCT if min(input_shape[1:]) >= LARGE_INPUT else 1.0
+
+
+def check_crop_pct(option: str, crop_pct: float) -> None:
+    if not (isinstance(crop_pct, int | float) and not isinstance(crop_pct, bool) and 0.0 < crop_pct <= 1.0):
+        raise ConfigError(f"{option}: expected a share of the resized image in (0, 1], got {crop_pct!r}")
+
+
+def check_interpolation(option: str, interpolation: str) -> None:
+    if interpolation not in INTERPOLATIONS:
+        raise ConfigError(f"{option}: expected one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
+
+
+@dataclass(frozen=True)
+class EvalTransform:
+    """uint8 images [B, C, h, w] of any size -> float32 [B, C, H, W] as the model expects them."""
+
+    input_shape: tuple[int, int, int]  # (C, H, W)
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    crop_pct: float = 1.0
+    interpolation: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        check_crop_pct("crop_pct", self.crop_pct)
+        check_interpolation("interpolation", self.interpolation)
+
+    @property
+    def resize_size(self) -> int:
+        """The shorter side the image is resized to before the centre crop."""
+        return int(math.floor(min(self.input_shape[1:]) / self.crop_pct + 0.5))
+
+    def to_meta(self) -> dict[str, Any]:
+        """What a checkpoint records beside its input shape and normalisation."""
+        return {"crop_pct": self.crop_pct, "resize": self.resize_size, "interpolation": self.interpolation}
+
+    def apply(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, C, h, w] -> normalised float32 [B, C, H, W]: resize, centre crop, normalise."""
+        return self.normalize(self.resize_and_crop(images))
+
+    def resize_and_crop(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, C, h, w] -> uint8 [B, C, H, W]; nothing is done where it would change nothing."""
+        from torchvision.transforms.v2 import functional as TF
+
+        size = self.input_shape[1:]
+        if tuple(images.shape[-2:]) == tuple(size) and self.crop_pct == 1.0:
+            return images
+        if min(images.shape[-2:]) != self.resize_size:
+            images = TF.resize(images, self.resize_size, interpolation=self._mode(), antialias=True)
+        return TF.center_crop(images, list(size))
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
+        return (images.float().div_(255) - mean) / std
+
+    def adapt(self, x: torch.Tensor, view: EvalTransform) -> torch.Tensor:
+        """A batch normalised by ``view`` (the student's augmented training view, float [B, C, h, w]) as
+        this model sees it: the same pixels, the whole view resized to this input size (no crop: the
+        view is already what training looks at), normalised this model's way. Identity where they agree."""
+        same_norm = _close(self.mean, view.mean) and _close(self.std, view.std)
+        size = tuple(self.input_shape[1:])
+        if same_norm and tuple(x.shape[-2:]) == size:
+            return x
+        from torchvision.transforms.v2 import functional as TF
+
+        pixels = x * torch.tensor(view.std, device=x.device).view(1, -1, 1, 1) + \
+            torch.tensor(view.mean, device=x.device).view(1, -1, 1, 1)
+        if tuple(pixels.shape[-2:]) != size:
+            pixels = TF.resize(pixels, list(size), interpolation=self._mode(), antialias=True)
+        return (pixels - torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)) / \
+            torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+
+    def _mode(self):
+        from torchvision.transforms import InterpolationMode
+
+        return InterpolationMode(self.interpolation)
+
+
+def _close(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return len(a) == len(b) and all(abs(p - q) < 1e-6 for p, q in zip(a, b, strict=True))
