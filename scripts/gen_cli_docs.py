@@ -55,6 +55,12 @@ same.
 - **Inspection** (`info`, `models`) shows what a checkpoint holds and which
   architectures exist.
 
+`--data imagefolder:PATH` reads your own images: `PATH/train/<class>/*` and
+`PATH/val/`, `PATH/test/` or both with the same class folders (torchvision's
+ImageNet layout is `train/` + `val/`); `--split val` then reads `val/`. Nothing
+is written into PATH: its listing is cached under `--cache-dir` (default
+`~/.cache/modelupdate`). See [your models](your-models.md#your-images---data-imagefolderpath).
+
 See [the method](method.md) for what the ELODI options mean.
 
 ## Exit codes

@@ -66,3 +66,9 @@ def trained_model(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("trained") / "tiny.safetensors"
     train(_tiny_data_config(), _tiny_train_config(), out)
     return out
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Image-folder listings are cached under $XDG_CACHE_HOME: a test's go to a temporary folder, not ~/.cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))

@@ -24,7 +24,8 @@ def flat_folder(root, per_class: int = 2):
 
 def test_statistics_by_hand_and_cached(tmp_path, monkeypatch):
     root = flat_folder(tmp_path / "d")
-    info = load_dataset(DataConfig(name=f"imagefolder:{root}", image_size=8, val_fraction=0.0)).info
+    info = load_dataset(DataConfig(name=f"imagefolder:{root}", image_size=8, val_fraction=0.0,
+                                   cache_dir=str(tmp_path / "cache"))).info
     # R is 1 on half the pixels, 0 on the rest: mean 0.5, std 0.5; G is 0 everywhere (std floored at 1e-3)
     assert info.mean == (0.5, 0.0, 0.5) and info.std == (0.5, 0.001, 0.5)
     decoded = []

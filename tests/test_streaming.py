@@ -22,7 +22,8 @@ from modelupdate.config import DataConfig, TrainConfig
 from modelupdate.data import Split, eval_batches, load_dataset, train_batches, train_order
 from modelupdate.data import folders as folders_module
 from modelupdate.data import streaming as streaming_module
-from modelupdate.data.folders import CACHE_NAME, read_square
+from modelupdate.data.folders import cache_path, read_square
+from modelupdate.data.sources import cache_dir
 from modelupdate.data.streaming import StreamSplit, decoded_bytes, default_workers, should_stream
 from modelupdate.errors import ConfigError, DataError
 
@@ -140,9 +141,9 @@ def test_train_batches_follow_train_order_per_seed_epoch_and_rank(folder):
 def test_a_resumed_epoch_reads_none_of_the_skipped_batches(folder, monkeypatch):
     decoded = []
 
-    def counting(path, size):
+    def counting(path, size, *limit):
         decoded.append(path)
-        return read_square(path, size)
+        return read_square(path, size, *limit)
 
     monkeypatch.setattr(streaming_module, "read_square", counting)  # workers=0: in this process
     _, streamed = both(folder, workers=0)
@@ -155,10 +156,11 @@ def test_a_resumed_epoch_reads_none_of_the_skipped_batches(folder, monkeypatch):
 # --------------------------------------------------------------------------- fingerprint and listing
 
 
-def test_the_fingerprint_comes_from_names_sizes_and_times_and_is_cached(tmp_path):
+def test_the_fingerprint_comes_from_names_sizes_and_times_and_is_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     root = write_folder(tmp_path / "d", {"train": 4, "test": 2})
     first = load_dataset(DataConfig(name=f"imagefolder:{root}", image_size=8, stream=True)).info.fingerprint
-    assert (root / CACHE_NAME).is_file()
+    assert cache_path(root, cache_dir()).is_file()
     assert load_dataset(DataConfig(name=f"imagefolder:{root}", image_size=8)).info.fingerprint == first
     assert load_dataset(DataConfig(name=f"imagefolder:{root}", image_size=16)).info.fingerprint != first
     (root / "test" / "bee" / "000.jpg").rename(root / "test" / "bee" / "new.jpg")  # the folder's time changes
@@ -199,7 +201,7 @@ def test_a_read_only_data_folder_keeps_its_cache_in_the_user_cache(tmp_path, mon
 
     monkeypatch.setattr(atomic, "atomic_write_bytes", read_only_root)
     load_dataset(DataConfig(name=f"imagefolder:{root}", image_size=8, stream=True))
-    assert not (root / CACHE_NAME).exists()
+    assert not (root / ".modelupdate-fingerprint.json").exists()
     assert len(list((tmp_path / "cache" / "modelupdate" / "imagefolder").glob("*.json"))) == 1
 
 
@@ -353,16 +355,16 @@ def test_streamed_sigkill_mid_epoch_and_resume_give_the_uninterrupted_weights(tm
     assert_same_weights(full, resumed)
 
 
-def test_a_copy_without_its_times_is_the_same_data(tmp_path):
+def test_a_copy_without_its_times_is_the_same_data(tmp_path, monkeypatch):
     import shutil
 
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     root = write_folder(tmp_path / "d", {"train": 3, "test": 2})
     before = load_dataset(DataConfig(name=f"imagefolder:{root}", image_size=8, stream=True)).info.fingerprint
     copy = tmp_path / "copy"
     shutil.copytree(root, copy, copy_function=shutil.copyfile)  # new modification times
-    (copy / CACHE_NAME).unlink()
     assert load_dataset(DataConfig(name=f"imagefolder:{copy}", image_size=8, stream=True)).info.fingerprint == before
     first = sorted((copy / "test").glob("*/*"))[0]
     first.write_bytes(first.read_bytes() + b"x")  # one more byte: other data
-    (copy / CACHE_NAME).unlink()
+    cache_path(copy, cache_dir()).unlink()
     assert load_dataset(DataConfig(name=f"imagefolder:{copy}", image_size=8, stream=True)).info.fingerprint != before

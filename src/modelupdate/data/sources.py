@@ -8,14 +8,13 @@ slices of it into training and evaluation batches on the device.
 
 from __future__ import annotations
 
-import functools
 import gzip
 import hashlib
 import math
 import os
 import struct
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -23,17 +22,16 @@ import torch
 from ..config import DataConfig, parse_number_list, parse_rand_augment
 from ..errors import DataError
 from .folders import (
-    SPLIT_FOLDERS,
     check_class_count,
-    check_layout,
     folder_classes,
     folder_fingerprint,
     folder_root,
     folder_stats,
     list_split,
     read_square,
+    split_folders,
 )
-from .streaming import should_stream, stream_splits
+from .streaming import StreamSplit, should_stream, stream_splits
 
 FASHION_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -133,17 +131,21 @@ class Split:
 
 @dataclass
 class Dataset:
-    """A loaded dataset: its ``info`` and three in-memory splits (``val`` may be empty)."""
+    """A loaded dataset: its ``info`` and three in-memory splits (``val`` may be empty; so may ``test``, for an
+    image folder of train/ and val/ only: ``absent`` then says why, by split name)."""
 
     info: DatasetInfo
     train: Split
     val: Split
     test: Split
+    absent: dict[str, str] = field(default_factory=dict)
 
     def split(self, name: str) -> Split:
-        """The split called ``name`` (train, val or test); a DataError if it is unknown or empty."""
+        """The split called ``name`` (train, val or test); a DataError if it is unknown, absent or empty."""
         if name not in ("train", "val", "test"):
             raise DataError(f"--split: expected train, val or test, got {name!r}")
+        if name in self.absent:
+            raise DataError(f"--split {name}: {self.absent[name]}")
         split = getattr(self, name)
         if len(split) == 0:
             raise DataError(f"dataset {self.info.name!r}: the {name} split is empty")
@@ -178,22 +180,32 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     folder: ImageFolder | None = None
     if name.startswith("imagefolder:"):
         folder = open_image_folder(cfg)
-        loader: Loader = functools.partial(_load_imagefolder, folder=folder)
-    elif name in DATASETS:
-        loader = DATASETS[name]
-    else:
+    elif name not in DATASETS:
         raise DataError(f"--data: unknown dataset {name!r}; known: {', '.join(known_datasets())}")
     if cfg.stream and folder is None:
         raise DataError(f"--stream: only imagefolder:PATH data is read from disk batch by batch; --data {name} is "
                         f"held in memory (leave --stream out)")
-    train_all, test, classes, mean, std, augment = loader(cfg)
+    held_out: Split | StreamSplit | None = None  # an image folder's own val/
+    absent: dict[str, str] = {}
+    if folder is not None:
+        splits, classes, mean, std, augment = _load_imagefolder(cfg, folder)
+        train_all, held_out = splits["train"], splits.get("val")
+        test = splits["test"] if "test" in splits else _empty_split(cfg.image_size)
+        if "test" not in splits:
+            absent["test"] = (f"imagefolder:{folder.root} has no test/ folder (train/ and val/ only); expected "
+                              f"--split val or train, or a folder {folder.root / 'test'}/<class>/<image files>")
+    else:
+        train_all, test, classes, mean, std, augment = DATASETS[name](cfg)
     if cfg.mean is not None:  # the user's normalisation over the dataset's own
         mean, std = given_normalization(cfg, len(mean) if mean is not None else 3)
-    if len(train_all) == 0 or len(test) == 0:
+    if len(train_all) == 0 or (len(test) == 0 and "test" not in absent):
         raise DataError(f"dataset {name!r}: empty train or test split")
     # an image folder's from its files' names and sizes: streamed or not, no image is decoded for it
     fingerprint = folder.fingerprint if folder is not None else _fingerprint(train_all, test)
-    train, val = split_train_val(train_all, cfg.val_fraction, cfg.split_seed)
+    if held_out is not None:  # the folder's own val/: train/ is not split
+        train, val = train_all, held_out
+    else:
+        train, val = split_train_val(train_all, cfg.val_fraction, cfg.split_seed)
     if len(train) == 0:
         raise DataError(f"--val-fraction {cfg.val_fraction}: leaves none of the {len(train_all)} training samples "
                         f"of {name!r} to train on; expected a smaller fraction")
@@ -215,7 +227,7 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         fingerprint=fingerprint,
         augment=augment,
     )
-    return Dataset(info, train, val, test)
+    return Dataset(info, train, val, test, absent)
 
 
 def split_train_val(train: Split, val_fraction: float, seed: int) -> tuple[Split, Split]:
@@ -434,8 +446,8 @@ def _synthetic(cfg: DataConfig):
 
 @dataclass(frozen=True)
 class ImageFolder:
-    """``imagefolder:PATH`` before any image is decoded: its classes, sample counts per split folder and
-    fingerprint (folders.py; the listing is cached beside the data)."""
+    """``imagefolder:PATH`` before any image is decoded: its classes, sample counts per split folder (train
+    and val and/or test) and fingerprint (folders.py; the listing is cached in the user cache folder)."""
 
     root: Path
     classes: list[str]
@@ -453,38 +465,58 @@ def given_normalization(cfg: DataConfig, channels: int) -> tuple[tuple[float, ..
 
 
 def open_image_folder(cfg: DataConfig) -> ImageFolder:
-    """Check PATH's layout (PATH/train/<class>/*, PATH/test/<class>/*) and summarise it without decoding."""
+    """Check PATH's layout (PATH/train/<class>/*, and PATH/val/<class>/* and/or PATH/test/<class>/*) and
+    summarise it without decoding."""
     root = folder_root(cfg.name)
-    check_layout(root)
-    classes = folder_classes(root)
-    fingerprint, counts = folder_fingerprint(root, classes, cfg.image_size, cache_dir())  # lists train first
+    splits = split_folders(root)
+    if "val" in splits and cfg.val_fraction != DataConfig.val_fraction:
+        raise DataError(f"--val-fraction {cfg.val_fraction}: imagefolder:{root} has a val/ folder, which is the "
+                        f"validation split (train/ is not split); expected no --val-fraction")
+    classes = folder_classes(root, splits)
+    fingerprint, counts = folder_fingerprint(root, classes, cfg.image_size, listing_cache(cfg), splits)
     check_class_count(root, classes)
     return ImageFolder(root, classes, counts, fingerprint)
+
+
+def listing_cache(cfg: DataConfig) -> Path:
+    """Where an image folder's listing and statistics are cached: ``--cache-dir``, else the user cache folder."""
+    return Path(cfg.cache_dir) if cfg.cache_dir else cache_dir()
 
 
 def _load_imagefolder(cfg: DataConfig, folder: ImageFolder):
     """``imagefolder:PATH``: RGB, centre-cropped to a square and resized to ``cfg.image_size``, so images are
     uint8 [N, 3, S, S] (folders.read_square). Each sample is named by its file's path relative to PATH
     (``test/cat/001.png``): ``Split.id_names``. Held in memory unless ``--stream`` or the decoded training
-    set exceeds ``--memory-budget``: then read from disk batch by batch (streaming.py)."""
+    set exceeds ``--memory-budget``: then read from disk batch by batch (streaming.py).
+
+    Returns the splits by folder name (train, and val and/or test), classes, mean, std and augmentation."""
     size = cfg.image_size
+    splits: dict[str, Split | StreamSplit]
     if should_stream(cfg.stream, folder.counts["train"], size, cfg.memory_budget):
-        train, test = stream_splits(folder.root, folder.classes, folder.counts, size, cfg.workers)
+        splits = dict(stream_splits(folder.root, folder.classes, folder.counts, size, cfg.workers,
+                                    cfg.max_image_pixels))
     else:
-        train, test = (_decoded_split(folder, sub, size) for sub in SPLIT_FOLDERS)
+        splits = {sub: _decoded_split(folder, sub, size, cfg.max_image_pixels) for sub in folder.counts}
+    train = splits["train"]
     decoded = train.images if isinstance(train, Split) else None  # held in memory: no file read twice
-    mean, std = folder_stats(folder.root, folder.classes, size, cache_dir(), decoded) if cfg.mean is None \
-        else (None, None)
-    return train, test, folder.classes, mean, std, AugmentSpec(max(1, size // 8), True)
+    mean, std = (None, None) if cfg.mean is not None else \
+        folder_stats(folder.root, folder.classes, size, listing_cache(cfg), decoded, cfg.max_image_pixels)
+    return splits, folder.classes, mean, std, AugmentSpec(max(1, size // 8), True)
 
 
-def _decoded_split(folder: ImageFolder, sub: str, size: int) -> Split:
+def _decoded_split(folder: ImageFolder, sub: str, size: int, max_pixels: int) -> Split:
     """Every image of PATH/sub decoded once into one uint8 tensor [N, 3, size, size]."""
     names, targets = list_split(folder.root, sub, folder.classes)
     images = torch.empty(len(names), 3, size, size, dtype=torch.uint8)
     for i, name in enumerate(names):
         try:
-            images[i] = read_square(folder.root / name, size)
+            images[i] = read_square(folder.root / name, size, max_pixels)
         except DataError as exc:
             raise DataError(f"--data imagefolder:{folder.root}: {exc}") from None
     return Split(images, torch.tensor(targets, dtype=torch.long), torch.arange(len(names)), tuple(names))
+
+
+def _empty_split(size: int) -> Split:
+    """The test split of an image folder without test/: no samples (``Dataset.absent`` says why)."""
+    empty = torch.zeros(0, dtype=torch.long)
+    return Split(torch.empty(0, 3, size, size, dtype=torch.uint8), empty, empty.clone(), ())

@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..errors import DataError
-from .folders import list_split, read_square
+from .folders import MAX_IMAGE_PIXELS, list_split, read_square
 
 MAX_DEFAULT_WORKERS = 8
 
@@ -72,7 +72,8 @@ def folder_rows(root: Path, sub: str, classes: list[str], expected: int) -> File
     names, targets = list_split(root, sub, classes)
     if len(names) != expected:
         raise DataError(f"--data imagefolder:{root}: {root / sub} now holds {len(names)} images, {expected} when "
-                        f"its fingerprint was cached; delete the .modelupdate-fingerprint.json cache and rerun")
+                        f"its fingerprint was cached; delete its listing cache (under --cache-dir, by default "
+                        f"~/.cache/modelupdate/imagefolder/) and rerun")
     encoded = np.array([n.encode() for n in names], dtype=np.bytes_) if names else np.zeros(0, dtype="S1")
     return FileRows(encoded, torch.tensor(targets, dtype=torch.long), torch.arange(len(names)))
 
@@ -83,8 +84,10 @@ class StreamSplit:
     ``count``: its number of samples, known before listing; ``rows()``: lists it (called once, when needed).
     """
 
-    def __init__(self, root: Path, size: int, workers: int, count: int, rows: Callable[[], FileRows]):
+    def __init__(self, root: Path, size: int, workers: int, count: int, rows: Callable[[], FileRows],
+                 max_pixels: int = MAX_IMAGE_PIXELS):
         self.root, self.size, self.workers, self.count = Path(root), size, workers, count
+        self.max_pixels = max_pixels
         self._rows_of = rows
         self._loader: StepLoader | None = None
 
@@ -111,7 +114,8 @@ class StreamSplit:
     def subset(self, index: torch.Tensor) -> StreamSplit:
         """The samples at ``index`` (positions in this split), listed when the subset is first read."""
         index = torch.as_tensor(index, dtype=torch.long)
-        return StreamSplit(self.root, self.size, self.workers, len(index), lambda: self.rows.subset(index))
+        return StreamSplit(self.root, self.size, self.workers, len(index), lambda: self.rows.subset(index),
+                           self.max_pixels)
 
     def sample_ids(self, ids: torch.Tensor | None = None) -> list[str]:
         """The names of ``ids`` (default: this split's samples, in order): paths under the root."""
@@ -123,8 +127,8 @@ class StreamSplit:
         (for a non-blocking copy) when ``device`` is a GPU. A DataError names an unreadable file."""
         pin = device.type == "cuda"
         if self._loader is None or self._loader.pin != pin:
-            self._loader = StepLoader(FolderImages(str(self.root), self.rows.names, self.rows.ids.numpy(), self.size),
-                                      self.workers, pin)
+            images = FolderImages(str(self.root), self.rows.names, self.rows.ids.numpy(), self.size, self.max_pixels)
+            self._loader = StepLoader(images, self.workers, pin)
         for images, error in self._loader.run(plan):
             if error:
                 raise DataError(f"--data imagefolder:{self.root}: {error}")
@@ -134,8 +138,8 @@ class StreamSplit:
 class FolderImages(torch.utils.data.Dataset):
     """What a loader process does for one step: decode the images of a batch of rows."""
 
-    def __init__(self, root: str, names: np.ndarray, ids: np.ndarray, size: int):
-        self.root, self.names, self.ids, self.size = root, names, ids, size
+    def __init__(self, root: str, names: np.ndarray, ids: np.ndarray, size: int, max_pixels: int = MAX_IMAGE_PIXELS):
+        self.root, self.names, self.ids, self.size, self.max_pixels = root, names, ids, size, max_pixels
 
     def __getitem__(self, rows: torch.Tensor) -> tuple[torch.Tensor, str]:
         """uint8 [B, 3, S, S] and "" ; or an empty batch and the error (a worker's exception would reach
@@ -144,7 +148,7 @@ class FolderImages(torch.utils.data.Dataset):
         for k, row in enumerate(rows.tolist()):
             path = os.path.join(self.root, self.names[self.ids[row]].decode())
             try:
-                out[k] = read_square(path, self.size)
+                out[k] = read_square(path, self.size, self.max_pixels)
             except DataError as exc:
                 return torch.empty(0, 3, self.size, self.size, dtype=torch.uint8), str(exc)
         return out, ""
@@ -196,12 +200,14 @@ def _start_worker(worker_id: int) -> None:
             os._exit(1)
 
 
-def stream_splits(root: Path, classes: list[str], counts: dict[str, int], size: int, workers: int | None
-                  ) -> tuple[StreamSplit, StreamSplit]:
-    """The train and test splits of an image folder, unlisted yet; ``counts`` from its fingerprint summary."""
+def stream_splits(root: Path, classes: list[str], counts: dict[str, int], size: int, workers: int | None,
+                  max_pixels: int = MAX_IMAGE_PIXELS) -> dict[str, StreamSplit]:
+    """Each split folder of an image folder (``counts``' keys: train and val/test), unlisted yet; ``counts``
+    from its fingerprint summary."""
     n = default_workers() if workers is None else workers
 
     def split(sub: str) -> StreamSplit:
-        return StreamSplit(root, size, n, counts[sub], lambda: folder_rows(root, sub, classes, counts[sub]))
+        return StreamSplit(root, size, n, counts[sub], lambda: folder_rows(root, sub, classes, counts[sub]),
+                           max_pixels)
 
-    return split("train"), split("test")
+    return {sub: split(sub) for sub in counts}
