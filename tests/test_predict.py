@@ -80,10 +80,29 @@ def test_other_split(tiny_data_config, trained_model):
 
 def test_mismatch_names_checkpoint_and_data(trained_model):
     with pytest.raises(MismatchError) as info:
-        predictions_from_checkpoint(trained_model, DataConfig(name="synthetic"), device="cpu")
+        predictions_from_checkpoint(trained_model, DataConfig(name="synthetic", synthetic_channels=3), device="cpu")
     message = str(info.value)
     assert str(trained_model) in message and "--data synthetic" in message
-    assert "[1, 8, 8]" in message and "[1, 12, 12]" in message
+    assert "1 channel(s)" in message and "has 3" in message
+
+
+def test_a_model_of_another_size_sees_the_images_through_its_own_transform(trained_model):
+    """An 8 px model on 12 px data: the images resized to 8 px and normalised its way, by hand."""
+    import torch
+    from torchvision.transforms.v2 import functional as TF
+
+    from modelupdate.checkpoint import load_checkpoint
+    from modelupdate.data import load_dataset
+
+    got = predictions_from_checkpoint(trained_model, DataConfig(name="synthetic"), device="cpu")
+    loaded = load_checkpoint(trained_model)
+    test = load_dataset(DataConfig(name="synthetic")).test
+    norm = loaded.meta.normalization
+    resized = TF.resize(test.images, [8, 8], antialias=True).float() / 255
+    x = (resized - torch.tensor(norm["mean"]).view(1, -1, 1, 1)) / torch.tensor(norm["std"]).view(1, -1, 1, 1)
+    with torch.no_grad():
+        expected = loaded.model.eval()(x).numpy()
+    np.testing.assert_allclose(got.logits, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_ensemble_is_the_mean_of_its_members(tiny_data_config, trained_model, ensemble):

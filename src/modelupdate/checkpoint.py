@@ -24,8 +24,17 @@ from torch import nn
 
 from . import __version__
 from .atomic import atomic_write_bytes, sha256_file  # noqa: F401  (re-exported)
-from .errors import CheckpointError, MismatchError
-from .models import build_model, check_arch_allowed, without_init_args
+from .errors import CheckpointError, ConfigError, MismatchError
+from .input_files import check_regular_file, class_names_problem
+from .models import (
+    build_model,
+    check_arch_allowed,
+    check_first_logits,
+    expected_state,
+    fit_problem,
+    weights_problem,
+    without_init_args,
+)
 
 MODEL_FORMAT = "modelupdate-model/1"
 ENSEMBLE_FORMAT = "modelupdate-ensemble/1"
@@ -35,7 +44,7 @@ REQUIRED_KEYS = (
     "dataset", "dataset_fingerprint", "config", "metrics", "modelupdate_version", "torch_version",
 )
 JSON_KEYS = {"arch_args", "num_classes", "classes", "input_shape", "normalization", "config", "metrics",
-             "member_count", "member_seeds", "member_metrics", "update"}
+             "member_count", "member_seeds", "member_metrics", "update", "eval_transform"}
 
 
 @dataclass
@@ -56,6 +65,9 @@ class ModelMeta:
     format: str = MODEL_FORMAT
     member_seeds: list[int] = field(default_factory=list)
     member_metrics: list[dict[str, Any]] = field(default_factory=list)
+    # how the model sees an image beyond input_shape and normalization (data/transforms.py):
+    # crop_pct, resize (shorter side) and interpolation; empty: the whole image resized (older files)
+    eval_transform: dict[str, Any] = field(default_factory=dict)
     modelupdate_version: str = __version__
     torch_version: str = torch.__version__
 
@@ -83,6 +95,8 @@ class ModelMeta:
             "modelupdate_version": self.modelupdate_version,
             "torch_version": self.torch_version,
         }
+        if self.eval_transform:
+            header["eval_transform"] = json.dumps(self.eval_transform, sort_keys=True)
         if self.update:
             header["update"] = json.dumps(self.update, sort_keys=True)
             for key in ("parent_sha256", "reference_sha256"):
@@ -117,6 +131,9 @@ class ModelMeta:
         _expect(path, "classes", values["classes"], list)
         if not values["classes"] or not all(isinstance(c, str) for c in values["classes"]):
             raise CheckpointError(f"{path}: metadata field 'classes' must be a non-empty list of strings")
+        problem = class_names_problem(values["classes"])
+        if problem:
+            raise CheckpointError(f"{path}: metadata field 'classes': {problem}")
         if values["num_classes"] != len(values["classes"]):
             raise CheckpointError(f"{path}: metadata 'num_classes' = {values['num_classes']} but 'classes' lists "
                                   f"{len(values['classes'])}")
@@ -131,13 +148,20 @@ class ModelMeta:
                                   f"per channel ({shape[0]}): finite numbers, std > 0")
         _expect(path, "config", values["config"], dict)
         _expect(path, "metrics", values["metrics"], dict)
+        _check_eval_transform(path, values.get("eval_transform") or {})
         _expect(path, "update", values.get("update") or {}, dict)
+        for key in ("parent_sha256", "reference_sha256"):  # shown and compared as text
+            value = (values.get("update") or {}).get(key)
+            if value is not None and not isinstance(value, str):
+                raise CheckpointError(f"{path}: metadata field 'update': {key!r} is {value!r}; expected a sha256 "
+                                      f"as a hex string")
         meta = cls(
             arch=values["arch"], arch_args=values["arch_args"], classes=values["classes"],
             input_shape=tuple(shape), normalization=norm, dataset=values["dataset"],
             dataset_fingerprint=values["dataset_fingerprint"], config=values["config"],
             metrics=values["metrics"], update=values.get("update", {}) or {}, format=values["format"],
             modelupdate_version=values["modelupdate_version"], torch_version=values["torch_version"],
+            eval_transform=values.get("eval_transform") or {},
         )
         if meta.is_ensemble:
             seeds = values.get("member_seeds")
@@ -147,6 +171,17 @@ class ModelMeta:
             meta.member_seeds = seeds
             meta.member_metrics = values.get("member_metrics") or []
         return meta
+
+
+def _check_eval_transform(path: Path, value: Any) -> None:
+    from .data.transforms import check_crop_pct, check_interpolation
+
+    _expect(path, "eval_transform", value, dict)
+    try:
+        check_crop_pct("crop_pct", value.get("crop_pct", 1.0))
+        check_interpolation("interpolation", value.get("interpolation", "bilinear"))
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: metadata field 'eval_transform': {exc}") from None
 
 
 def _valid_normalization(norm: Any, channels: int) -> bool:
@@ -172,8 +207,7 @@ def read_header(path: str | Path) -> tuple[dict[str, Any], int]:
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: file not found")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: not a file")
+    check_regular_file(path, CheckpointError)
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -290,12 +324,10 @@ def save_model(path: str | Path, model: nn.Module, meta: ModelMeta, *, verify: b
 def check_rebuilds(meta: ModelMeta, state: dict[str, torch.Tensor]) -> None:
     """The architecture and arguments the file will name build a model with exactly these tensor names and
     shapes: a checkpoint that could not be loaded again is never written."""
-    with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the caller's RNG alone
-        rebuilt = build_model(meta.arch, meta.num_classes, meta.input_shape,
-                              without_init_args(meta.arch_args)).state_dict()
-    if {k: tuple(v.shape) for k, v in rebuilt.items()} != {k: tuple(v.shape) for k, v in state.items()}:
+    rebuilt = expected_state(meta.arch, meta.num_classes, meta.input_shape, without_init_args(meta.arch_args))
+    if {k: v[0] for k, v in rebuilt.items()} != {k: tuple(v.shape) for k, v in state.items()}:
         differ = sorted(k for k in set(rebuilt) | set(state)
-                        if k not in rebuilt or k not in state or rebuilt[k].shape != state[k].shape)
+                        if k not in rebuilt or k not in state or rebuilt[k][0] != tuple(state[k].shape))
         raise CheckpointError(f"{meta.arch} with arch_args {meta.arch_args} would not rebuild this model "
                               f"({', '.join(differ[:3])} differ); nothing was written")
 
@@ -358,10 +390,27 @@ def load_checkpoint(path: str | Path, *, ensemble_mode: str = "auto", trusted_ar
         model = _rebuild(path, meta, tensors)
         members = [model]
     model.eval()
+    check_first_logits(model, str(path))
     return LoadedModel(path=path, meta=meta, model=model, members=members, sha256=sha256_file(path))
 
 
 def _rebuild(path: Path, meta: ModelMeta, state: dict[str, torch.Tensor]) -> nn.Module:
+    """The model ``meta`` describes holding ``state``, once its names, shapes, dtypes and values are known to
+    fit: a model is built for real only then, so metadata that asks for billions of parameters next to a
+    few kilobytes of weights costs nothing."""
+    try:
+        expected = expected_state(meta.arch, meta.num_classes, meta.input_shape, without_init_args(meta.arch_args))
+    except Exception as exc:
+        raise CheckpointError(f"{path}: cannot rebuild architecture {meta.arch!r} ({exc})") from None
+    problem = fit_problem(state, expected)
+    if problem:
+        implied, held = sum(math.prod(shape) for shape, _ in expected.values()), sum(v.numel() for v in state.values())
+        counts = f" (its metadata implies {implied:,} numbers, the file holds {held:,})" if implied != held else ""
+        raise CheckpointError(f"{path}: weights do not fit architecture {meta.arch!r} with {meta.num_classes} "
+                              f"classes: {problem}{counts}")
+    problem = weights_problem(state, expected)
+    if problem:
+        raise CheckpointError(f"{path}: {problem}")
     try:
         model = build_model(meta.arch, meta.num_classes, meta.input_shape, without_init_args(meta.arch_args))
     except Exception as exc:
@@ -382,10 +431,12 @@ def state_dict_error(exc: RuntimeError) -> str:
     return (problems[0].rstrip(".") + more) if problems else "state dict mismatch"
 
 
-def check_compatible(a: ModelMeta, a_name: str, b: ModelMeta | Any, b_name: str) -> None:
+def check_compatible(a: ModelMeta, a_name: str, b: ModelMeta | Any, b_name: str, *,
+                     preprocessing: bool = True) -> None:
     """Raise MismatchError naming the first field in which two models (or model and data) disagree.
 
-    ``b`` may be a ModelMeta or a data.DatasetInfo.
+    ``b`` may be a ModelMeta or a data.DatasetInfo. Without ``preprocessing`` only the classes and the
+    number of channels must agree: each model is then fed through its own transform (data/transforms.py).
     """
     b_classes = list(b.classes)
     b_shape = tuple(b.input_shape)
@@ -399,6 +450,11 @@ def check_compatible(a: ModelMeta, a_name: str, b: ModelMeta | Any, b_name: str)
         diff = next(i for i, (x, y) in enumerate(zip(a.classes, b_classes, strict=True)) if x != y)
         raise MismatchError(f"class names differ between {a_name} and {b_name}: class {diff} is "
                             f"{a.classes[diff]!r} vs {b_classes[diff]!r}")
+    if not preprocessing:
+        if a.input_shape[0] != b_shape[0]:
+            raise MismatchError(f"{a_name} expects images of {a.input_shape[0]} channel(s), {b_name} has "
+                                f"{b_shape[0]}")
+        return
     if tuple(a.input_shape) != b_shape:
         hint = ""
         if b_folder and a.input_shape[0] == b_shape[0] and a.input_shape[1] == a.input_shape[2]:

@@ -78,15 +78,16 @@ def cross_entropy_objective(label_smoothing: float = 0.0) -> Objective:
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, split: Split, info: DatasetInfo, runtime: Runtime, *,
-                   batch_size: int = 1024, channels_last: bool = False, shard: bool = True
+                   batch_size: int = 1024, channels_last: bool = False, shard: bool = True, transform=None
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Logits [N, C] (float32, CPU), targets [N], ids [N] of this rank's shard (all of it when shard=False)."""
+    """Logits [N, C] (float32, CPU), targets [N], ids [N] of this rank's shard (all of it when shard=False).
+    ``transform``: the model's own preprocessing (``data.transforms.EvalTransform``; default: the data's)."""
     was_training = model.training
     model.eval()
     rank, world = (runtime.rank, runtime.world) if shard else (0, 1)
     outs, targets, ids = [], [], []
     for batch in eval_batches(split, info, batch_size=batch_size, device=runtime.device, rank=rank, world=world,
-                              channels_last=channels_last):
+                              channels_last=channels_last, transform=transform):
         with runtime.autocast():
             logits = model(batch.images)
         outs.append(logits.float().cpu())
@@ -324,7 +325,8 @@ def resume_state(state_path: Path, model: nn.Module, optimizer: torch.optim.Opti
     """Load a resumable state into model, optimizer, scaler (and weight average), after checking it is
     this run's recipe (before any tensor is loaded: a changed optimizer is named, not a KeyError)."""
     progress = read_train_progress(state_path)
-    saved = {"train": train_recipe(progress.get("config") or {}), "data": progress.get("data"),
+    config = progress.get("config")  # a state that predates it is checked by its tensors alone
+    saved = {"train": train_recipe(config) if isinstance(config, dict) else None, "data": progress.get("data"),
              "update": progress.get("update")}
     check_same(saved, {"train": train_recipe(cfg.to_dict())} | recipe, what=f"--resume: {state_path}",
                remedy="rerun with the same options, or delete the state to start over")

@@ -29,7 +29,8 @@ Data = Annotated[str, typer.Option("--data", help="Dataset: fashion-mnist, mnist
                                    "val/ or both (torchvision's ImageNet layout: train/ and val/).")]
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Folder holding the dataset files.")]
 Download = Annotated[bool, typer.Option("--download", help="Download the dataset through torchvision if missing.")]
-ValFraction = Annotated[float, typer.Option("--val-fraction", help="Share of train held out for validation.")]
+ValFraction = Annotated[float, typer.Option("--val-fraction", help="Share of train held out for validation (not "
+                                            "for an image folder with a val/ folder: that is the validation split).")]
 TrainSubset = Annotated[str | None, typer.Option("--train-subset", help="Train on a seeded subset: a fraction "
                                                  "(0.33) or a count (20000).")]
 SplitSeed = Annotated[int, typer.Option("--split-seed", help="Seed of the validation split and the subset.")]
@@ -61,6 +62,14 @@ MemoryBudget = Annotated[float, typer.Option("--memory-budget", metavar="GIB", h
 Workers = Annotated[int | None, typer.Option("--workers", help="Streamed data: loader processes per training "
                                              "process; 0: load in the training process [default: the cores this "
                                              "process may use, shared by the machine's processes, less one; 1 to 8].")]
+CropPct = Annotated[float | None, typer.Option(
+    "--crop-pct", metavar="SHARE", help="Evaluation: resize the shorter side to --image-size / SHARE, then crop the "
+    "centre (torchvision's Resize(256) + CenterCrop(224) is 0.875) [default: 0.875 for inputs of 128 px and more, "
+    "else 1: the whole image]. Recorded in the checkpoint: every command evaluates the model this way.")]
+Resize = Annotated[int | None, typer.Option(
+    "--resize", metavar="PIXELS", help="Evaluation: the shorter side before the centre crop, instead of --crop-pct.")]
+Interpolation = Annotated[str, typer.Option(
+    "--interpolation", help="Evaluation resize: bilinear, bicubic or nearest.")]
 MaxImagePixels = Annotated[int, typer.Option(
     "--max-image-pixels", metavar="PIXELS", help="imagefolder: refuse an image whose header declares more pixels "
     "(width x height), before decoding it.")]
@@ -124,7 +133,7 @@ OptionalData = Annotated[str | None, typer.Option(
     "--data", help="Dataset to run checkpoints on (fashion-mnist, mnist, cifar10, cifar100, "
     "imagefolder:PATH, synthetic); not needed for prediction files.")]
 SplitName = Annotated[str, typer.Option("--split", help="Which split checkpoints are run on: "
-                                        "test, val or train.")]
+                                        "test, val or train (an image folder's val/ folder when it has one).")]
 EvalBatchSize = Annotated[int, typer.Option("--batch-size", help="Batch size of inference.")]
 EvalImageSize = Annotated[int | None, typer.Option(
     "--image-size", help="imagefolder: resize images to this size [default: the checkpoint's "
@@ -268,6 +277,7 @@ def _training_options(
     rand_augment: RandAugment = DATA.rand_augment, stream: Stream = DATA.stream,
     memory_budget: MemoryBudget = DATA.memory_budget, workers: Workers = DATA.workers, mean: Mean = DATA.mean,
     std: Std = DATA.std, max_image_pixels: MaxImagePixels = DATA.max_image_pixels, cache_dir: CacheDir = None,
+    crop_pct: CropPct = DATA.crop_pct, resize: Resize = DATA.resize, interpolation: Interpolation = DATA.interpolation,
     quiet: Quiet = False, tensorboard: TensorBoard = None,
     mlflow: Mlflow = None,
 ) -> TrainingRun:
@@ -283,7 +293,8 @@ def _training_options(
         data_config(data, data_dir, download, val_fraction, train_subset, split_seed, no_augment, image_size),
         hflip=hflip, crop=crop, crop_pad=crop_pad, crop_scale=crop_scale, color_jitter=color_jitter,
         rand_augment=rand_augment, stream=stream, memory_budget=memory_budget, workers=workers, mean=mean,
-        std=std, max_image_pixels=max_image_pixels, cache_dir=str(cache_dir) if cache_dir else None))
+        std=std, max_image_pixels=max_image_pixels, cache_dir=str(cache_dir) if cache_dir else None,
+        crop_pct=crop_pct, resize=resize, interpolation=interpolation))
     if tensorboard is not None:
         from ..tracking import check_tensorboard
         from ..workflows.common import check_apart_from_out

@@ -210,13 +210,16 @@ def train_batches(
 
 def eval_batches(
     split: Split, info: DatasetInfo, *, batch_size: int, device: torch.device,
-    rank: int = 0, world: int = 1, channels_last: bool = False,
+    rank: int = 0, world: int = 1, channels_last: bool = False, transform=None,
 ) -> Iterator[Batch]:
-    """Un-augmented, normalised batches (images float32 [<= batch_size, C, H, W]) of this rank's shard, in id order."""
+    """Un-augmented batches (images float32 [<= batch_size, C, H, W]) of this rank's shard, in id order, through
+    ``transform`` (a model's own ``transforms.EvalTransform``), else the data's, else its normalisation alone."""
     idx_all = shard_indices(len(split), rank, world)
     plan = [idx_all[start : start + batch_size] for start in range(0, len(idx_all), batch_size)]
+    transform = transform if transform is not None else info.eval_transform
     for idx, images in zip(plan, split.image_batches(plan, device), strict=True):
-        x = normalize(images.to(device, non_blocking=True), info)
+        images = images.to(device, non_blocking=True)
+        x = transform.apply(images) if transform is not None else normalize(images, info)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         yield Batch(x, split.targets[idx].to(device), split.ids[idx].to(device))

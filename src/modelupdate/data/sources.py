@@ -16,6 +16,7 @@ import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -32,6 +33,7 @@ from .folders import (
     split_folders,
 )
 from .streaming import StreamSplit, should_stream, stream_splits
+from .transforms import data_transform
 
 FASHION_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -87,6 +89,8 @@ class DatasetInfo:
     std: tuple[float, ...]
     fingerprint: str
     augment: AugmentSpec
+    # how a model trained on this data is evaluated (transforms.EvalTransform); None: normalisation alone
+    eval_transform: Any = None
 
     @property
     def num_classes(self) -> int:
@@ -226,6 +230,8 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         std=tuple(float(s) for s in std),
         fingerprint=fingerprint,
         augment=augment,
+        eval_transform=data_transform(cfg, input_shape, tuple(float(m) for m in mean),  # type: ignore[arg-type]
+                                      tuple(float(s) for s in std)),
     )
     return Dataset(info, train, val, test, absent)
 

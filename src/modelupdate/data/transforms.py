@@ -105,5 +105,43 @@ class EvalTransform:
         return InterpolationMode(self.interpolation)
 
 
+def data_transform(data_cfg: Any, input_shape: tuple[int, int, int], mean: tuple[float, ...],
+                   std: tuple[float, ...]) -> EvalTransform:
+    """The transform of a model trained on ``data_cfg`` (a DataConfig) whose inputs are ``input_shape``."""
+    crop_pct = data_cfg.crop_pct
+    if data_cfg.resize is not None:
+        crop_pct = min(input_shape[1:]) / data_cfg.resize
+        if crop_pct > 1.0:
+            raise ConfigError(f"--resize {data_cfg.resize}: smaller than the input size {min(input_shape[1:])}; "
+                              f"expected at least it (the centre crop is cut from the resized image)")
+    if crop_pct is None:
+        crop_pct = default_crop_pct(input_shape)
+    return EvalTransform(tuple(input_shape), tuple(mean), tuple(std), crop_pct, data_cfg.interpolation)
+
+
+def transform_of(meta: Any) -> EvalTransform:
+    """A checkpoint's transform (``checkpoint.ModelMeta``); a file without one: the whole image resized."""
+    recorded = meta.eval_transform or {}
+    return EvalTransform(tuple(meta.input_shape), tuple(meta.normalization["mean"]), tuple(meta.normalization["std"]),
+                         crop_pct=float(recorded.get("crop_pct", 1.0)),
+                         interpolation=recorded.get("interpolation", "bilinear"))
+
+
+class SeenThrough(torch.nn.Module):
+    """``model`` fed a batch normalised by ``view`` (the student's), adapted to its own preprocessing."""
+
+    def __init__(self, model: torch.nn.Module, transform: EvalTransform, view: EvalTransform):
+        super().__init__()
+        self.model, self.transform, self.view = model, transform, view
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(self.transform.adapt(x, self.view))
+
+
+def whole_view(view: EvalTransform) -> EvalTransform:
+    """``view`` without its centre crop: the whole decoded image, as training batches show it."""
+    return EvalTransform(view.input_shape, view.mean, view.std, 1.0, view.interpolation)
+
+
 def _close(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     return len(a) == len(b) and all(abs(p - q) < 1e-6 for p, q in zip(a, b, strict=True))

@@ -171,6 +171,7 @@ def model_meta(info: DatasetInfo, data_cfg: DataConfig, cfg: TrainConfig, metric
         input_shape=info.input_shape,
         normalization=info.normalization, dataset=info.name, dataset_fingerprint=info.fingerprint,
         config={"data": data_cfg.to_dict(), "train": cfg.to_dict()}, metrics=metrics, update=update or {},
+        eval_transform=info.eval_transform.to_meta() if info.eval_transform is not None else {},
     )
 
 

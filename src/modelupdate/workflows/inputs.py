@@ -87,11 +87,12 @@ def read_prediction_files(paths: dict[int, str | Path], options: EvalConfig,
 
 
 def load_inputs(paths: list[str | Path], options: EvalConfig,
-                timed: list[bool] | None = None) -> list[Predictions]:
+                timed: list[bool] | None = None, datasets: dict[str, Any] | None = None) -> list[Predictions]:
     """Every path as Predictions, in order. Cheap checks and prediction files come first,
     so a bad input fails before any model runs; the dataset is loaded at most once.
 
-    ``timed[i]``: also measure the inference time of checkpoint ``i`` (meta "ms_per_image").
+    ``timed[i]``: also measure the inference time of checkpoint ``i`` (meta "ms_per_image"). ``datasets``:
+    where the loaded datasets are kept by configuration, for the caller to reuse (the report's images).
     """
     timed = timed or [False] * len(paths)
     kinds = [checkpoint_kind(p) for p in paths]
@@ -103,7 +104,7 @@ def load_inputs(paths: list[str | Path], options: EvalConfig,
         (c for p, k in zip(paths, kinds, strict=True) if k is not None and (c := checkpoint_classes(p))), None)
     loaded = read_prediction_files({i: p for i, (p, k) in enumerate(zip(paths, kinds, strict=True)) if k is None},
                                    options, classes)
-    datasets: dict[str, Any] = {}
+    datasets = {} if datasets is None else datasets
     for i, (path, kind) in enumerate(zip(paths, kinds, strict=True)):
         if kind is not None:
             assert options.data is not None
@@ -136,6 +137,7 @@ def predictions_from_checkpoint(
     with ``measure_speed`` also ``ms_per_image``. ``datasets`` caches loaded datasets by config.
     """
     from ..checkpoint import check_compatible, load_checkpoint
+    from ..data.transforms import transform_of
     from ..engine import predict_logits
     from ..models import count_parameters
     from ..runtime import Runtime, select_device
@@ -144,20 +146,22 @@ def predictions_from_checkpoint(
     runtime = Runtime(device=select_device(device))  # a bad --device fails before any loading
     loaded = load_checkpoint(path)
     meta = loaded.meta
+    transform = transform_of(meta)  # the checkpoint's own preprocessing
     if image_size_from_checkpoint and data_cfg.name.startswith("imagefolder:"):
-        data_cfg = dataclasses.replace(data_cfg, image_size=int(meta.input_shape[1]))
+        # decoded at the size its transform resizes to, then centre-cropped by it (as in production)
+        data_cfg = dataclasses.replace(data_cfg, image_size=transform.resize_size, crop_pct=None, resize=None)
     if data_cfg.name.startswith("imagefolder:") and data_cfg.mean is None:
         # an image folder has no normalisation of its own: the checkpoint's is how its images are fed to it
         norm = meta.normalization
         data_cfg = dataclasses.replace(data_cfg, mean=",".join(map(repr, norm["mean"])),
                                        std=",".join(map(repr, norm["std"])))
     data = _dataset(data_cfg, datasets)
-    check_compatible(meta, str(path), data.info, f"--data {data.info.name}")
+    check_compatible(meta, str(path), data.info, f"--data {data.info.name}", preprocessing=False)
     samples = data.split(split)
 
     model = loaded.model.to(runtime.device)
     logits, targets, ids = predict_logits(model, samples, data.info, runtime, batch_size=batch_size,
-                                          shard=False)
+                                          shard=False, transform=transform)
     provenance = {
         "checkpoint": str(path),
         "checkpoint_sha256": loaded.sha256,

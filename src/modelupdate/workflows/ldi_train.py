@@ -13,6 +13,7 @@ of ``--data`` it covers (matched by sample id), and the methods held against the
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from ..checkpoint import (
 )
 from ..config import CSV_COLUMNS, DataConfig, TrainConfig, UpdateConfig, with_method_defaults
 from ..data import Batch, Dataset, load_dataset
+from ..data.transforms import SeenThrough, transform_of, whole_view
 from ..engine import EventHandler, batch_cross_entropy, predict_logits
 from ..errors import ConfigError, MismatchError
 from ..metrics import flip_counts
@@ -78,11 +80,13 @@ def ldi_train(data_cfg: DataConfig, cfg: TrainConfig, update_cfg: UpdateConfig, 
         teacher = None
     else:  # every other method holds the student against the old model
         teacher = old_model
-    if teacher is not None:
+    if teacher is not None:  # it sees the student's augmented view, resized and normalised its own way
+        teacher = dataclasses.replace(teacher, model=SeenThrough(teacher.model, transform_of(teacher.meta),
+                                                                 data.info.eval_transform))
         teacher.model.to(runtime.device)
         if cfg.channels_last:
             teacher.model.to(memory_format=torch.channels_last)
-    if old_model is not None and old_model is not teacher:
+    if old_model is not None:
         old_model.model.to(runtime.device)
 
     cache = None
@@ -190,12 +194,12 @@ def old_labels_on_splits(old: Predictions, data: Dataset, splits: Sequence[str] 
 
 def _load_against_data(path: Path | None, option: str, data: Dataset, data_cfg: DataConfig,
                        allow_other_data: bool) -> LoadedModel:
-    """Load ``path`` and check it fits ``--data``: classes, input shape, normalisation; and unless
+    """Load ``path`` and check it fits ``--data``: classes and channels (its own preprocessing feeds it); and unless
     ``allow_other_data``, the same dataset (fingerprint) and validation split, so that validation
     images were never training images of the model held against."""
     assert path is not None
     loaded = load_checkpoint(path)
-    check_compatible(loaded.meta, f"{option} {path}", data.info, f"--data {data.info.name}")
+    check_compatible(loaded.meta, f"{option} {path}", data.info, f"--data {data.info.name}", preprocessing=False)
     if allow_other_data:
         return loaded
     if not loaded.meta.dataset_fingerprint:
@@ -275,7 +279,9 @@ def load_or_build_reference_cache(path: Path, teacher: LoadedModel, data: Datase
             raise MismatchError(f"--reference-cache {path}: lacks {len(missing)} training ids "
                                 f"(another split?); delete it to rebuild")
         return CachedReference(tensors["logits"], tensors["ids"]).to(runtime.device)
+    # the whole clean image, as a training batch shows it (no evaluation crop); the teacher adapts it
     logits, _, ids = predict_logits(teacher.model, data.train, data.info, runtime, batch_size=cfg.eval_batch_size,
+                                    transform=whole_view(data.info.eval_transform),
                                     shard=False)
     if runtime.is_main:
         meta = {"format": "modelupdate-reference-cache/1", "reference_sha256": teacher.sha256,
@@ -304,8 +310,8 @@ def flip_metrics_on(old: LoadedModel | np.ndarray, data: Dataset, split_name: st
     def old_predictions(ids: torch.Tensor) -> np.ndarray:
         if isinstance(old, np.ndarray):  # this shard's samples, looked up by id
             return old[split_order[np.searchsorted(split.ids.numpy()[split_order], ids.numpy())]]
-        if "old" not in cached:
-            cached["old"], _, _ = predictions(old.model)
+        if "old" not in cached:  # through its own preprocessing, from the clean images
+            cached["old"], _, _ = predictions(old.model, transform=transform_of(old.meta))
         return cached["old"].numpy()
 
     def measure(model: torch.nn.Module) -> dict[str, Any]:
