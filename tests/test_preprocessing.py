@@ -83,3 +83,49 @@ def test_the_old_model_is_measured_on_clean_images_through_its_own_transform(tmp
     student = load_checkpoint(tmp_path / "new.safetensors").meta
     assert student.input_shape == (1, 12, 12) and student.normalization == {"mean": [0.5], "std": [0.25]}, \
         "the student keeps its own preprocessing, not the old model's"
+
+
+def make_folder(root: Path, size: int) -> Path:
+    import torchvision
+
+    for split in ("train", "test"):
+        for name in ("cat", "dog"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(3):
+                torchvision.io.write_png(torch.full((3, size, size), 40 * i, dtype=torch.uint8),
+                                         str(root / split / name / f"{i}.png"))
+    return root
+
+
+def test_images_resized_more_than_twice_their_size_are_said_in_one_warning_line(tmp_path, run_cli):
+    folder = make_folder(tmp_path / "images", 16)
+    common = ["train", "--data", f"imagefolder:{folder}", "--arch", "tiny", "--epochs", "1", "--device", "cpu",
+              "--quiet"]
+    rc, _, err = run_cli(*common, "--image-size", "40", "--out", tmp_path / "far.safetensors")
+    assert rc == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "about 16 px" in warnings[0] and "40 px (2.5x)" in warnings[0]
+    rc, _, err = run_cli(*common, "--image-size", "24", "--out", tmp_path / "near.safetensors")
+    assert rc == 0 and "warning" not in err, err
+
+
+def test_the_evaluation_batch_follows_the_input_size():
+    from modelupdate.config import eval_batch_size_for
+
+    assert eval_batch_size_for((1, 28, 28)) == 1024 and eval_batch_size_for((3, 64, 64)) == 1024
+    assert eval_batch_size_for((3, 224, 224)) == 64  # 64 x 3 x 224 x 224 <= 1024 x 3 x 64 x 64 < 128 x ...
+    assert eval_batch_size_for((3, 1024, 1024)) == 16
+
+
+def test_a_checkpoint_records_its_evaluation_transform(tmp_path, run_cli):
+    from modelupdate.checkpoint import read_meta
+
+    folder = make_folder(tmp_path / "images", 16)
+    rc, _, err = run_cli("train", "--data", f"imagefolder:{folder}", "--arch", "tiny", "--epochs", "1", "--device",
+                         "cpu", "--quiet", "--image-size", "16", "--resize", "20", "--interpolation", "bicubic",
+                         "--out", tmp_path / "m.safetensors")
+    assert rc == 0, err
+    assert read_meta(tmp_path / "m.safetensors").eval_transform == {"crop_pct": 0.8, "resize": 20,
+                                                                    "interpolation": "bicubic"}
+    rc, _, err = run_cli("train", "--data", "synthetic", "--resize", "4", "--out", tmp_path / "bad.safetensors")
+    assert rc == 2 and "--resize 4" in err and len(err.strip().splitlines()) == 1, err

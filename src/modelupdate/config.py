@@ -7,8 +7,11 @@ it can be stored in checkpoint metadata and read back without ``eval``.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import json
 import math
+import numbers
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -53,6 +56,124 @@ def parse_number_list(option: str, text: str | None, kind: type = float) -> list
         raise ConfigError(f"{option}: expected comma-separated {noun}, got {text!r}") from None
 
 
+_LIST_NOUNS = {float: "numbers", int: "integers", str: "names"}
+
+
+def as_list(param: str, value: Any, kind: type = float) -> list | None:
+    """Where a list is meant, Python callers may pass a list (tuple, array) or the CLI's ``"a,b,c"``: one rule
+    for every such parameter. ``kind`` float: real numbers; int: integers (not 12.7, not bools); str:
+    strings (a string is split at commas, never into characters). None stays None; anything else is one
+    line naming ``param``; ranges and emptiness are the caller's to check."""
+    if value is None:
+        return None
+    noun = _LIST_NOUNS[kind]
+    if isinstance(value, str):
+        items: list = [part.strip() for part in value.split(",")] if kind is str else \
+            parse_number_list(param, value, kind)  # type: ignore[assignment]
+    else:
+        if hasattr(value, "tolist"):  # numpy arrays and torch tensors, as plain Python values
+            value = value.tolist()
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{param}: expected a list of {noun} or a string 'a,b,c', got {_shown(value)}")
+        items = list(value)
+    for item in items:
+        if not _is_kind(item, kind):
+            raise ConfigError(f"{param}: expected a list of {noun} or a string 'a,b,c', got {_shown(value)}")
+    if kind is str:
+        return items
+    return [int(v) for v in items] if kind is int else [float(v) for v in items]
+
+
+def number_text(param: str, value: Any) -> str | None:
+    """A list of numbers as the comma-separated text the CLI stores (a string is kept as given)."""
+    if value is None or isinstance(value, str):
+        return value
+    return ",".join(map(repr, as_list(param, value) or []))
+
+
+def _is_kind(value: Any, kind: type) -> bool:
+    if kind is str:
+        return isinstance(value, str)  # an empty name is the caller's check, with its own message
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    return kind is float or isinstance(value, numbers.Integral)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return (text if len(text) <= 60 else text[:57] + "...") + f" ({type(value).__name__})"
+
+
+def check_field_types(obj: Any) -> None:
+    """Each field's value is of its annotated type (ints are ints and not bools, numbers are real and fit in
+    64 bits), normalised to the plain Python type (numpy scalars become int/float, a list of names a tuple).
+    The CLI's values are right by construction, so a message names the field as a Python caller wrote it."""
+    cls = type(obj).__name__
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        kinds = [k.strip() for k in str(f.type).split("|")]
+        if value is None and "None" in kinds:
+            continue
+        kind = kinds[0]
+        if kind not in _FIELD_CHECKS:
+            continue  # a nested config or another type: checked by its own class
+        noun, convert = _FIELD_CHECKS[kind]
+        try:
+            checked = convert(value)
+        except OverflowError:  # the one check a typed command-line value can fail: name its option too
+            from .recipe import option_for
+
+            raise ConfigError(f"{option_for(f.name)} ({cls}.{f.name}): expected {noun} that fits in 64 bits, got "
+                              f"{_shown(value)}") from None
+        except (TypeError, ValueError):
+            raise ConfigError(f"{cls}.{f.name}: expected {noun}, got {_shown(value)}") from None
+        if checked is not value:
+            object.__setattr__(obj, f.name, checked)  # frozen dataclasses too
+
+
+def _int_field(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError
+    if not -2**63 <= int(value) < 2**63:  # what torch and numpy hold
+        raise OverflowError
+    return value if type(value) is int else int(value)
+
+
+def _float_field(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError
+    return value if type(value) is float else float(value)
+
+
+def _of_type(expected: type) -> Any:
+    def convert(value: Any) -> Any:
+        if expected is bool and type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_"):
+            return bool(value)
+        if not isinstance(value, expected):
+            raise TypeError
+        return value
+    return convert
+
+
+def _names_field(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):  # "a,b,c", as as_list reads it
+        return tuple(part.strip() for part in value.split(","))
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise TypeError
+    return tuple(value)
+
+
+_FIELD_CHECKS: dict[str, tuple[str, Any]] = {
+    "int": ("an integer", _int_field),
+    "float": ("a real number", _float_field),
+    "str": ("a string", _of_type(str)),
+    "bool": ("True or False", _of_type(bool)),
+    "dict[str, Any]": ("a dict", _of_type(dict)),
+    "tuple[str, ...]": ("a list of names", _names_field),
+    "DataConfig": ("a DataConfig", lambda value: _of_type(DataConfig)(value)),  # defined below
+}
+
+
 class _JsonMixin:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[arg-type]
@@ -66,6 +187,18 @@ class _JsonMixin:
 
 
 EVAL_BATCH_SIZE = 1024  # inference batch of every evaluation: large, no gradients kept
+# the analysis commands' default batch holds at most this many input values (1024 images of 3 x 64 x 64):
+# large inputs get smaller batches, so memory stays about the same (eval_batch_size_for)
+EVAL_BATCH_VALUES = 1024 * 3 * 64 * 64
+
+
+def eval_batch_size_for(input_shape: tuple[int, ...]) -> int:
+    """A power of two in [16, EVAL_BATCH_SIZE] whose batch of ``input_shape`` images fits EVAL_BATCH_VALUES."""
+    values = max(1, math.prod(input_shape))
+    size = EVAL_BATCH_SIZE
+    while size > 16 and size * values > EVAL_BATCH_VALUES:
+        size //= 2
+    return size
 SPLITS = ("train", "val", "test")
 # the columns of a prediction CSV (sample id, true label, predicted label) unless the user names others
 CSV_COLUMNS = ("id", "target", "pred")
@@ -131,8 +264,21 @@ class DataConfig(_JsonMixin):
     max_image_pixels: int = 89_478_485
     # imagefolder only: where its listing and statistics are cached (None: $XDG_CACHE_HOME/modelupdate)
     cache_dir: str | None = None
+    # the evaluation transform of the model trained on this data (data/transforms.py): the shorter side
+    # resized to image_size / crop_pct, then the centre cropped (None: 0.875 from 128 px up, else 1);
+    # resize: the shorter side in pixels instead of crop_pct
+    crop_pct: float | None = None
+    resize: int | None = None
+    interpolation: str = "bilinear"
 
     def __post_init__(self) -> None:
+        # mean, std, rand_augment: a list or the CLI's "a,b,c", kept as that text (one recipe either way)
+        self.mean, self.std = number_text("DataConfig.mean", self.mean), number_text("DataConfig.std", self.std)
+        if self.rand_augment is not None and not isinstance(self.rand_augment, str):
+            self.rand_augment = ",".join(map(str, as_list("DataConfig.rand_augment", self.rand_augment, int) or []))
+        if isinstance(self.train_subset, numbers.Real) and not isinstance(self.train_subset, bool):
+            self.train_subset = str(self.train_subset)  # 0.33 or 20000, as typed on the command line
+        check_field_types(self)
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"--val-fraction: expected a value in [0, 1), got {self.val_fraction}")
         if self.hflip is not None and not 0.0 <= self.hflip <= 1.0:
@@ -165,9 +311,11 @@ class DataConfig(_JsonMixin):
             raise ConfigError("--mean / --std: give both or neither")
         if self.std is not None:
             values = parse_number_list("--std", self.std)
-            parse_number_list("--mean", self.mean)
+            means = parse_number_list("--mean", self.mean)
             if not all(math.isfinite(v) and v > 0 for v in values):
                 raise ConfigError(f"--std: expected finite values > 0, got {self.std!r}")
+            if not all(math.isfinite(v) for v in means or []):  # nan or 1e309 would only show as a nan loss
+                raise ConfigError(f"--mean: expected finite values, got {self.mean!r}")
         if not self.memory_budget > 0:
             raise ConfigError(f"--memory-budget: expected GiB > 0, got {self.memory_budget}")
         if self.workers is not None and self.workers < 0:
@@ -176,6 +324,19 @@ class DataConfig(_JsonMixin):
                 or self.max_image_pixels < 1:
             raise ConfigError(f"--max-image-pixels: expected a number of pixels >= 1, got {self.max_image_pixels!r}")
         _check_seed("--split-seed", self.split_seed)
+        self._check_eval_transform()
+
+    def _check_eval_transform(self) -> None:
+        from .data.transforms import check_crop_pct, check_interpolation
+
+        if self.crop_pct is not None and self.resize is not None:
+            raise ConfigError("--resize / --crop-pct: give one of them (--crop-pct = --image-size / --resize)")
+        if self.crop_pct is not None:
+            check_crop_pct("--crop-pct", self.crop_pct)
+        if self.resize is not None and not (isinstance(self.resize, int) and not isinstance(self.resize, bool)
+                                            and self.resize >= 1):
+            raise ConfigError(f"--resize: expected the shorter side in pixels, got {self.resize!r}")
+        check_interpolation("--interpolation", self.interpolation)
 
 
 @dataclass
@@ -216,6 +377,7 @@ class TrainConfig(_JsonMixin):
     lr_cycles: int = 1
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.epochs < 1:
             raise ConfigError(f"--epochs: expected a positive integer, got {self.epochs}")
         if self.batch_size < 1:
@@ -282,6 +444,7 @@ class UpdateConfig(_JsonMixin):
     fd_b: float = 5.0
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.method is not None and self.method not in METHODS:
             raise ConfigError(f"--method: expected one of {', '.join(METHODS)}, got {self.method!r}")
         if self.alpha is not None and not 0.0 <= self.alpha <= 1.0:
@@ -378,6 +541,7 @@ class GateSpec:
     gate_on: str = "value"
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.gate_on not in GATE_ON_CHOICES:
             raise ConfigError(f"--gate-on: {self.gate_on!r} is not one of {', '.join(GATE_ON_CHOICES)}")
 
@@ -389,7 +553,7 @@ class EvalConfig:
     data: DataConfig | None = None
     split: str = "test"
     device: str = "auto"
-    batch_size: int = EVAL_BATCH_SIZE
+    batch_size: int | None = None  # None: by each checkpoint's input size (eval_batch_size_for)
     # imagefolder: resize images to each checkpoint's own input size (the user gave none)
     image_size_from_checkpoint: bool = False
     # prediction CSVs: which columns hold the id, the true label and the prediction
@@ -402,7 +566,8 @@ class EvalConfig:
     classes_file: str | None = None
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
+        check_field_types(self)
+        if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"--batch-size: expected a positive integer, got {self.batch_size}")
         if self.split not in SPLITS:
             raise ConfigError(f"--split: expected {', '.join(SPLITS)}, got {self.split!r}")
@@ -434,3 +599,25 @@ def check_csv_columns(id_column: str, label_column: str, pred_column: str) -> No
         if key in seen:
             raise ConfigError(f"{seen[key]} and {option} both name column {name!r}; expected three columns")
         seen[key] = option
+
+
+def guard_init(cls):
+    """``cls(...)`` with a misspelt or missing argument raises ConfigError (one line naming the class), not the
+    TypeError of the generated ``__init__``: Python callers get the library's errors everywhere."""
+    init = cls.__init__
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        try:
+            signature.bind(self, *args, **kwargs)
+        except TypeError as exc:
+            raise ConfigError(f"{cls.__name__}: {exc}") from None
+        init(self, *args, **kwargs)
+
+    cls.__init__ = __init__
+    return cls
+
+
+for _cls in (DataConfig, TrainConfig, UpdateConfig, GateSpec, EvalConfig):
+    guard_init(_cls)

@@ -78,10 +78,12 @@ def cross_entropy_objective(label_smoothing: float = 0.0) -> Objective:
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, split: Split, info: DatasetInfo, runtime: Runtime, *,
-                   batch_size: int = 1024, channels_last: bool = False, shard: bool = True, transform=None
+                   batch_size: int = 1024, channels_last: bool = False, shard: bool = True, transform=None,
+                   on_batch: Callable[[int, int], None] | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Logits [N, C] (float32, CPU), targets [N], ids [N] of this rank's shard (all of it when shard=False).
-    ``transform``: the model's own preprocessing (``data.transforms.EvalTransform``; default: the data's)."""
+    ``transform``: the model's own preprocessing (``data.transforms.EvalTransform``; default: the data's).
+    ``on_batch(done, total)``: called after each batch with the images done so far (progress)."""
     was_training = model.training
     model.eval()
     rank, world = (runtime.rank, runtime.world) if shard else (0, 1)
@@ -93,6 +95,8 @@ def predict_logits(model: nn.Module, split: Split, info: DatasetInfo, runtime: R
         outs.append(logits.float().cpu())
         targets.append(batch.targets.cpu())
         ids.append(batch.ids.cpu())
+        if on_batch is not None:
+            on_batch(sum(len(t) for t in targets), len(split) if not shard or runtime.world == 1 else -1)
     model.train(was_training)
     if not outs:
         return torch.empty(0, 0), torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)

@@ -51,3 +51,7 @@ class OutputComplete(ModelUpdateError):
 
 class OutputError(ModelUpdateError):
     """An output path cannot be written."""
+
+
+class ModelUpdateWarning(UserWarning):
+    """Legal but suspicious input (e.g. images resized far from their size): the CLI shows it as one line."""

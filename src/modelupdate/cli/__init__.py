@@ -40,6 +40,7 @@ def main_callback(
 ) -> None:
     if debug:
         os.environ["MODELUPDATE_DEBUG"] = "1"
+    show_warnings_as_lines()
     if allow_arch_module:
         from ..models import ARCH_MODULES_ENV
 
@@ -47,6 +48,25 @@ def main_callback(
         os.environ[ARCH_MODULES_ENV] = ",".join([m for m in current.split(",") if m] + list(allow_arch_module))
 
 
+
+
+def show_warnings_as_lines() -> None:
+    """The library's warnings (errors.ModelUpdateWarning) as one line on stderr each, when they are raised."""
+    import warnings
+
+    from ..errors import ModelUpdateWarning
+    from .console import err_console
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, ModelUpdateWarning):
+            err_console.print(f"warning: {message}", soft_wrap=True, markup=False, highlight=False)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    warnings.simplefilter("always", ModelUpdateWarning)
 
 
 def _readable_list_types() -> None:

@@ -17,7 +17,7 @@ import typer
 from rich.table import Table
 
 from ..config import GateSpec
-from .console import err_console, out_console, print_written
+from .console import err_console, out_console, print_written, progress
 from .errors import run
 from .options import (
     Data,
@@ -60,7 +60,7 @@ def info_cmd(checkpoint: Annotated[Path, typer.Argument(help="A model or ensembl
     from ..checkpoint import read_meta
 
     meta = run(lambda: read_meta(checkpoint))
-    header = meta.to_header()
+    header = meta.to_header() | {"config": json.dumps(shown_config(meta.config), sort_keys=True)}
     if as_json:
         print(json.dumps({k: _maybe_json(v) for k, v in header.items()}, indent=2, sort_keys=True))
         return
@@ -70,6 +70,36 @@ def info_cmd(checkpoint: Annotated[Path, typer.Argument(help="A model or ensembl
     for key, value in header.items():
         table.add_row(key, value)
     out_console.print(table)
+
+
+# DataConfig fields that only one kind of dataset reads (docs/cli.md): info leaves out those of other kinds
+SYNTHETIC_ONLY = ("synthetic_classes", "synthetic_size", "synthetic_channels", "synthetic_train", "synthetic_test")
+IMAGEFOLDER_ONLY = ("image_size", "stream", "memory_budget", "workers", "max_image_pixels", "cache_dir")
+
+
+def shown_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's training config as ``info`` shows it: only the data options its dataset reads, and the
+    learning rate really used where the default was left (``"lr": null`` would say nothing)."""
+    from ..config import TrainConfig
+    from ..errors import ModelUpdateError
+
+    shown = dict(config)
+    data = config.get("data")
+    if isinstance(data, dict) and isinstance(data.get("name"), str):
+        name = data["name"]
+        skipped = (() if name == "synthetic" else SYNTHETIC_ONLY) + \
+            (() if name.startswith("imagefolder:") else IMAGEFOLDER_ONLY)
+        shown["data"] = {k: v for k, v in data.items() if k not in skipped}
+    train = config.get("train")
+    if isinstance(train, dict) and "lr" in train and train["lr"] is None:
+        defaults = TrainConfig()
+        try:
+            lr = TrainConfig(batch_size=train.get("batch_size", defaults.batch_size),
+                             optimizer=train.get("optimizer", defaults.optimizer)).resolved_lr()
+        except ModelUpdateError:  # a damaged config: shown as stored
+            lr = None
+        shown["train"] = train | {"lr": lr}
+    return shown
 
 
 def _maybe_json(value: str) -> Any:
@@ -93,9 +123,11 @@ def predict_cmd(
 
     options = run(lambda: evaluation.config(data))
     assert options.data is not None
-    result = run(lambda: predict(checkpoint, options.data, out, split=options.split,
-                                 device=options.device, batch_size=options.batch_size,
-                                 image_size_from_checkpoint=options.image_size_from_checkpoint))
+    with progress(f"predict {checkpoint.name}") as on_batch:
+        result = run(lambda: predict(checkpoint, options.data, out, split=options.split,
+                                     device=options.device, batch_size=options.batch_size,
+                                     image_size_from_checkpoint=options.image_size_from_checkpoint,
+                                     on_batch=on_batch))
     p = result.predictions
     print_written(result.out)
     table = Table()

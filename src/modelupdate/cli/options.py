@@ -134,7 +134,9 @@ OptionalData = Annotated[str | None, typer.Option(
     "imagefolder:PATH, synthetic); not needed for prediction files.")]
 SplitName = Annotated[str, typer.Option("--split", help="Which split checkpoints are run on: "
                                         "test, val or train (an image folder's val/ folder when it has one).")]
-EvalBatchSize = Annotated[int, typer.Option("--batch-size", help="Batch size of inference.")]
+EvalBatchSize = Annotated[int | None, typer.Option("--batch-size", help="Batch size of inference [default: by the "
+                                                  "model's input size: 1024 up to 3x64x64, fewer for larger "
+                                                  "inputs, down to 16].")]
 EvalImageSize = Annotated[int | None, typer.Option(
     "--image-size", help="imagefolder: resize images to this size [default: the checkpoint's "
     "input size].")]
@@ -196,7 +198,7 @@ class Evaluation:
     split_seed: int
     image_size: int | None
     device: str
-    batch_size: int
+    batch_size: int | None
     max_image_pixels: int = DATA.max_image_pixels
     cache_dir: Path | None = None
 

@@ -300,6 +300,25 @@ def gif_frames(data: bytes) -> int:
     return max(frames, 1)
 
 
+def native_side(root: Path, names: list[str], sample: int = 16) -> int | None:
+    """The median shorter side of up to ``sample`` images spread over ``names`` (paths under ``root``), read
+    from their headers (BMP and other formats through PIL without decoding); None when none can be read."""
+    sides = []
+    for name in names[:: max(1, len(names) // sample)][:sample]:
+        try:
+            data = read_regular(root / name)
+            try:
+                sides.append(min(declared_size(data)))
+            except ValueError:
+                from PIL import Image
+
+                with Image.open(io.BytesIO(data)) as image:
+                    sides.append(min(image.size))
+        except Exception:  # noqa: BLE001 (a bad image is reported, with its name, when it is decoded)
+            continue
+    return sorted(sides)[len(sides) // 2] if sides else None
+
+
 def declared_size(data: bytes) -> tuple[int, int]:
     """(width, height) from the header of a PNG, JPEG, GIF or WebP file, read without decoding; a ValueError
     when the header is cut short or malformed."""

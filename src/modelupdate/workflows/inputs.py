@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import EVAL_BATCH_SIZE, DataConfig, EvalConfig
+from ..config import DataConfig, EvalConfig, eval_batch_size_for
 from ..errors import ConfigError
 from ..predictions import PREDICTIONS_FORMAT, Predictions, read_predictions
 
@@ -122,10 +122,11 @@ def predictions_from_checkpoint(
     *,
     split: str = "test",
     device: str = "auto",
-    batch_size: int = EVAL_BATCH_SIZE,
+    batch_size: int | None = None,
     measure_speed: bool = False,
     image_size_from_checkpoint: bool = False,
     datasets: dict[str, Any] | None = None,
+    on_batch=None,
 ) -> Predictions:
     """Run a model or ensemble checkpoint on one split: logits [N, C], targets, ids, classes.
 
@@ -160,8 +161,9 @@ def predictions_from_checkpoint(
     samples = data.split(split)
 
     model = loaded.model.to(runtime.device)
-    logits, targets, ids = predict_logits(model, samples, data.info, runtime, batch_size=batch_size,
-                                          shard=False, transform=transform)
+    logits, targets, ids = predict_logits(model, samples, data.info, runtime, shard=False, transform=transform,
+                                          batch_size=batch_size or eval_batch_size_for(meta.input_shape),
+                                          on_batch=on_batch)
     provenance = {
         "checkpoint": str(path),
         "checkpoint_sha256": loaded.sha256,

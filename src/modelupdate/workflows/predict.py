@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import check_target, holds_output_lock, remove_stale_temps, resolved
-from ..config import EVAL_BATCH_SIZE, DataConfig
+from ..config import DataConfig
 from ..errors import ConfigError, OutputError
 from ..predictions import Predictions, is_predictions_file, write_predictions
 from .inputs import predictions_from_checkpoint
@@ -48,9 +48,10 @@ class PredictResult:
 
 @holds_output_lock
 def predict(checkpoint: str | Path, data_cfg: DataConfig, out: str | Path, *, split: str = "test",
-            device: str = "auto", batch_size: int = EVAL_BATCH_SIZE,
-            image_size_from_checkpoint: bool = False) -> PredictResult:
-    """Run ``checkpoint`` on ``split`` and write logits, preds, targets and ids to ``out``."""
+            device: str = "auto", batch_size: int | None = None,
+            image_size_from_checkpoint: bool = False, on_batch=None) -> PredictResult:
+    """Run ``checkpoint`` on ``split`` and write logits, preds, targets and ids to ``out``.
+    ``batch_size`` None: by the model's input size; ``on_batch(done, total)``: progress, in images."""
     out = check_prediction_output(out)
     if is_predictions_file(checkpoint):
         raise ConfigError(f"{checkpoint} is a prediction file; predict needs a model or "
@@ -59,6 +60,7 @@ def predict(checkpoint: str | Path, data_cfg: DataConfig, out: str | Path, *, sp
         raise ConfigError(f"--out {out} is the checkpoint itself")
     predictions = predictions_from_checkpoint(checkpoint, data_cfg, split=split, device=device,
                                               batch_size=batch_size,
-                                              image_size_from_checkpoint=image_size_from_checkpoint)
+                                              image_size_from_checkpoint=image_size_from_checkpoint,
+                                              on_batch=on_batch)
     write_predictions(out, predictions)
     return PredictResult(out=out, predictions=predictions)
