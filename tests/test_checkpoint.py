@@ -247,7 +247,7 @@ def test_header_that_is_not_json_or_not_strings(tmp_path):
 
 def test_missing_file_and_folder(tmp_path):
     assert "file not found" in error_of(tmp_path / "absent.safetensors")
-    assert "not a file" in error_of(tmp_path)
+    assert "not a regular file (a directory)" in error_of(tmp_path)
 
 
 @pytest.mark.parametrize("name", ["model.pt", "model.safetensors"])

@@ -26,15 +26,7 @@ from . import __version__
 from .atomic import atomic_write_bytes, sha256_file  # noqa: F401  (re-exported)
 from .errors import CheckpointError, ConfigError, MismatchError
 from .input_files import check_regular_file, class_names_problem
-from .models import (
-    build_model,
-    check_arch_allowed,
-    check_first_logits,
-    expected_state,
-    fit_problem,
-    weights_problem,
-    without_init_args,
-)
+from .models import build_model, check_arch_allowed, check_first_logits, check_state, expected_state, without_init_args
 
 MODEL_FORMAT = "modelupdate-model/1"
 ENSEMBLE_FORMAT = "modelupdate-ensemble/1"
@@ -398,19 +390,7 @@ def _rebuild(path: Path, meta: ModelMeta, state: dict[str, torch.Tensor]) -> nn.
     """The model ``meta`` describes holding ``state``, once its names, shapes, dtypes and values are known to
     fit: a model is built for real only then, so metadata that asks for billions of parameters next to a
     few kilobytes of weights costs nothing."""
-    try:
-        expected = expected_state(meta.arch, meta.num_classes, meta.input_shape, without_init_args(meta.arch_args))
-    except Exception as exc:
-        raise CheckpointError(f"{path}: cannot rebuild architecture {meta.arch!r} ({exc})") from None
-    problem = fit_problem(state, expected)
-    if problem:
-        implied, held = sum(math.prod(shape) for shape, _ in expected.values()), sum(v.numel() for v in state.values())
-        counts = f" (its metadata implies {implied:,} numbers, the file holds {held:,})" if implied != held else ""
-        raise CheckpointError(f"{path}: weights do not fit architecture {meta.arch!r} with {meta.num_classes} "
-                              f"classes: {problem}{counts}")
-    problem = weights_problem(state, expected)
-    if problem:
-        raise CheckpointError(f"{path}: {problem}")
+    check_state(str(path), meta.arch, meta.num_classes, meta.input_shape, without_init_args(meta.arch_args), state)
     try:
         model = build_model(meta.arch, meta.num_classes, meta.input_shape, without_init_args(meta.arch_args))
     except Exception as exc:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 import os
+import re
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
@@ -25,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import ConfigError, UntrustedCodeError
+from .errors import CheckpointError, ConfigError, UntrustedCodeError
 
 Factory = Callable[..., nn.Module]
 ARCHS: dict[str, tuple[Factory, str]] = {}
@@ -35,6 +37,8 @@ TORCHVISION_PREFIX = "torchvision.models:"
 # Arguments that only initialise a model (pretrained weights): a checkpoint's own weights replace them, so
 # they are not stored in its arch_args and rebuilding needs no weight file.
 INIT_ONLY_ARGS = ("weights",)
+# package.module:factory, each part a Python identifier
+_FACTORY_SPEC = re.compile(r"[^\W\d]\w*(\.[^\W\d]\w*)*:[^\W\d]\w*")
 
 
 def register(name: str, summary: str):
@@ -162,6 +166,9 @@ def _check_arch_args(arch: str, factory: Factory, args: dict[str, Any]) -> None:
 
 
 def _import_factory(spec: str) -> Factory:
+    if not _FACTORY_SPEC.fullmatch(spec):  # e.g. ':' or 'pkg:' would reach importlib as an empty name
+        raise ConfigError(f"--arch {spec!r}: expected a registered name, {TORCHVISION_PREFIX}<builder> or "
+                          f"package.module:factory (Python names)")
     module_name, _, attr = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -247,6 +254,9 @@ def resolve_weights(builder: str, weights: str):
     only when the file is in torch's local cache: this tool never downloads."""
     import torchvision
 
+    if not isinstance(weights, str):
+        raise ConfigError(f"--arch-args: weights {weights!r} for {builder}: expected the name of torchvision "
+                          f"weights as a string, e.g. \"DEFAULT\" or \"IMAGENET1K_V1\"")
     enum = torchvision.models.get_model_weights(builder)
     name = weights.rsplit(".", 1)[-1] if weights.startswith(enum.__name__ + ".") else weights
     try:
@@ -367,6 +377,105 @@ def check_forward(model: nn.Module, input_shape: tuple[int, ...], num_classes: i
                 raise ConfigError(f"--arch {arch}: gives non-finite logits (NaN or Inf in the weights?)")
     finally:
         model.train(was_training)
+
+
+# --------------------------------------------------------------------------- weights read from a file
+
+
+def expected_state(arch: str, num_classes: int, input_shape: tuple[int, int, int], arch_args: dict[str, Any]
+                   ) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """Name -> (shape, dtype) of every tensor in the state dict of the model ``build_model`` would build,
+    from a model built on torch's "meta" device: nothing is allocated, however large the arguments make it.
+    Raises ConfigError when the architecture cannot be built with these arguments."""
+    with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the caller's RNG alone
+        try:
+            with torch.device("meta"):
+                model = build_model(arch, num_classes, input_shape, arch_args)
+        except ConfigError:
+            raise
+        except Exception:  # a factory that cannot build on "meta" (its own tensor code): build it for real
+            model = build_model(arch, num_classes, input_shape, arch_args)
+    return {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
+
+
+def fit_problem(state: dict[str, torch.Tensor], expected: dict[str, tuple[tuple[int, ...], torch.dtype]]
+                ) -> str | None:
+    """Why ``state`` cannot fill a model whose tensors are ``expected`` (``expected_state``), or None:
+    missing, unexpected or differently shaped tensors (the header alone tells)."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    for label, names in (("missing", missing), ("unexpected", unexpected)):
+        if names:
+            more = f" (and {len(names) - 1} more)" if len(names) > 1 else ""
+            return f"{label} tensor {names[0]!r}{more}"
+    for name, (shape, _) in expected.items():
+        if tuple(state[name].shape) != shape:
+            return f"size mismatch for {name}: {list(state[name].shape)} in the file, {list(shape)} in the " \
+                   f"architecture"
+    return None
+
+
+def weights_problem(state: dict[str, torch.Tensor], expected: dict[str, tuple[tuple[int, ...], torch.dtype]]
+                    ) -> str | None:
+    """Why the values of ``state`` (fitting ``expected`` by name and shape) are no model's weights, or
+    None: a dtype of another kind (bool or integer weights where the model holds floats, which copying
+    would convert silently), then NaN or Inf."""
+    for name, (_, dtype) in expected.items():
+        got = state[name].dtype
+        shown = str(got).removeprefix("torch.")
+        if dtype.is_floating_point and not got.is_floating_point:
+            return f"tensor {name!r} has dtype {shown}; expected floating-point weights"
+        if not dtype.is_floating_point and (got.is_floating_point or got.is_complex or got == torch.bool):
+            return f"tensor {name!r} has dtype {shown}; expected integers"
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return f"tensor {name!r} holds NaN or Inf; expected finite weights"
+    return None
+
+
+def check_state(source: str, arch: str, num_classes: int, input_shape: tuple[int, int, int],
+                arch_args: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
+    """Raise CheckpointError naming ``source`` unless ``state`` fits the model ``build_model`` would build,
+    by names, shapes, dtypes and finite values: known before that model is built for real, so metadata that
+    asks for billions of parameters beside a few kilobytes of weights costs nothing."""
+    try:
+        expected = expected_state(arch, num_classes, input_shape, arch_args)
+    except Exception as exc:
+        raise CheckpointError(f"{source}: cannot rebuild architecture {arch!r} ({exc})") from None
+    problem = fit_problem(state, expected)
+    if problem:
+        implied, held = sum(math.prod(shape) for shape, _ in expected.values()), sum(v.numel() for v in state.values())
+        counts = f" (its metadata implies {implied:,} numbers, the file holds {held:,})" if implied != held else ""
+        raise CheckpointError(f"{source}: weights do not fit architecture {arch!r} with {num_classes} classes: "
+                              f"{problem}{counts}")
+    problem = weights_problem(state, expected)
+    if problem:
+        raise CheckpointError(f"{source}: {problem}")
+
+
+def check_first_logits(model: nn.Module, source: str) -> None:
+    """Refuse, naming ``source``, a model whose first call on finite inputs gives NaN or Inf (finite weights
+    can still overflow): a hook checks that one output, then removes itself, so later calls cost nothing.
+    A copy of the model (an ensemble's vmapped forward runs one) shares the hook's state: it runs once."""
+    done = [False]
+
+    def hook(module: nn.Module, args: tuple, output: Any) -> None:
+        if done[0]:
+            return
+        done[0] = True
+        handle.remove()
+        if not (torch.is_tensor(output) and output.is_floating_point()):
+            return
+        try:
+            inputs_finite = all(bool(torch.isfinite(a).all()) for a in args if torch.is_tensor(a))
+            finite = bool(torch.isfinite(output).all())
+        except RuntimeError:  # under torch.vmap the values cannot be read: left unchecked
+            return
+        if inputs_finite and not finite:  # NaN inputs: not the file's fault
+            raise CheckpointError(f"{source}: gives NaN or Inf logits on the first batch it is run on; expected "
+                                  f"finite logits (are its weights too large?)")
+
+    handle = model.register_forward_hook(hook)
 
 
 def set_dropout(model: nn.Module, p: float) -> int:

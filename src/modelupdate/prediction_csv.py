@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError, PredictionFileError
+from .input_files import check_regular_file, class_names_problem
 
 #: class names shown in a message about an unknown one
 _SHOWN_CLASSES = 8
@@ -138,7 +139,7 @@ def read_class_list(value: str) -> tuple[str, ...]:
     A value naming an existing file is read as the file; blank lines are skipped. Raises
     ConfigError naming the option for no names, a duplicate name or an unreadable file.
     """
-    path = Path(value)
+    path = check_regular_file(value, ConfigError, "--classes ")  # never waits on a FIFO
     if path.is_file():
         try:
             names = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
@@ -156,6 +157,9 @@ def read_class_list(value: str) -> tuple[str, ...]:
                           "one class name per line or a comma list such as cat,dog,bird")
     if len(names) < 2:
         raise ConfigError(f"{where}: lists {len(names)} class name(s); expected at least 2")
+    problem = class_names_problem(names)
+    if problem:
+        raise ConfigError(f"{where}: {problem}")
     seen: set[str] = set()
     for name in names:
         if name in seen:

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from modelupdate import input_files
 from modelupdate.atomic import atomic_write_bytes
 from modelupdate.config import CSV_COLUMNS
 from modelupdate.errors import MismatchError, PredictionFileError
@@ -215,6 +216,7 @@ def _build(
         raise _fail(source, f"field 'num_classes' is {num_classes}; expected >= 1")
     if classes is not None:
         classes = [str(c) for c in classes]
+        input_files.check_class_names(classes, PredictionFileError, f"{source}: field 'classes'")
         if num_classes is None:
             num_classes = len(classes)
         if len(classes) != num_classes:
@@ -266,10 +268,11 @@ def read_predictions(path: str | os.PathLike, *, columns: Sequence[str] = CSV_CO
     if suffix not in SUFFIXES:
         raise _fail(source, f"unknown extension '{path.suffix}'; expected one of "
                     f"{', '.join(SUFFIXES)}")
+    input_files.check_regular_file(path, PredictionFileError)
     if not path.is_file():
         if path.is_symlink() and not path.exists():
             raise _fail(source, "is a symbolic link to nothing readable (broken, or a loop)")
-        raise _fail(source, "no such file" if not path.exists() else "not a regular file")
+        raise _fail(source, "no such file")
     if path.stat().st_size == 0:
         raise _fail(source, "file is empty")
     if suffix == ".csv":
@@ -310,8 +313,9 @@ def _read_npz(path: Path, source: str) -> Predictions:
         raise _fail(source, "is not an .npz (zip) archive")
     arrays: dict[str, np.ndarray] = {}
     try:
+        input_files.check_npz_sizes(path, source)  # before numpy allocates what a header declares
         with np.load(path, allow_pickle=False) as npz:
-            for name in ("ids", "targets", "logits", "preds", "num_classes", "classes"):
+            for name in input_files.NPZ_FIELDS:
                 if name in npz.files:
                     try:
                         arrays[name] = npz[name]
@@ -356,8 +360,10 @@ def _read_safetensors(path: Path, source: str) -> Predictions:
                 raise _fail(source, f"metadata 'format' is {metadata.get('format')!r}; "
                             f"expected {PREDICTIONS_FORMAT!r} (a model checkpoint is not "
                             "a prediction file)")
-            arrays = {name: fh.get_tensor(name) for name in fh.keys()
-                      if name in ("ids", "ids_utf8", "targets", "logits", "preds")}
+            names = [name for name in fh.keys() if name in ("ids", "ids_utf8", "targets", "logits", "preds")]
+            for name in names:
+                input_files.check_tensor_dtype(source, name, fh.get_slice(name).get_dtype())
+            arrays = {name: fh.get_tensor(name) for name in names}
     except PredictionFileError:
         raise
     except (SafetensorError, OSError, ValueError) as exc:
@@ -379,6 +385,7 @@ def _read_safetensors(path: Path, source: str) -> Predictions:
                                     or not all(isinstance(c, str) for c in classes)):
             raise _fail(source, "metadata 'classes' must be a JSON list of strings")
     meta = {k: v for k, v in metadata.items() if k not in ("format", "num_classes", "classes")}
+    input_files.check_costs(source, meta)
     if "ids_utf8" in arrays:
         if "ids" in arrays:
             raise _fail(source, "has both 'ids' and 'ids_utf8'; expected one of them")
@@ -413,7 +420,7 @@ def is_predictions_file(path: str | os.PathLike) -> bool:
     suffix = path.suffix.lower()
     if suffix in (".npz", ".csv"):
         return True
-    if suffix != ".safetensors":
+    if suffix != ".safetensors" or input_files.non_regular_kind(path) is not None:  # a FIFO: opening it waits
         return False
     try:
         from safetensors import safe_open

@@ -120,6 +120,10 @@ def cases() -> dict[str, tuple[bytes, str]]:
         "metrics_a_string.safetensors": (with_metadata(metrics='"good"'),
                                          "metadata field 'metrics' must be a JSON dict"),
         "update_a_list.safetensors": (with_metadata(update="[1, 2]"), "metadata field 'update' must be a JSON dict"),
+        "update_parent_a_number.safetensors": (with_metadata(update='{"method": "elodi", "parent_sha256": 5}'),
+                                               "'parent_sha256' is 5; expected a sha256 as a hex string"),
+        "class_name_nul.safetensors": (with_metadata(classes='["a", "b\\u0000x", "c"]'),
+                                       "class 1 ('b\\x00x') holds a NUL byte"),
         "ensemble_without_seeds.safetensors": (with_metadata(format="modelupdate-ensemble/1"),
                                                "ensemble metadata 'member_count' / 'member_seeds'"),
         "ensemble_count_disagrees.safetensors": (

@@ -13,8 +13,11 @@ not depend on the code it tests.
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
+import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +37,33 @@ def npz(name: str, **arrays: np.ndarray) -> None:
 
 def safetensors(name: str, metadata: dict[str, str] | None, **tensors: np.ndarray) -> None:
     save_file(tensors, str(HERE / name), metadata=metadata)
+
+
+def npz_with_header(name: str, field: str, header: dict, data: bytes, **arrays: np.ndarray) -> None:
+    """An .npz whose ``field`` member has the .npy ``header`` given (whatever ``data`` holds), the other
+    arrays saved as numpy does; a fixed timestamp keeps the bytes the same on every run."""
+    def member(array_header: dict, raw: bytes) -> bytes:
+        buffer = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buffer, array_header)
+        return buffer.getvalue() + raw
+
+    with zipfile.ZipFile(HERE / name, "w") as archive:
+        for key, array in arrays.items():
+            info = np.lib.format.header_data_from_array_1_0(array)
+            archive.writestr(zipfile.ZipInfo(f"{key}.npy", (2000, 1, 1, 0, 0, 0)), member(info, array.tobytes()))
+        archive.writestr(zipfile.ZipInfo(f"{field}.npy", (2000, 1, 1, 0, 0, 0)), member(header, data))
+
+
+def raw_safetensors(name: str, metadata: dict[str, str], tensors: dict[str, tuple[str, list[int], bytes]]) -> None:
+    """A safetensors file written byte by byte: any dtype name (numpy has no bfloat16 to save)."""
+    header: dict = {"__metadata__": metadata}
+    body = b""
+    for key, (dtype, shape, raw) in tensors.items():
+        header[key] = {"dtype": dtype, "shape": shape, "data_offsets": [len(body), len(body) + len(raw)]}
+        body += raw
+    text = json.dumps(header, sort_keys=True).encode()
+    text += b" " * (-len(text) % 8)
+    (HERE / name).write_bytes(struct.pack("<Q", len(text)) + text + body)
 
 
 def main() -> None:
@@ -122,6 +152,24 @@ def main() -> None:
     safetensors("classes_not_json.safetensors", {"format": FORMAT, "classes": "[a, b"},
                 ids=IDS, targets=TARGETS, logits=LOGITS)
     files["classes_not_json.safetensors"] = "metadata 'classes' is not valid JSON"
+
+    # declared sizes, dtypes, costs and names: checked before anything is allocated or shown
+    npz_with_header("huge_shape.npz", "logits",
+                    {"descr": "<f4", "fortran_order": False, "shape": (1_000_000_000, 1_000_000)},
+                    LOGITS.tobytes(), ids=IDS, targets=TARGETS)
+    files["huge_shape.npz"] = ("field 'logits' declares shape (1000000000, 1000000) of float32 "
+                               "(4,000,000,000,000,000 bytes) but its archive member holds 48 bytes")
+    bf16 = (LOGITS.view(np.uint32) >> 16).astype("<u2").tobytes()  # bfloat16: the top half of a float32
+    raw_safetensors("bf16_logits.safetensors", {"format": FORMAT},
+                    {"ids": ("I64", [4], IDS.astype("<i8").tobytes()),
+                     "targets": ("I64", [4], TARGETS.astype("<i8").tobytes()),
+                     "logits": ("BF16", [4, 3], bf16)})
+    files["bf16_logits.safetensors"] = "field 'logits' has dtype BF16; expected F16, F32 or F64"
+    safetensors("params_negative.safetensors", {"format": FORMAT, "params": "-5"},
+                ids=IDS, targets=TARGETS, logits=LOGITS)
+    files["params_negative.safetensors"] = "metadata 'params' is '-5'; expected a count of parameters"
+    npz("class_name_nul.npz", ids=IDS, targets=TARGETS, logits=LOGITS, classes=np.array(["a", "b\0x", "c"]))
+    files["class_name_nul.npz"] = "field 'classes': class 1 ('b\\x00x') holds a NUL byte"
 
     # readable files that do not fit together
     pairs: dict[str, dict[str, str]] = {}
