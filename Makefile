@@ -7,7 +7,7 @@ FMNIST_DIR ?= /usr/share/datasets/fashion-mnist
 # torch/torchvision pair known to work here; pip's constraints may cap it too.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test lint demo bench reproduce data clean
+.PHONY: install test lint demo bench reproduce data clean dist
 
 install: $(STAMP)
 
@@ -42,5 +42,11 @@ bench: install data
 reproduce: install data
 	$(PY) scripts/reproduce.py --jobs 2
 
+# a wheel a team installs on its CI runners (docs/ci-gate.md): dist/modelupdate-<version>-py3-none-any.whl
+dist: install
+	rm -rf dist build
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist .
+	@ls dist/*.whl
+
 clean:
-	rm -rf $(VENV) demo-out runs .pytest_cache
+	rm -rf $(VENV) demo-out runs .pytest_cache dist build

@@ -169,7 +169,7 @@ def test_compare_json():
     assert data["schema"] == 1 and data["n"] == 10
     assert [c["name"] for c in data["candidates"]] == ["a", "b"]
     assert set(data["candidates"][0]) == {"name", "source", "counts", "metrics", "mcnemar_p",
-                                          "params", "ms_per_image", "pareto", "gates", "passed"}
+                                          "params", "ms_per_image", "pareto", "gates", "passed", "per_class"}
     assert data["candidates"][0]["gates"] == [] and data["passed"] is True  # no gates: all pass
     assert data["candidates"][0]["params"] is None
     assert data["pairwise"][0]["a_only_negative_flips"] == 2

@@ -166,7 +166,7 @@ class ModelMeta:
 
 
 def _check_eval_transform(path: Path, value: Any) -> None:
-    from .data.transforms import check_crop_pct, check_interpolation
+    from .config import check_crop_pct, check_interpolation
 
     _expect(path, "eval_transform", value, dict)
     try:

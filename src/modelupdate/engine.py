@@ -9,6 +9,7 @@ would have drawn. Library code: it reports through ``on_event`` and never prints
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 import time
@@ -25,7 +26,7 @@ from .checkpoint import load_train_state, read_train_progress, save_train_state,
 from .config import TrainConfig
 from .data import Batch, Dataset, DatasetInfo, Split, eval_batches, mix_batch, step_seed, train_batches, train_order
 from .ema import WeightEma, ema_decay
-from .errors import ConfigError, TrainingDiverged
+from .errors import CheckpointError, ConfigError, TrainingDiverged
 from .recipe import check_same, train_recipe
 from .runtime import Runtime, all_reduce_sum, broadcast_from_main, reduce_progress
 
@@ -139,11 +140,8 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, runtime: Runtime, *, 
     at each epoch end and on SIGINT/SIGTERM; with ``resume`` the run continues from it, if it was
     written with the same training recipe and the same ``recipe`` sections (``data``: the data options
     and fingerprint; ``update``: ldi-train's method, parameters and input models; see ``recipe.py``).
-    With ``cfg.ema_epochs`` the weights are also averaged after every step (``ema.WeightEma``): each
-    epoch's ``val_*`` metrics are then the average's, ``raw_val_*`` the trained weights', and
-    ``result.averaged`` is the model to ship.
-    With ``cfg.lr_cycles`` > 1 the cosine schedule restarts that many times; ``on_cycle_end(cycle, model)``
-    is called after the last step of each cycle but the last, with the model to ship (a snapshot).
+    ``cfg.ema_epochs``: the weights are averaged too (``after_step``); ``result.averaged`` then ships.
+    ``cfg.lr_cycles`` > 1: ``on_cycle_end(cycle, model)`` gets a snapshot at each cycle's end but the last.
     """
     emit = on_event or (lambda event: None)
     objective = objective or cross_entropy_objective(cfg.label_smoothing)
@@ -180,10 +178,7 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, runtime: Runtime, *, 
                 log_now = (step + 1) % LOG_EVERY == 0 or step + 1 == plan.steps_per_epoch
                 value, parts, grad_norm = train_step(train_model, optimizer, scaler, objective, batch, runtime,
                                                      cfg.clip_grad_norm, measure_grad_norm=log_now)
-                if ema is not None:
-                    ema.update(model)
-                if on_cycle_end is not None and plan.ends_cycle(global_step):
-                    on_cycle_end(plan.cycle_of(global_step), ema.module if ema is not None else model)
+                after_step(model, ema, plan, global_step, on_cycle_end)
                 loss.add(value)
                 meter.add(batch.targets.shape[0] * runtime.world)
                 save_now = plan.saves_after(global_step, step, cfg.checkpoint_every)
@@ -204,12 +199,22 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, runtime: Runtime, *, 
     result.seconds = start.seconds + meter.seconds()
     result.steps = plan.total_steps
     result.images_per_second = meter.rate()
-    if ema is not None:
-        result.averaged, result.ema_decay = ema.module, ema.decay
+    result.averaged, result.ema_decay = (ema.module, ema.decay) if ema is not None else (None, None)
     return result
 
 
 LOG_EVERY = 20  # steps between step records (and the ranks' stop/NaN agreement)
+
+
+def after_step(model: nn.Module, ema: WeightEma | None, plan: Schedule, global_step: int,
+               on_cycle_end: Callable[[int, nn.Module], None] | None) -> None:
+    """After an optimizer step: update the weight average (each epoch's ``val_*`` metrics are then the
+    average's, ``raw_val_*`` the trained weights'); at a learning-rate cycle's end, hand over a snapshot
+    of the model that would ship."""
+    if ema is not None:
+        ema.update(model)
+    if on_cycle_end is not None and plan.ends_cycle(global_step):
+        on_cycle_end(plan.cycle_of(global_step), ema.module if ema is not None else model)
 
 
 def prepare_training(model: nn.Module, cfg: TrainConfig, runtime: Runtime):
@@ -334,6 +339,7 @@ def resume_state(state_path: Path, model: nn.Module, optimizer: torch.optim.Opti
              "update": progress.get("update")}
     check_same(saved, {"train": train_recipe(cfg.to_dict())} | recipe, what=f"--resume: {state_path}",
                remedy="rerun with the same options, or delete the state to start over")
+    check_progress(progress, state_path, cfg, plan)  # this run's recipe: a field out of its range is damage
     load_train_state(state_path, model, optimizer, {"ema": ema.module} if ema is not None else None)
     if ema is not None:
         ema.resume_at(int(progress.get("ema_updates") or 0))
@@ -344,6 +350,41 @@ def resume_state(state_path: Path, model: nn.Module, optimizer: torch.optim.Opti
                   progress.get("epoch_loss_count", 0), float(progress.get("seconds", 0.0)))
     result.resumed_from_step = start.epoch * plan.steps_per_epoch + start.step
     return start
+
+
+def check_progress(progress: dict[str, Any], path: Path, cfg: TrainConfig, plan: Schedule) -> None:
+    """The progress record of a resumable state has the fields ``StateSaver.save`` writes, of their types and
+    within this run: a damaged one is named in one line before anything is loaded from it."""
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def is_number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    epoch, step = progress.get("epoch"), progress.get("step")
+    checks = [
+        ("epoch", is_int(epoch) and 0 <= epoch <= cfg.epochs, f"an integer in [0, {cfg.epochs}]"),
+        ("step", is_int(step) and 0 <= step <= plan.steps_per_epoch and not (step and epoch == cfg.epochs),
+         f"an integer in [0, {plan.steps_per_epoch}]"),
+        ("history", isinstance(progress.get("history", []), list)
+         and all(isinstance(r, dict) for r in progress.get("history", [])), "a list of epoch records"),
+        ("config", isinstance(progress.get("config", {}), dict), "an object"),
+        ("grad_scaler", progress.get("grad_scaler") is None or isinstance(progress["grad_scaler"], dict),
+         "an object or null"),
+        ("epoch_loss_sum", is_number(progress.get("epoch_loss_sum", 0.0)), "a finite number"),
+        ("epoch_loss_count", is_int(progress.get("epoch_loss_count", 0)) and progress.get("epoch_loss_count", 0) >= 0,
+         "an integer >= 0"),
+        ("seconds", is_number(progress.get("seconds", 0.0)) and progress.get("seconds", 0.0) >= 0,
+         "a finite number >= 0"),
+        ("ema_updates", progress.get("ema_updates") is None
+         or (is_int(progress["ema_updates"]) and progress["ema_updates"] >= 0), "an integer >= 0 or null"),
+    ]
+    for name, ok, expected in checks:
+        if not ok:
+            shown = json.dumps(progress.get(name))
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise CheckpointError(f"--resume: {path}: damaged training state (its {name} is {shown}; expected "
+                                  f"{expected}); delete it to start over")
 
 
 class StateSaver:

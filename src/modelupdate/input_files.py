@@ -68,7 +68,7 @@ NPZ_INFLATE_FREE = 64 << 20
 #: inflate about 1000 times
 NPZ_MAX_INFLATION = 100
 #: the arrays read from an .npz, in the order they are read
-NPZ_FIELDS = ("ids", "targets", "logits", "preds", "num_classes", "classes")
+NPZ_FIELDS = ("ids", "targets", "logits", "preds", "num_classes", "classes", "meta")
 #: safetensors dtypes a prediction file's field may have (numpy reads no bfloat16 nor float8)
 _FLOATS = ("F16", "F32", "F64")
 _INTEGERS = ("I8", "I16", "I32", "I64", "U8", "U16", "U32", "U64")

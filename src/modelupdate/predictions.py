@@ -4,7 +4,8 @@ Three formats are read, two written:
 
 - ``.npz`` (read/write): arrays ``ids`` [N] (integers, or a unicode string array such as
   ``img_00000.png``), ``targets`` int [N], and ``logits`` float [N, C] and/or ``preds`` int [N];
-  optional ``num_classes`` (scalar int) and ``classes`` (1-D string array). Loaded with
+  optional ``num_classes`` (scalar int), ``classes`` (1-D string array) and ``meta`` (a 0-d string
+  array: a JSON object of provenance strings, as the safetensors metadata holds them). Loaded with
   ``allow_pickle=False``: a pickle (an object array) is refused, never run.
 - ``.csv`` (read): a header naming the columns ``id,target,pred`` (any order, any case, extra
   columns ignored; other names through ``columns``, the CLI's ``--id-column``, ``--label-column``,
@@ -342,9 +343,24 @@ def _read_npz(path: Path, source: str) -> Predictions:
             raise _fail(source, f"field 'classes' has dtype {value.dtype} and shape "
                         f"{value.shape}; expected a 1-D string array")
         classes = [str(c) for c in value]
+    meta = _npz_meta(source, arrays.get("meta"))
     return _build(source, ids=arrays.get("ids"), targets=arrays.get("targets"),
                   logits=arrays.get("logits"), preds=arrays.get("preds"),
-                  num_classes=num_classes, classes=classes, meta={})
+                  num_classes=num_classes, classes=classes, meta=meta)
+
+
+def _npz_meta(source: str, value: np.ndarray | None) -> dict[str, str]:
+    """An .npz's provenance: a 0-d string array holding a JSON object of strings (absent: none)."""
+    if value is None:
+        return {}
+    try:
+        meta = json.loads(str(value.reshape(()))) if value.dtype.kind == "U" and value.size == 1 else None
+    except (ValueError, RecursionError):
+        meta = None
+    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise _fail(source, "field 'meta' must be one string holding a JSON object of strings (the provenance)")
+    input_files.check_costs(source, meta)
+    return meta
 
 
 # --------------------------------------------------------------------------- safetensors
@@ -458,6 +474,8 @@ def write_predictions(path: str | os.PathLike, predictions: Predictions) -> Path
             tensors["num_classes"] = np.asarray(p.num_classes, dtype=np.int64)
         if p.classes is not None:
             tensors["classes"] = np.asarray(p.classes, dtype=str)
+        if p.meta:  # the provenance, as the safetensors format keeps it in its metadata
+            tensors["meta"] = np.asarray(json.dumps(p.meta, sort_keys=True), dtype=str)
         buffer = io.BytesIO()
         np.savez(buffer, **tensors)
         data = buffer.getvalue()

@@ -35,6 +35,7 @@ from .options import (
     MinBtc,
     OldInput,
     OptionalData,
+    PrCommentPath,
     PredictionFiles,
     evaluation_command,
     prediction_file_command,
@@ -175,6 +176,7 @@ def flip_report_cmd(
         "--flips-csv", help="Write every flipped sample (id, target, old and new prediction) "
         "as CSV.")] = None,
     html_path: HtmlPath = None,
+    pr_comment_path: PrCommentPath = None,
     gates: GateSpec = None,  # type: ignore[assignment]  # the gate options, in this place
 ) -> None:
     """How many regressions does the new model bring, where, and do the gates pass?
@@ -187,7 +189,8 @@ def flip_report_cmd(
 
     options = run(lambda: evaluation.config(data, files))
     done = run(lambda: run_flip_report(old, new, options, gates, {
-        "--json": json_path, "--markdown": markdown_path, "--flips-csv": flips_csv_path, "--html": html_path},
+        "--json": json_path, "--markdown": markdown_path, "--flips-csv": flips_csv_path, "--html": html_path,
+        "--pr-comment": pr_comment_path},
         FLIP_REPORT_FORMATS))
     _show(done.stdout, lambda: flip_report_rich(done.report))
     if not done.report.passed:
@@ -212,6 +215,7 @@ def compare_cmd(
     json_path: JsonPath = None,
     markdown_path: MarkdownPath = None,
     html_path: HtmlPath = None,
+    pr_comment_path: PrCommentPath = None,
     gates: GateSpec = None,  # type: ignore[assignment]  # the gate options, in this place
 ) -> None:
     """Several candidate updates against one old model: error, flips, cost, Pareto front, and the
@@ -226,7 +230,8 @@ def compare_cmd(
 
     options = run(lambda: evaluation.config(data, files))
     done = run(lambda: run_compare(old, candidates, names or [], options, {
-        "--json": json_path, "--markdown": markdown_path, "--html": html_path}, COMPARE_FORMATS, gates))
+        "--json": json_path, "--markdown": markdown_path, "--html": html_path, "--pr-comment": pr_comment_path},
+        COMPARE_FORMATS, gates))
     _show(done.stdout, lambda: compare_rich(done.result))
     if not done.result.passed:
         failed = ", ".join(f"{row.name} ({', '.join(failed_gates(row.gates))})"

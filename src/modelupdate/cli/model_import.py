@@ -34,6 +34,16 @@ def import_cmd(
                                               "given override it).")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="Name of the data the model was trained on, "
                                                 "for the record.")] = None,
+    crop_pct: Annotated[float | None, typer.Option("--crop-pct", metavar="SHARE", help="Its evaluation: the "
+                                                   "shorter side resized to the input size / SHARE, then the centre "
+                                                   "cropped [default: --like's, else 0.875 for inputs of 128 px and "
+                                                   "more, else 1].")] = None,
+    resize: Annotated[int | None, typer.Option("--resize", metavar="PIXELS", help="Its evaluation: the shorter side "
+                                               "before the centre crop, instead of --crop-pct (256 for "
+                                               "torchvision's Resize(256) + CenterCrop(224)).")] = None,
+    interpolation: Annotated[str | None, typer.Option("--interpolation", help="Its evaluation resize: bilinear, "
+                                                      "bicubic or nearest [default: --like's, else bilinear].")
+                             ] = None,
     unsafe_load_pickle: Annotated[bool, typer.Option("--unsafe-load-pickle", help="Read a .pth/.pt state dict with "
                                                      "torch.load(weights_only=True). Only for files you trust.")
                                   ] = False,
@@ -48,7 +58,8 @@ def import_cmd(
                           classes=list(read_class_list(classes)) if classes is not None else None,
                           input_shape=tuple(shape) if shape else None, mean=parse_number_list("--mean", mean),
                           std=parse_number_list("--std", std), like=like, dataset=dataset,
-                          unsafe_load_pickle=unsafe_load_pickle)
+                          unsafe_load_pickle=unsafe_load_pickle, crop_pct=crop_pct, resize=resize,
+                          interpolation=interpolation)
 
     job = run(spec)
     result = run(lambda: import_model(job, out))
@@ -64,6 +75,9 @@ def import_cmd(
                                                 + (", ..." if meta.num_classes > 6 else "")),
                          ("input shape", ", ".join(map(str, meta.input_shape))),
                          ("normalisation", f"mean {meta.normalization['mean']}, std {meta.normalization['std']}"),
+                         ("evaluation", f"shorter side to {meta.eval_transform['resize']} px "
+                                        f"({meta.eval_transform['interpolation']}), centre crop "
+                                        f"{meta.input_shape[1]}x{meta.input_shape[2]}"),
                          ("parameters", f"{result.params:,}"), ("weights sha256", result.weights_sha256)):
         table.add_row(field, value)
     out_console.print(table)

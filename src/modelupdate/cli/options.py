@@ -117,7 +117,8 @@ Out = Annotated[Path, typer.Option("--out", help="Output checkpoint (.safetensor
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run of the same command.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Plain per-epoch log lines instead of a progress bar.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-TensorBoard = Annotated[Path | None, typer.Option(
+# text, not a Path: Typer would turn '' into '.', the current folder, before it could be refused
+TensorBoard = Annotated[str | None, typer.Option(
     "--tensorboard", metavar="DIR", help="Also log the training curves, the recipe and the final test metrics to "
     "TensorBoard, as the run DIR/<--out's stem> (needs the tensorboard package).")]
 Mlflow = Annotated[str | None, typer.Option(
@@ -147,6 +148,9 @@ JsonPath = Annotated[str | None, typer.Option(
     "--json", help="Write the JSON report here ('-': to stdout, instead of the tables).")]
 MarkdownPath = Annotated[str | None, typer.Option(
     "--markdown", help="Write a Markdown report here ('-': to stdout, instead of the tables).")]
+PrCommentPath = Annotated[Path | None, typer.Option(
+    "--pr-comment", metavar="FILE", help="Write a short Markdown comment for a pull request here: the verdict, the "
+    "key rates and the top flips (post it with `gh pr comment --body-file FILE`).")]
 HtmlPath = Annotated[Path | None, typer.Option(
     "--html", help="Write a self-contained HTML report with plots here.")]
 IdColumn = Annotated[str, typer.Option("--id-column", help="Prediction CSVs: the column holding the sample id.")]
@@ -301,14 +305,15 @@ def _training_options(
         from ..tracking import check_tensorboard
         from ..workflows.common import check_apart_from_out
 
-        run(lambda: check_apart_from_out(out, {"--tensorboard": tensorboard}))
         run(lambda: check_tensorboard(tensorboard))
+        tensorboard = Path(tensorboard)
+        run(lambda: check_apart_from_out(out, {"--tensorboard": tensorboard}))
     if mlflow is not None:
         from ..tracking import check_mlflow, local_store
         from ..workflows.common import check_apart_from_out
 
-        run(lambda: check_apart_from_out(out, {"--mlflow": local_store(mlflow)}))
         run(lambda: check_mlflow(mlflow))
+        run(lambda: check_apart_from_out(out, {"--mlflow": local_store(mlflow)}))
     return TrainingRun(out=out, data=data_cfg, train=train, resume=resume, quiet=quiet, tensorboard=tensorboard,
                        mlflow=mlflow)
 

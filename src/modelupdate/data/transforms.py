@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
+from ..config import check_crop_pct, check_interpolation
 from ..errors import ConfigError
 
-INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 # inputs this size and larger are evaluated on a centre crop of CROP_PCT of the resized image, as
 # torchvision's ImageNet reference scripts do; smaller ones (CIFAR, MNIST sizes) on the whole image
 LARGE_INPUT = 128
@@ -27,16 +27,6 @@ CROP_PCT = 0.875
 
 def default_crop_pct(input_shape: tuple[int, ...]) -> float:
     return CROP_PCT if min(input_shape[1:]) >= LARGE_INPUT else 1.0
-
-
-def check_crop_pct(option: str, crop_pct: float) -> None:
-    if not (isinstance(crop_pct, int | float) and not isinstance(crop_pct, bool) and 0.0 < crop_pct <= 1.0):
-        raise ConfigError(f"{option}: expected a share of the resized image in (0, 1], got {crop_pct!r}")
-
-
-def check_interpolation(option: str, interpolation: str) -> None:
-    if interpolation not in INTERPOLATIONS:
-        raise ConfigError(f"{option}: expected one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
 
 
 @dataclass(frozen=True)

@@ -31,14 +31,15 @@ from .json_format import (
     flip_report_json,
     flip_report_to_dict,
 )
-from .markdown import GATE_HEADER, compare_markdown, flip_report_markdown
+from .markdown import GATE_HEADER, compare_markdown, compare_pr_comment, flip_report_markdown, flip_report_pr_comment
 from .svg import svg_class_flips, svg_histogram, svg_pareto
 from .text import compare_rich, flip_report_rich, terminal_safe
 
 # the files flip-report and compare can write: option -> renderer
 FLIP_REPORT_FORMATS = {"--json": flip_report_json, "--markdown": flip_report_markdown, "--flips-csv": flips_csv,
-                       "--html": flip_report_html}
-COMPARE_FORMATS = {"--json": compare_json, "--markdown": compare_markdown, "--html": compare_html}
+                       "--html": flip_report_html, "--pr-comment": flip_report_pr_comment}
+COMPARE_FORMATS = {"--json": compare_json, "--markdown": compare_markdown, "--html": compare_html,
+                   "--pr-comment": compare_pr_comment}
 
 __all__ = [
     "CLASS_HEADER",
@@ -56,11 +57,13 @@ __all__ = [
     "compare_html",
     "compare_json",
     "compare_markdown",
+    "compare_pr_comment",
     "compare_rich",
     "compare_to_dict",
     "flip_report_html",
     "flip_report_json",
     "flip_report_markdown",
+    "flip_report_pr_comment",
     "flip_report_rich",
     "flip_report_to_dict",
     "flips_csv",

@@ -232,6 +232,29 @@ def compare_rows(result: CompareResult) -> list[list[str]]:
     return rows
 
 
+def compare_class_header(result: CompareResult) -> list[str]:
+    """The per-class NFR table's header: class, samples, the old model's accuracy, then one column per
+    candidate."""
+    return ["class", "n", "old acc", *(f"{row.name}: NFR (flips)" for row in result.rows)]
+
+
+def compare_class_rows(result: CompareResult) -> list[list[str]]:
+    """Return one row per true class, in class order: its NFR and negative flips under each candidate
+    (``compare_class_header``)."""
+    if not result.rows or not result.rows[0].per_class:
+        return []
+    first = result.rows[0].per_class
+    classes = [r.name for r in first] if all(r.name is not None for r in first) else None
+    rows = []
+    for k, base in enumerate(first):  # the same samples, hence the same n and old accuracy, for every candidate
+        cells = [class_label(base.index, classes), f"{base.n:,}", format_percent(base.old_acc.value)]
+        for row in result.rows:
+            c = row.per_class[k]
+            cells.append(f"{format_percent(c.nfr.value)} ({c.negative_flips:,})")
+        rows.append(cells)
+    return rows
+
+
 def candidate_verdict(gates: list[GateResult]) -> str:
     """Return "PASS", or "FAIL: " and the failed gates' names ("FAIL: max-nfr, min-btc")."""
     failed = failed_gates(gates)

@@ -21,7 +21,8 @@ JSON of a compare result (``"schema": 1``)::
     {"schema": 1, "old": str, "n": int,
      "candidates": [{"name", "source", "counts": {...as above}, "metrics": {...as above},
                      "mcnemar_p", "params": int|null, "ms_per_image": number|null,
-                     "pareto": bool, "gates": [...as above], "passed": bool}],
+                     "pareto": bool, "gates": [...as above], "passed": bool,
+                     "per_class": [...as above]}],
      "pairwise": [{"a", "b", "a_only_negative_flips", "b_only_negative_flips", "p_value"}],
      "passed": bool,
      "provenance": {...see below}}
@@ -49,7 +50,7 @@ import json
 from modelupdate import __version__
 from modelupdate.config import GateSpec
 from modelupdate.gates import gate_settings
-from modelupdate.metrics import FlipSummary, Rate
+from modelupdate.metrics import ClassRow, FlipSummary, Rate
 from modelupdate.workflows.compare import CompareResult
 from modelupdate.workflows.flip_report import FlipReport
 from modelupdate.workflows.outputs import InputRecord
@@ -81,6 +82,25 @@ def _dumps(data: dict) -> str:
     return json.dumps(data, indent=2, allow_nan=False) + "\n"
 
 
+def _class_dicts(rows: list[ClassRow]) -> list[dict]:
+    """Return the ``per_class`` list: one object per true class, in class order."""
+    return [
+        {
+            "class": row.index,
+            "name": row.name,
+            "n": row.n,
+            "old_correct": row.old_correct,
+            "new_correct": row.new_correct,
+            "negative_flips": row.negative_flips,
+            "positive_flips": row.positive_flips,
+            "old_acc": _rate_dict(row.old_acc),
+            "new_acc": _rate_dict(row.new_acc),
+            "nfr": _rate_dict(row.nfr),
+        }
+        for row in rows
+    ]
+
+
 def flip_report_to_dict(report: FlipReport) -> dict:
     """Return the stable JSON object of a flip report (see the module docstring)."""
     counts, metrics = _summary_dicts(report.summary)
@@ -89,21 +109,7 @@ def flip_report_to_dict(report: FlipReport) -> dict:
         "counts": counts,
         "metrics": metrics,
         "mcnemar_p": report.summary.mcnemar_p,
-        "per_class": [
-            {
-                "class": row.index,
-                "name": row.name,
-                "n": row.n,
-                "old_correct": row.old_correct,
-                "new_correct": row.new_correct,
-                "negative_flips": row.negative_flips,
-                "positive_flips": row.positive_flips,
-                "old_acc": _rate_dict(row.old_acc),
-                "new_acc": _rate_dict(row.new_acc),
-                "nfr": _rate_dict(row.nfr),
-            }
-            for row in report.per_class
-        ],
+        "per_class": _class_dicts(report.per_class),
         "gates": [g.as_dict() for g in report.gates],
         "passed": report.passed,
         "provenance": provenance_dict(report.inputs, report.gate_spec, report.reading),
@@ -131,6 +137,7 @@ def compare_to_dict(result: CompareResult) -> dict:
             "pareto": row.pareto,
             "gates": [g.as_dict() for g in row.gates],
             "passed": row.passed,
+            "per_class": _class_dicts(row.per_class),
         })
     return {
         "schema": JSON_SCHEMA_VERSION,

@@ -20,6 +20,7 @@ from .common import (
     MARGIN_HEADER,
     PAIR_HEADER,
     PAIRWISE_HEADER,
+    RATE_LABELS,
     SUMMARY_HEADER,
     class_rows,
     compare_gate_rows,
@@ -37,7 +38,11 @@ from .common import (
     worst_classes,
 )
 
-__all__ = ["GATE_HEADER", "compare_markdown", "flip_report_markdown", "glossary_markdown"]
+__all__ = ["GATE_HEADER", "compare_markdown", "compare_pr_comment", "flip_report_markdown", "flip_report_pr_comment",
+           "glossary_markdown"]
+
+# rows of the short PR comment: flip pairs shown, then a pointer to the full report
+PR_COMMENT_PAIRS = 5
 
 
 def _md_code(text: str) -> str:
@@ -75,8 +80,8 @@ def flip_report_markdown(report: FlipReport, max_classes: int = 20) -> str:
     out = [
         f"## modelupdate flip report: {verdict}",
         "",
-        f"old: {_md_code(report.old_source)}  ",
-        f"new: {_md_code(report.new_source)}",
+        f"old: {_md_code(report.old_source)}{_model_of(report, 'old')}  ",
+        f"new: {_md_code(report.new_source)}{_model_of(report, 'new')}",
         "",
     ]
     if report.gates:
@@ -95,9 +100,10 @@ def flip_report_markdown(report: FlipReport, max_classes: int = 20) -> str:
     out += ["### Top flip pairs (true class → new prediction)", ""]
     out += [_md_table(PAIR_HEADER, pair_rows(report)) if report.top_pairs
             else "No negative flips.", ""]
-    if report.top_pairs:
+    if report.top_pairs:  # folded: up to 50 rows a reviewer opens when needed
         out += ["### Negative flips by sample", "", negative_flip_caption(report) + ".", "",
-                _md_table(FLIP_SAMPLE_HEADER, negative_flip_rows(report)), ""]
+                "<details><summary>Show the samples</summary>", "",
+                _md_table(FLIP_SAMPLE_HEADER, negative_flip_rows(report)), "", "</details>", ""]
     out += ["### Margin analysis", ""]
     if report.margins is not None:
         out += ["Old model's top-1 margin (top1 − top2 logit) and L2 norm of the logit change "
@@ -107,6 +113,48 @@ def flip_report_markdown(report: FlipReport, max_classes: int = 20) -> str:
         out += ["n/a (needs logits for both models)", ""]
     out += glossary_markdown()
     return "\n".join(out)
+
+
+def _model_of(report: FlipReport, role: str) -> str:
+    """`` (model sha256 1a2b3c4d5e6f, dataset / split)`` for an input whose checkpoint is known, else ""."""
+    record = next((r for r in report.inputs if r.role == role), None)
+    if record is None or not record.checkpoint_sha256:
+        return ""
+    where = f", {_md_cell(record.dataset)} / {_md_cell(record.split)}" if record.dataset and record.split else ""
+    kind = "ensemble" if record.kind == "ensemble" else "model"
+    return f" ({kind} sha256 `{_md_cell(record.checkpoint_sha256[:12])}`{where})"
+
+
+def flip_report_pr_comment(report: FlipReport) -> str:
+    """Return a short Markdown comment for a pull request: verdict, gates, key rates, the top flip pairs."""
+    verdict = "PASS" if report.passed else "FAIL"
+    s = report.summary
+    out = [f"### modelupdate flip report: {verdict}", "",
+           f"new {_md_code(report.new_source)}{_model_of(report, 'new')} against old "
+           f"{_md_code(report.old_source)}{_model_of(report, 'old')}", ""]
+    if report.gates:
+        out += [", ".join(f"{'✅' if g.passed else '❌'} {_md_cell(g.name)} {_md_cell(g.detail)}"
+                          for g in report.gates), ""]
+    keep = {RATE_LABELS[k] for k in ("er_old", "er_new", "nfr", "pfr")}
+    rows = [r for r in summary_rows(s) if r[0] in keep]
+    out += [_md_table(SUMMARY_HEADER, rows), ""]
+    if report.top_pairs:
+        pairs = pair_rows(report)[:PR_COMMENT_PAIRS]
+        out += ["Top negative flips (true class → new prediction): "
+                + "; ".join(f"{_md_cell(p[0])} → {_md_cell(p[1])}: {p[2]}" for p in pairs), ""]
+    else:
+        out += ["No negative flips.", ""]
+    out += ["Full report: the job summary and the report artifacts."]
+    return "\n".join(out)
+
+
+def compare_pr_comment(result: CompareResult) -> str:
+    """Return a short Markdown comment for a pull request: verdict (with gates) and the candidate table."""
+    gated = gates_set(result.gate_spec)
+    heading = "### modelupdate compare" + (f": {'PASS' if result.passed else 'FAIL'}" if gated else "")
+    return "\n".join([heading, "", f"old: {_md_code(result.old_source)} ({result.n:,} samples)", "",
+                      _md_table(COMPARE_HEADER, compare_rows(result)), "",
+                      "Full report: the job summary and the report artifacts."])
 
 
 def compare_markdown(result: CompareResult) -> str:

@@ -22,6 +22,7 @@ from modelupdate.config import EvalConfig, GateSpec
 from modelupdate.errors import ConfigError
 from modelupdate.gates import GateResult, evaluate_gates
 from modelupdate.metrics import (
+    ClassRow,
     FlipSummary,
     flip_masks,
     flip_summary,
@@ -45,6 +46,7 @@ class CandidateRow:
     ms_per_image: float | None  # inference time, when measured (checkpoints)
     pareto: bool  # on the (ER_new, NFR) Pareto front among the candidates
     gates: list[GateResult] = field(default_factory=list)  # the candidate's gates, as flip-report's
+    per_class: list[ClassRow] = field(default_factory=list)  # flips by true class, in class order
 
     @property
     def passed(self) -> bool:
@@ -102,14 +104,15 @@ def compare(
     summaries: dict[str, FlipSummary] = {}
     negative_flips: dict[str, np.ndarray] = {}
     gate_results: dict[str, list[GateResult]] = {}
+    per_class: dict[str, list[ClassRow]] = {}
     for name, candidate in candidates.items():
         old_aligned, new_aligned = align(old, candidate)  # new in old's sample order
         summaries[name] = flip_summary(old_aligned.preds, new_aligned.preds, old.targets)
         negative_flips[name], _ = flip_masks(old.preds, new_aligned.preds, old.targets)
         assert old_aligned.num_classes is not None  # align resolves it
-        per_class = per_class_table(old_aligned.preds, new_aligned.preds, old.targets,
-                                    old_aligned.num_classes, old_aligned.classes)
-        gate_results[name] = evaluate_gates(summaries[name], per_class, gates)
+        per_class[name] = per_class_table(old_aligned.preds, new_aligned.preds, old.targets,
+                                          old_aligned.num_classes, old_aligned.classes)
+        gate_results[name] = evaluate_gates(summaries[name], per_class[name], gates)
 
     on_front = pareto_front([(s.er_new.value, s.nfr.value) for s in summaries.values()])
     rows = []
@@ -125,6 +128,7 @@ def compare(
             ms_per_image=float(ms) if ms is not None else None,
             pareto=pareto,
             gates=gate_results[name],
+            per_class=per_class[name],
         ))
 
     pairwise = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,11 @@ from ..checkpoint import (
     sha256_file,
     state_dict_error,
 )
+from ..config import as_list, check_crop_pct, check_field_types, check_interpolation, guard_init, parse_arch_args
+from ..data.transforms import EvalTransform, default_crop_pct
 from ..errors import CheckpointError, ConfigError
-from ..models import ARCHS, build_model, check_forward, count_parameters, stored_arch_args
+from ..input_files import check_regular_file, class_names_problem
+from ..models import ARCHS, build_model, check_forward, count_parameters, stored_arch_args, weights_problem
 from .common import check_output_path, holds_output_lock
 
 # Wrappers a training script leaves around a state dict: DDP's and torch.compile's key prefixes, and the
@@ -52,7 +56,30 @@ class ImportSpec:
     like: Path | None = None
     dataset: str | None = None
     unsafe_load_pickle: bool = False
+    # its evaluation transform (data/transforms.py): a centre crop of crop_pct after resizing the shorter side
+    # (or to ``resize`` pixels); None: ``like``'s, else the default for the input size
+    crop_pct: float | None = None
+    resize: int | None = None
+    interpolation: str | None = None
 
+    def __post_init__(self) -> None:
+        # every list field takes a list or the CLI's "a,b,c" (config.as_list: one rule for the whole API)
+        self.classes = as_list("ImportSpec.classes", self.classes, str)
+        shape = as_list("ImportSpec.input_shape", self.input_shape, int)
+        self.input_shape = tuple(shape) if shape is not None else None  # type: ignore[assignment]
+        self.mean, self.std = as_list("ImportSpec.mean", self.mean), as_list("ImportSpec.std", self.std)
+        if isinstance(self.arch_args, str):
+            self.arch_args = parse_arch_args(self.arch_args)
+        for name in ("weights", "like"):
+            value = getattr(self, name)
+            if value is not None or name == "weights":
+                if not isinstance(value, (str, os.PathLike)) or not str(value):
+                    raise ConfigError(f"ImportSpec.{name}: expected a file path, got {value!r}")
+                setattr(self, name, Path(value))
+        check_field_types(self)
+
+
+guard_init(ImportSpec)
 
 @dataclass
 class ImportResult:
@@ -69,6 +96,7 @@ def import_model(spec: ImportSpec, out: Path) -> ImportResult:
     spec = dataclasses.replace(spec, weights=Path(spec.weights), like=Path(spec.like) if spec.like else None)
     check_output_path(out, inputs={"--weights": spec.weights, "--like": spec.like})
     classes, input_shape, normalization, dataset = settle_meta_fields(spec)
+    transform = settle_transform(spec, input_shape, normalization)
     state, with_pickle = read_state_dict(spec.weights, unsafe_load_pickle=spec.unsafe_load_pickle)
     with torch.random.fork_rng(devices=[]):  # the caller's RNG is left as it was
         torch.manual_seed(0)
@@ -83,10 +111,32 @@ def import_model(spec: ImportSpec, out: Path) -> ImportResult:
         config={"import": {"weights": str(spec.weights), "weights_sha256": weights_sha256,
                            "arch_args": spec.arch_args, "like": str(spec.like) if spec.like else None,
                            "pickle": with_pickle}},
+        eval_transform=transform.to_meta(),
     )
     save_model(out, model, meta)
     return ImportResult(out=out, meta=meta, params=count_parameters(model), weights_sha256=weights_sha256,
                         loaded_with_pickle=with_pickle)
+
+
+def settle_transform(spec: ImportSpec, input_shape: tuple[int, int, int],
+                     normalization: dict[str, list[float]]) -> EvalTransform:
+    """The imported model's evaluation transform: as given, else ``like``'s, else the input size's default."""
+    recorded = read_meta(spec.like).eval_transform if spec.like else {}
+    if spec.crop_pct is not None and spec.resize is not None:
+        raise ConfigError("--resize / --crop-pct: give one of them")
+    crop_pct = spec.crop_pct
+    if spec.resize is not None:
+        if not isinstance(spec.resize, int) or isinstance(spec.resize, bool) or spec.resize < min(input_shape[1:]):
+            raise ConfigError(f"--resize: expected the shorter side in pixels, at least the input size "
+                              f"{min(input_shape[1:])}, got {spec.resize!r}")
+        crop_pct = min(input_shape[1:]) / spec.resize
+    if crop_pct is None:
+        crop_pct = recorded.get("crop_pct", default_crop_pct(input_shape))
+    interpolation = spec.interpolation or recorded.get("interpolation", "bilinear")
+    check_crop_pct("--crop-pct", crop_pct)
+    check_interpolation("--interpolation", interpolation)
+    return EvalTransform(input_shape, tuple(normalization["mean"]), tuple(normalization["std"]), crop_pct,
+                         interpolation)
 
 
 def settle_meta_fields(spec: ImportSpec) -> tuple[list[str], tuple[int, int, int], dict[str, list[float]], str]:
@@ -126,11 +176,14 @@ def check_classes(classes: list[str]) -> None:
         if name in seen:
             raise ConfigError(f"--classes: {name!r} is listed twice")
         seen.add(name)
+    problem = class_names_problem(classes)
+    if problem:
+        raise ConfigError(f"--classes: {problem}")
 
 
 def read_state_dict(path: Path, *, unsafe_load_pickle: bool) -> tuple[dict[str, torch.Tensor], bool]:
     """The state dict in ``path`` (wrapper prefixes removed) and whether a pickle was read."""
-    path = Path(path)
+    path = check_regular_file(path, CheckpointError, "--weights ")  # never waits on a FIFO
     pickle_like = path.suffix.lower() in PICKLE_SUFFIXES
     if pickle_like and unsafe_load_pickle:
         return strip_prefixes(_torch_load(path), path), True
@@ -192,6 +245,9 @@ def load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str, a
                     f"or --arch torchvision.models:{arch}")
         raise CheckpointError(f"{source}: does not fit {arch} with {num_classes} classes; " + "; ".join(problems)
                               + hint)
+    problem = weights_problem(state, {k: (tuple(v.shape), v.dtype) for k, v in expected.items()})
+    if problem:  # bool or integer weights would be converted silently, NaN would pass
+        raise CheckpointError(f"{source}: {problem}")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # e.g. a dtype torch cannot copy
