@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,3 +45,16 @@ def test_the_cli_layer_holds_no_library_logic():
     for path in (PACKAGE / "cli").glob("*.py"):
         source = path.read_text()
         assert "raise ConfigError" not in source and "raise OutputError" not in source, path.name
+
+
+def test_code_comments_name_only_files_in_the_repository():
+    """Comments point to the project's own docs; a design note outside the repository is no reference."""
+    root = PACKAGE.parent.parent
+    missing = {}
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        named = set(re.findall(r"docs/[\w./-]+\.md", text)) | ({"DESIGN.md"} if "DESIGN" in text else set())
+        gone = sorted(n for n in named if not (root / n).exists())
+        if gone:
+            missing[str(path.relative_to(root))] = gone
+    assert not missing, missing

@@ -258,8 +258,8 @@ def test_output_path_that_cannot_be_written(tmp_path, where, fragments, command)
     ("a_model", ["m.state.safetensors", "not a modelupdate training state"]),
 ], ids=["truncated", "other-arch", "a-model-checkpoint"])
 def test_resume_from_a_damaged_or_foreign_state(tmp_path, ckpts, damage, fragments):
-    from modelupdate.checkpoint import save_train_state
     from modelupdate.engine import make_optimizer
+    from modelupdate.train_state import save_train_state
 
     state = tmp_path / "m.state.safetensors"
     torch.manual_seed(0)

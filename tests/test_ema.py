@@ -99,7 +99,7 @@ def test_a_negative_horizon_is_refused():
 def test_resume_without_the_average_is_refused(tmp_path, run_cli):
     args = ["train", "--arch", "tiny", "--epochs", "1", "--device", "cpu", "--quiet", "--checkpoint-every", "3",
             "--train-subset", "256", "--out", tmp_path / "m.safetensors"]
-    from modelupdate.checkpoint import save_train_state
+    from modelupdate.train_state import save_train_state
 
     model = nn.Linear(1, 1)
     save_train_state(tmp_path / "m.state.safetensors", model, torch.optim.SGD(model.parameters(), lr=0.1),

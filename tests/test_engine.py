@@ -10,12 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modelupdate.checkpoint import load_train_state, read_safetensors, save_model, save_train_state
+from modelupdate.checkpoint import read_safetensors, save_model
 from modelupdate.data import load_dataset, normalize
 from modelupdate.engine import accuracy_counts, fit, lr_at, make_optimizer, predict_logits
 from modelupdate.errors import CheckpointError, ConfigError, TrainingDiverged
 from modelupdate.models import build_model
 from modelupdate.runtime import Runtime, amp_dtype, select_device
+from modelupdate.train_state import load_train_state, save_train_state
 
 CPU = Runtime(device=torch.device("cpu"))
 

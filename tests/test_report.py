@@ -373,7 +373,7 @@ def test_glossary_names_the_metrics_as_the_tables_do():
     assert names == ["ER", RATE_LABELS["nfr"], RATE_LABELS["pfr"], RATE_LABELS["rel_nfr"], RATE_LABELS["nfi"],
                      RATE_LABELS["btc"], RATE_LABELS["bec"]]
     lines = dict(GLOSSARY)
-    assert lines[RATE_LABELS["nfr"]].startswith("#(o and not n) / N")  # DESIGN §3, word for word
+    assert lines[RATE_LABELS["nfr"]].startswith("#(o and not n) / N")  # the glossary of docs/ci-gate.md, word for word
     assert lines[RATE_LABELS["rel_nfr"]].startswith("NFR / ((1 − ER old) · ER new)")
     assert lines[RATE_LABELS["btc"]].startswith("#(o and n) / #o")
     assert lines[RATE_LABELS["bec"]].startswith("#(not o and not n) / #(not o)")

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from modelupdate import atomic
-from modelupdate.checkpoint import load_train_state, read_safetensors, save_model
+from modelupdate.checkpoint import read_safetensors, save_model
 from modelupdate.cli import app
 from modelupdate.config import DataConfig, TrainConfig
 from modelupdate.data import load_dataset
@@ -26,6 +26,7 @@ from modelupdate.engine import fit, make_optimizer
 from modelupdate.errors import OutputError, TrainingDiverged
 from modelupdate.models import build_model
 from modelupdate.runtime import Runtime
+from modelupdate.train_state import load_train_state
 from modelupdate.workflows import common
 
 FAST = ["--arch", "tiny", "--epochs", "2", "--device", "cpu", "--quiet"]  # 14 steps of 128 per epoch

@@ -362,8 +362,9 @@ def test_resume_refuses_a_state_written_on_other_data(tmp_path):
     code, _, err = cli("train", *FAST, "--out", out, "--checkpoint-every", "1", "--epochs", "2", cwd=tmp_path)
     assert code == 0, err
     # a state as a killed run leaves it: from the uninterrupted run's own files
-    from modelupdate.checkpoint import load_checkpoint, save_train_state
+    from modelupdate.checkpoint import load_checkpoint
     from modelupdate.engine import make_optimizer
+    from modelupdate.train_state import save_train_state
     from modelupdate.workflows.common import data_recipe
 
     loaded = load_checkpoint(out)

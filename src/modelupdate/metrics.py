@@ -1,6 +1,6 @@
 """Regression metrics between an old and a new classifier: pure functions over arrays.
 
-Definitions follow DESIGN.md §3 exactly. Per sample, ``o`` = old correct and
+Definitions follow docs/ci-gate.md (metrics glossary) exactly. Per sample, ``o`` = old correct and
 ``n`` = new correct; over N samples:
 
 - ER (old/new): share of samples wrong
@@ -156,7 +156,7 @@ class FlipCounts:
 
 @dataclass(frozen=True)
 class FlipSummary:
-    """Every rate of DESIGN.md §3 with counts and intervals, plus McNemar's p."""
+    """Every rate of the metrics glossary (docs/ci-gate.md) with counts and intervals, plus McNemar's p."""
 
     counts: FlipCounts
     er_old: Rate
@@ -213,7 +213,7 @@ def relative_nfr(counts: FlipCounts) -> Rate:
 
 
 def summary_from_counts(counts: FlipCounts) -> FlipSummary:
-    """All rates of DESIGN.md §3 from pooled counts."""
+    """All rates of the metrics glossary (docs/ci-gate.md) from pooled counts."""
     c = counts
     return FlipSummary(
         counts=c,

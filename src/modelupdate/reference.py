@@ -2,7 +2,7 @@
 
 A reference is frozen: always in eval mode, never tracked by autograd. Its
 logits are the *raw* logits (no softmax), averaged over members for an
-ensemble, as LDI (DESIGN.md section 2) compares logits directly.
+ensemble, as LDI (docs/method.md, "The loss, exactly") compares logits directly.
 
 ``EnsembleReference`` runs its members either one after another (``loop``) or
 all at once (``batched``: the members' weights stacked along a new leading

@@ -29,7 +29,7 @@ RATE_LABELS = {
 
 NA = "n/a"
 
-#: one line per metric for the reports' "Metrics" section (DESIGN §3, ``modelupdate.metrics``); each
+#: one line per metric for the reports' "Metrics" section (docs/ci-gate.md, ``modelupdate.metrics``); each
 #: name is the one the tables use (``RATE_LABELS``). o: the old model is right; n: the new one is.
 GLOSSARY = [
     ("ER", "error rate: share of all samples a model gets wrong."),
