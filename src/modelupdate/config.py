@@ -209,6 +209,37 @@ CROPS = ("pad", "random-resized", "none")
 AUGMENT_KEYS = ("hflip", "crop", "crop_pad", "crop_scale", "color_jitter", "rand_augment")
 
 
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")  # of the evaluation resize (data/transforms.py)
+
+
+def check_crop_pct(option: str, crop_pct: float) -> None:
+    if not (isinstance(crop_pct, int | float) and not isinstance(crop_pct, bool) and 0.0 < crop_pct <= 1.0):
+        raise ConfigError(f"{option}: expected a share of the resized image in (0, 1], got {crop_pct!r}")
+
+
+def check_interpolation(option: str, interpolation: str) -> None:
+    if interpolation not in INTERPOLATIONS:
+        raise ConfigError(f"{option}: expected one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
+
+
+# --workers: loader processes per training process (the default takes 1 to 8)
+MAX_WORKERS = 64
+# --std: the normalisation's accepted range (a flat channel's measured std is 1e-3; 1: no scaling)
+STD_RANGE = (1e-3, 1.0)
+
+
+def check_subset_spec(spec: str) -> None:
+    """``--train-subset``: a fraction in (0, 1] or a count >= 1, checked before any data is read (whether
+    the count fits the training split is the loader's to check)."""
+    try:
+        value = float(spec)
+    except ValueError:
+        value = math.nan
+    fraction = 0 < value <= 1 and ("." in spec or value < 1)
+    if not (math.isfinite(value) and (fraction or (value >= 1 and value == int(value)))):
+        raise ConfigError(f"--train-subset: expected a fraction in (0, 1] or a count, got {spec!r}")
+
+
 def parse_rand_augment(text: str) -> tuple[int, int]:
     """``--rand-augment N,M``: N operations per image at magnitude M (torchvision's RandAugment, M in 0..30)."""
     try:
@@ -293,6 +324,8 @@ class DataConfig(_JsonMixin):
             raise ConfigError(f"--color-jitter: expected a strength in [0, 1), got {self.color_jitter}")
         if self.rand_augment is not None:
             parse_rand_augment(self.rand_augment)
+        if self.train_subset is not None:  # '' too: it would train on everything without a word
+            check_subset_spec(self.train_subset)
         self._check_augment_options_agree()
 
     def _check_augment_options_agree(self) -> None:
@@ -316,19 +349,28 @@ class DataConfig(_JsonMixin):
                 raise ConfigError(f"--std: expected finite values > 0, got {self.std!r}")
             if not all(math.isfinite(v) for v in means or []):  # nan or 1e309 would only show as a nan loss
                 raise ConfigError(f"--mean: expected finite values, got {self.mean!r}")
+            # pixels are in 0..1, and so is their mean; a std below what a flat channel is measured with
+            # (1e-3) overflows the inputs (1e-320: inf), which would also only show as a nan loss
+            if not all(0.0 <= v <= 1.0 for v in means or []):
+                raise ConfigError(f"--mean: expected values in [0, 1] (pixels are in 0..1), got {self.mean!r}")
+            if not all(STD_RANGE[0] <= v <= STD_RANGE[1] for v in values):
+                raise ConfigError(f"--std: expected values in [{STD_RANGE[0]:g}, {STD_RANGE[1]:g}] (pixels are in "
+                                  f"0..1; 1/255 feeds 0..255), got {self.std!r}")
         if not self.memory_budget > 0:
             raise ConfigError(f"--memory-budget: expected GiB > 0, got {self.memory_budget}")
-        if self.workers is not None and self.workers < 0:
-            raise ConfigError(f"--workers: expected a number of processes >= 0, got {self.workers}")
+        if self.workers is not None and not 0 <= self.workers <= MAX_WORKERS:
+            raise ConfigError(f"--workers: expected a number of processes in [0, {MAX_WORKERS}], got {self.workers}")
         if isinstance(self.max_image_pixels, bool) or not isinstance(self.max_image_pixels, int) \
                 or self.max_image_pixels < 1:
             raise ConfigError(f"--max-image-pixels: expected a number of pixels >= 1, got {self.max_image_pixels!r}")
         _check_seed("--split-seed", self.split_seed)
+        if self.name.startswith("imagefolder:") and self.image_size ** 2 > self.max_image_pixels:
+            # every image is resized to this square: it may be no larger than an image that may be decoded
+            raise ConfigError(f"--image-size: expected pixels in [1, {math.isqrt(self.max_image_pixels)}] (its "
+                              f"square within --max-image-pixels {self.max_image_pixels}), got {self.image_size}")
         self._check_eval_transform()
 
     def _check_eval_transform(self) -> None:
-        from .data.transforms import check_crop_pct, check_interpolation
-
         if self.crop_pct is not None and self.resize is not None:
             raise ConfigError("--resize / --crop-pct: give one of them (--crop-pct = --image-size / --resize)")
         if self.crop_pct is not None:
@@ -430,7 +472,7 @@ METHODS = ("elodi", "ldi-old", "kd", "fd-kl", "fd-lm", "new-error", "ce")
 
 @dataclass
 class UpdateConfig(_JsonMixin):
-    """How the new model is held against the old model / reference (DESIGN §2)."""
+    """How the new model is held against the old model / reference (docs/method.md)."""
 
     method: str | None = None  # None: elodi with a reference, else ldi-old (see for_inputs)
     alpha: float | None = None
@@ -488,7 +530,7 @@ class UpdateConfig(_JsonMixin):
 
 
 # Defaults per method. ELODI's were chosen on Fashion-MNIST's validation split by a rule fixed before the
-# runs (docs/results.md); LDI-old follows the authors' published commands (DESIGN §2); kd / fd follow the
+# runs (docs/results.md); LDI-old follows the authors' published commands (docs/method.md); kd / fd follow the
 # PC-Training and KD papers.
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "elodi": {"alpha": 0.5, "xi": 0.0, "topk": 2, "exclude_target": False, "tau": 1.0},
@@ -564,6 +606,8 @@ class EvalConfig:
     classes: tuple[str, ...] | None = None
     # the file --classes was read from, if any: an input, so no report may be written over it
     classes_file: str | None = None
+    # inputs whose provenance names other datasets, fingerprints or splits are compared anyway
+    allow_other_data: bool = False
 
     def __post_init__(self) -> None:
         check_field_types(self)
