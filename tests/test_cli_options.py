@@ -19,7 +19,7 @@ SPECIAL = {"data": ("name", DataConfig), "no_augment": ("augment", DataConfig), 
 NO_CONFIG = {"out", "resume", "quiet", "as_json", "data_dir", "old", "new", "reference", "reference_cache",
              "members", "method", "checkpoint", "candidates", "names", "json_path", "markdown_path",
              "flips_csv_path", "html_path", "allow_other_data", "debug", "version", "allow_arch_module",
-             "image_size", "tensorboard",
+             "image_size", "tensorboard", "mlflow", "snapshots", "pr_comment_path",
              "max_nfr", "max_rel_nfr", "max_er", "max_er_increase", "min_btc", "max_class_nfr"}
 COMMAND_CONFIGS = {  # which configs a command's options fill, in the order a name is looked up
     "train": (TrainConfig, DataConfig), "ensemble-train": (TrainConfig, DataConfig),
