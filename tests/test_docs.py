@@ -77,7 +77,7 @@ def test_generator_is_deterministic_and_covers_the_sample_options():
     text = generator.render()
     assert text == generator.render()
     # a few rows checked by hand (names, type, default): a short alias, an on/off pair, a required option
-    assert "| `--members`, `-m` | INTEGER | `4` | " in text
+    assert "| `--members`, `-m` | INTEGER | — | Number of members" in text and "[default: 4]" in text
     assert "| `--exclude-target` / `--all-classes` | flag | — | " in text
     assert "| `--out` | PATH | required | " in text
     assert "| `--debug` | flag | off | " in text

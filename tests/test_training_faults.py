@@ -166,7 +166,7 @@ def test_disk_full_during_training_keeps_the_previous_state(tmp_path, monkeypatc
         real_write(path, data)
         kept["bytes"] = data
 
-    monkeypatch.setattr("modelupdate.checkpoint.atomic_write_bytes", remember)
+    monkeypatch.setattr("modelupdate.train_state.atomic_write_bytes", remember)
     monkeypatch.setattr(atomic, "os", DiskFullAfter(ok=2))
     code, err = invoke("train", *FAST, "--checkpoint-every", "3", "--out", out)
     assert code == 2, err

@@ -339,8 +339,8 @@ def resume_state(state_path: Path, model: nn.Module, optimizer: torch.optim.Opti
              "update": progress.get("update")}
     check_same(saved, {"train": train_recipe(cfg.to_dict())} | recipe, what=f"--resume: {state_path}",
                remedy="rerun with the same options, or delete the state to start over")
-    check_progress(progress, state_path, cfg, plan)  # this run's recipe: a field out of its range is damage
     load_train_state(state_path, model, optimizer, {"ema": ema.module} if ema is not None else None)
+    check_progress(progress, state_path, cfg, plan)  # this run's recipe and tensors: a field out of range is damage
     if ema is not None:
         ema.resume_at(int(progress.get("ema_updates") or 0))
     if progress.get("grad_scaler") and scaler.is_enabled():

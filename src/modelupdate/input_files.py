@@ -9,11 +9,13 @@ the same one line, ``<path>: not a regular file (a FIFO); expected a file``.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import stat
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -132,3 +134,29 @@ def check_costs(source: str, meta: dict[str, str]) -> None:
 
 def _fail(source: str, what: str) -> PredictionFileError:
     return PredictionFileError(f"{source}: {what}".replace("\n", " "))
+
+
+def check_npz_magic(path: Path, source: str) -> None:
+    """An .npz is a zip archive: a lone .npy array or a pickle is named as what it is."""
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic.startswith(b"\x93NUMPY"):
+        raise _fail(source, "is a single .npy array; expected an .npz archive of named arrays")
+    if magic[:1] == b"\x80":
+        raise _fail(source, "is a Python pickle; modelupdate never unpickles files")
+    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        raise _fail(source, "is not an .npz (zip) archive")
+
+
+def npz_meta(source: str, value: Any) -> dict[str, str]:
+    """An .npz's provenance: a 0-d string array holding a JSON object of strings (absent: none)."""
+    if value is None:
+        return {}
+    try:
+        meta = json.loads(str(value.reshape(()))) if value.dtype.kind == "U" and value.size == 1 else None
+    except (ValueError, RecursionError):
+        meta = None
+    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise _fail(source, "field 'meta' must be one string holding a JSON object of strings (the provenance)")
+    check_costs(source, meta)
+    return meta

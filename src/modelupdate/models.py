@@ -17,17 +17,19 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import math
 import os
 import re
 import urllib.parse
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from .errors import CheckpointError, ConfigError, UntrustedCodeError
+from .errors import CheckpointError, ConfigError, ModelUpdateWarning, UntrustedCodeError
 
 Factory = Callable[..., nn.Module]
 ARCHS: dict[str, tuple[Factory, str]] = {}
@@ -76,11 +78,30 @@ def build_model(arch: str, num_classes: int, input_shape: tuple[int, int, int],
                           f"{TORCHVISION_PREFIX}<builder> or package.module:factory")
     _check_arch_args(arch, factory, args)
     try:
-        return factory(**_shape_args(factory, num_classes, input_shape), **args)
+        # torch's own UserWarnings while building (e.g. "Initializing zero-element tensors is a no-op") are
+        # noise on the terminal: what they point at is refused below in one line; ours pass through
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = factory(**_shape_args(factory, num_classes, input_shape), **args)
     except ConfigError:
         raise
     except (TypeError, ValueError, RuntimeError, KeyError) as exc:  # e.g. a negative width
         raise ConfigError(f"--arch-args: {arch} cannot be built with {args} ({str(exc).splitlines()[0]})") from None
+    for warning in caught:
+        if not issubclass(warning.category, UserWarning) or issubclass(warning.category, ModelUpdateWarning):
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    empty = next(((name, list(t.shape)) for name, t in _tensors_of(model) if t.numel() == 0), None)
+    if empty is not None:  # width 0, or inputs too small for the layers sized from them
+        given = f" --arch-args {json.dumps(args, default=repr)}" if args else ""
+        raise ConfigError(f"--arch {arch}{given}: for inputs of shape {list(input_shape)} it has a parameter with no "
+                          f"elements ({empty[0]} {empty[1]}); expected positive sizes (larger arguments or inputs)")
+    return model
+
+
+def _tensors_of(model: Any) -> list[tuple[str, torch.Tensor]]:
+    """Parameters, named (an empty buffer may be a placeholder); none for a factory that returned something
+    else (check_forward says so)."""
+    return list(model.named_parameters()) if isinstance(model, nn.Module) else []
 
 
 def without_init_args(arch_args: dict[str, Any]) -> dict[str, Any]:

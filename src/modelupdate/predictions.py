@@ -304,14 +304,7 @@ def _with_classes(p: Predictions, classes: Sequence[str] | None) -> Predictions:
 
 
 def _read_npz(path: Path, source: str) -> Predictions:
-    with open(path, "rb") as fh:
-        magic = fh.read(6)
-    if magic.startswith(b"\x93NUMPY"):
-        raise _fail(source, "is a single .npy array; expected an .npz archive of named arrays")
-    if magic[:1] == b"\x80":
-        raise _fail(source, "is a Python pickle; modelupdate never unpickles files")
-    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        raise _fail(source, "is not an .npz (zip) archive")
+    input_files.check_npz_magic(path, source)
     arrays: dict[str, np.ndarray] = {}
     try:
         input_files.check_npz_sizes(path, source)  # before numpy allocates what a header declares
@@ -343,24 +336,10 @@ def _read_npz(path: Path, source: str) -> Predictions:
             raise _fail(source, f"field 'classes' has dtype {value.dtype} and shape "
                         f"{value.shape}; expected a 1-D string array")
         classes = [str(c) for c in value]
-    meta = _npz_meta(source, arrays.get("meta"))
+    meta = input_files.npz_meta(source, arrays.get("meta"))
     return _build(source, ids=arrays.get("ids"), targets=arrays.get("targets"),
                   logits=arrays.get("logits"), preds=arrays.get("preds"),
                   num_classes=num_classes, classes=classes, meta=meta)
-
-
-def _npz_meta(source: str, value: np.ndarray | None) -> dict[str, str]:
-    """An .npz's provenance: a 0-d string array holding a JSON object of strings (absent: none)."""
-    if value is None:
-        return {}
-    try:
-        meta = json.loads(str(value.reshape(()))) if value.dtype.kind == "U" and value.size == 1 else None
-    except (ValueError, RecursionError):
-        meta = None
-    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
-        raise _fail(source, "field 'meta' must be one string holding a JSON object of strings (the provenance)")
-    input_files.check_costs(source, meta)
-    return meta
 
 
 # --------------------------------------------------------------------------- safetensors

@@ -14,6 +14,7 @@ from typing import Any
 
 from .config import AUGMENT_KEYS, DataConfig, TrainConfig
 from .errors import ConfigError
+from .validation import option_for
 
 # TrainConfig fields that change the trained weights (device, compile, eval batch and the like do not)
 TRAIN_KEYS = ("arch", "arch_args", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay",
@@ -23,20 +24,6 @@ TRAIN_KEYS = ("arch", "arch_args", "epochs", "batch_size", "lr", "optimizer", "m
 DATA_KEYS = ("name", "val_fraction", "train_subset", "split_seed", "augment", "image_size", "synthetic_classes",
              "synthetic_size", "synthetic_channels", "synthetic_train", "synthetic_test", *AUGMENT_KEYS,
              "mean", "std")
-
-# how a recipe key is typed on the command line, where it is not --key-with-dashes
-OPTIONS = {"name": "--data", "fingerprint": "--data (the files it holds)", "augment": "--no-augment",
-           "exclude_target": "--exclude-target/--all-classes", "reference_sha256": "--reference",
-           "parent_sha256": "--old", "parent_predictions_sha256": "--old", "method": "--method",
-           "synthetic_classes": "--data synthetic", "synthetic_size": "--data synthetic",
-           "synthetic_channels": "--data synthetic", "synthetic_train": "--data synthetic",
-           "synthetic_test": "--data synthetic"}
-
-
-def option_for(key: str) -> str:
-    """The command-line option a recipe key comes from."""
-    return OPTIONS.get(key, "--" + key.replace("_", "-"))
-
 
 def train_recipe(train: dict[str, Any]) -> dict[str, Any]:
     """The weight-changing fields of a TrainConfig's dict; a field the dict predates counts as its default."""

@@ -55,8 +55,16 @@ def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise ConfigError(f"--device: expected auto, cpu, cuda, cuda:N or mps, got {name!r}") from None
+    if device.type not in ("cpu", "cuda", "mps"):  # meta, xla, ...: torch names them, training cannot use them
+        raise ConfigError(f"--device: expected auto, cpu, cuda, cuda:N or mps, got {name!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                          f"numbered from 0")
+    mps = getattr(torch.backends, "mps", None)
+    if device.type == "mps" and (mps is None or not mps.is_available()):
+        raise ConfigError("--device mps: no MPS (Apple GPU) device is available here (use --device cpu or auto)")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank % torch.cuda.device_count())
     return device
@@ -68,6 +76,9 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = select_device(cfg.device, local_rank)
+    if cfg.sync_bn and world > 1 and device.type != "cuda":  # said here, before a members folder or cache exists
+        raise ConfigError(f"--sync-bn: SyncBatchNorm needs CUDA devices, not {device.type}; leave it out (each "
+                          f"epoch ends with every rank taking rank 0's statistics)")
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":

@@ -37,8 +37,10 @@ GROUP = {"step": "train", "epoch": "train", "done": "final"}  # where a name of 
 MEMBER = re.compile(r"member (\d+)/(\d+)")
 
 
-def check_tensorboard(logdir: Path) -> None:
+def check_tensorboard(logdir: str | Path) -> None:
     """Fail before training, in one line, when the package is missing or ``logdir`` cannot be a folder."""
+    if not str(logdir).strip():  # '' would log into the current folder
+        raise ConfigError(f"--tensorboard {str(logdir)!r}: expected a folder path")
     try:
         from torch.utils.tensorboard import SummaryWriter  # noqa: F401
     except ImportError:
@@ -47,16 +49,30 @@ def check_tensorboard(logdir: Path) -> None:
 
 
 def check_folder(option: str, folder: Path) -> None:
+    """``folder`` is one, or can be created: its nearest existing ancestor is a folder that takes a new entry
+    (probed: os.access says yes to root, and /proc refuses only when written to)."""
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{option} {folder}: is a file; expected a folder (created if missing)")
-    parent = next((p for p in folder.absolute().parents if p.exists()), None)
+    parent = next((p for p in (folder.absolute(), *folder.absolute().parents) if p.exists()), None)
     if parent is not None and not parent.is_dir():
         raise ConfigError(f"{option} {folder}: {parent} is a file; expected a folder")
+    if parent is None:
+        return
+    import tempfile
+
+    try:
+        probe = tempfile.mkdtemp(prefix=".modelupdate-", suffix=".probe", dir=parent)
+        os.rmdir(probe)
+    except OSError as exc:
+        raise ConfigError(f"{option} {folder}: cannot create or write it in {parent} ({exc.strerror}); "
+                          f"expected a writable folder") from None
 
 
 def check_mlflow(uri: str) -> str:
     """The tracking URI that ``uri`` names (a path or ``file:`` URI: a local file store); fails before
     training, in one line, when mlflow is missing or a local store cannot be a folder."""
+    if not uri.strip():  # '' would make the current folder a file store
+        raise ConfigError(f"--mlflow {uri!r}: expected a folder or a tracking URI")
     try:
         import mlflow  # noqa: F401
     except ImportError:

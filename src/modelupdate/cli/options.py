@@ -227,17 +227,24 @@ class PredictionFiles:
     pred_column: str
     classes: tuple[str, ...] | None
     classes_file: str | None  # where --classes names a file: an input no output may overwrite
+    allow_other_data: bool = False
+
+
+AllowOtherData = Annotated[bool, typer.Option(
+    "--allow-other-data", help="Compare inputs whose recorded dataset, data fingerprint or split differ "
+    "(refused by default: their flips would compare different samples).")]
 
 
 def _prediction_file_options(id_column: IdColumn = EVAL.id_column, label_column: LabelColumn = EVAL.label_column,
-                             pred_column: PredColumn = EVAL.pred_column, classes: Classes = None
-                             ) -> PredictionFiles:
+                             pred_column: PredColumn = EVAL.pred_column, classes: Classes = None,
+                             allow_other_data: AllowOtherData = False) -> PredictionFiles:
     """The options of every command that reads prediction files."""
     from ..prediction_csv import read_class_list
 
     return PredictionFiles(*_csv_column_options(id_column, label_column, pred_column),
                            read_class_list(classes) if classes is not None else None,
-                           classes if classes is not None and Path(classes).is_file() else None)
+                           classes if classes is not None and Path(classes).is_file() else None,
+                           allow_other_data)
 
 
 def _evaluation_options(

@@ -41,6 +41,7 @@ def check_output_path(out: Path, *, resume: bool = False, inputs: dict[str, Path
     Temp files that a killed write of ``out``, of its resumable state or of ``outputs`` left behind are
     removed (the workflow holds ``out``'s lock, so no other writer is using them).
     """
+    check_out_name(out)
     for option, path in (inputs or {}).items():
         if path is not None and Path(path).exists() and resolved(path) == resolved(out):
             raise ConfigError(f"--out {out}: is the {option} file; refusing to overwrite an input")
@@ -74,6 +75,13 @@ def check_output_path(out: Path, *, resume: bool = False, inputs: dict[str, Path
         raise OutputComplete(f"{out}: already complete (no interrupted run to resume); nothing was changed")
 
 
+def check_out_name(out: Path) -> None:
+    """``--out`` names a file: '' and '.' (Path('') is '.') or '..' name a folder, and every path written
+    beside it is derived from its file name."""
+    if not Path(out).name or Path(out).name == "..":
+        raise ConfigError(f"--out {out}: names a folder, not a file; expected a path ending in .safetensors")
+
+
 def _has_members_in_progress(out: Path) -> bool:
     return members_path_for(out).exists()
 
@@ -87,6 +95,7 @@ def paths_written_for(out: Path) -> dict[str, Path]:
 
 def check_apart_from_out(out: Path, others: dict[str, Path | None]) -> None:
     """Refuse another output option (--reference-cache, --tensorboard) that names a path written for ``out``."""
+    check_out_name(out)
     written = {resolved(path): what for what, path in paths_written_for(out).items()}
     for option, path in others.items():
         if path is None:

@@ -25,7 +25,7 @@ import torch.distributed as dist
 from ..checkpoint import ModelMeta, load_checkpoint, read_meta, save_ensemble, save_model
 from ..config import DataConfig, TrainConfig, with_update_dropout
 from ..data import load_dataset
-from ..engine import EventHandler, accuracy_counts, predict_logits
+from ..engine import EventHandler, Schedule, accuracy_counts, predict_logits
 from ..errors import ConfigError
 from ..recipe import check_same, recipe_of
 from ..reference import EnsembleReference
@@ -41,6 +41,8 @@ from .common import (
 )
 
 DEFAULT_MEMBERS = 4
+# members of one ensemble: each is a model held in memory together with the others at assembly
+MAX_MEMBERS = 1000
 # member i trains with seed --seed + MEMBER_SEED_OFFSET + i: apart from the seeds single models train with
 # by default (a reference member must not be the plain update it is compared with)
 MEMBER_SEED_OFFSET = 100
@@ -99,8 +101,9 @@ def ensemble_train(data_cfg: DataConfig, cfg: TrainConfig, out: Path, members: i
                    on_event: EventHandler | None = None, snapshots: bool = False) -> TrainedEnsemble:
     """``snapshots``: the ``members`` are snapshots of one run with that many learning-rate cycles."""
     out = Path(out)
-    if members < 1:
-        raise ConfigError(f"--members: expected a positive integer, got {members}")
+    option = "--snapshots" if snapshots else "--members"
+    if isinstance(members, bool) or not isinstance(members, int) or not 1 <= members <= MAX_MEMBERS:
+        raise ConfigError(f"{option}: expected an integer in [1, {MAX_MEMBERS}], got {members!r}")
     cfg = with_update_dropout(cfg)
     if member_seed(cfg.seed, members - 1) >= 2**63:  # what torch's generators accept; said before any work
         raise ConfigError(f"--seed: member {members} would train with seed {member_seed(cfg.seed, members - 1)}; "
@@ -118,6 +121,7 @@ def ensemble_train(data_cfg: DataConfig, cfg: TrainConfig, out: Path, members: i
                           f"finished members, or delete it to start over")
     data = load_dataset(data_cfg)
     check_arch(cfg, data.info)
+    Schedule.of(len(data.train), cfg, local_runtime(runtime))  # more --snapshots than steps: before any folder
     member_dir.mkdir(exist_ok=True)
 
     # Each rank trains its share of the members, alone (no gradient sync between members).

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..config import DataConfig, EvalConfig, eval_batch_size_for
-from ..errors import ConfigError
+from ..config import SPLITS, DataConfig, EvalConfig, eval_batch_size_for
+from ..errors import ConfigError, MismatchError, ModelUpdateWarning
 from ..predictions import PREDICTIONS_FORMAT, Predictions, read_predictions
 
 # The 'format' metadata of checkpoint.MODEL_FORMAT and checkpoint.ENSEMBLE_FORMAT, spelled
@@ -82,8 +84,57 @@ def read_prediction_files(paths: dict[int, str | Path], options: EvalConfig,
     for i in csv_last:
         if classes is None and Path(paths[i]).suffix.lower() == ".csv":
             classes = next((p.classes for p in loaded.values() if p.classes is not None), None)
-        loaded[i] = read_predictions(paths[i], columns=options.csv_columns, classes=classes)
+        loaded[i] = checked_provenance(read_predictions(paths[i], columns=options.csv_columns, classes=classes))
     return loaded
+
+
+# provenance a report copies from a prediction file, and the form each must have to be copied: the sha256 of
+# a file, a split name, or one line of printable text (a dataset name or fingerprint, of any writer)
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+PROVENANCE_FORMS: dict[str, tuple[str, Any]] = {
+    "checkpoint_sha256": ("a sha256 (64 lowercase hex digits)", _SHA256.fullmatch),
+    "split": (f"one of {', '.join(SPLITS)}", lambda v: v in SPLITS),
+    "dataset": ("printable text", lambda v: 0 < len(v) <= 1000 and v.isprintable()),
+    "dataset_fingerprint": ("printable text", lambda v: 0 < len(v) <= 200 and v.isprintable()),
+    "trained_on_fingerprint": ("printable text", lambda v: 0 < len(v) <= 200 and v.isprintable()),
+}
+
+
+def checked_provenance(predictions: Predictions) -> Predictions:
+    """``predictions`` without the provenance values that are not of their form: a report never repeats a
+    malformed value as if it were known; one warning line names what was left out."""
+    bad = [key for key, (_, ok) in PROVENANCE_FORMS.items()
+           if key in predictions.meta and not (isinstance(predictions.meta[key], str) and ok(predictions.meta[key]))]
+    if not bad:
+        return predictions
+    warnings.warn(f"{predictions.source}: provenance left out of the report: " + "; ".join(
+        f"{key} is not {PROVENANCE_FORMS[key][0]}" for key in bad), ModelUpdateWarning, stacklevel=2)
+    return dataclasses.replace(predictions, meta={k: v for k, v in predictions.meta.items() if k not in bad})
+
+
+def check_same_data(inputs: list[tuple[str | Path, Predictions]], allow_other_data: bool) -> None:
+    """Inputs that record the dataset, its fingerprint or the split they were made on must record the same:
+    otherwise their flips would pair different samples. An image folder is named by a path that differs
+    between machines and fingerprinted at each model's input size, so only its kind is compared.
+    ``allow_other_data``: one warning line instead."""
+    def recorded(meta: dict[str, str], key: str) -> str | None:
+        value = meta.get(key) if isinstance(meta.get(key), str) else None
+        folder = str(meta.get("dataset", "")).startswith("imagefolder:")
+        if key == "dataset" and folder:
+            return "imagefolder"
+        return None if key == "dataset_fingerprint" and folder else value
+
+    for key, what in (("split", "split"), ("dataset", "dataset"), ("dataset_fingerprint", "data fingerprint")):
+        known = [(path, value) for path, p in inputs if (value := recorded(p.meta, key)) is not None]
+        other = next(((path, value) for path, value in known[1:] if value != known[0][1]), None)
+        if other is None:
+            continue
+        text = f"{known[0][0]} was made on {what} {known[0][1]!r}, {other[0]} on {other[1]!r}"
+        if not allow_other_data:
+            raise MismatchError(f"{text}; expected the same {what} (pass --allow-other-data to compare them "
+                                f"anyway)")
+        warnings.warn(f"{text} (--allow-other-data: compared anyway)", ModelUpdateWarning, stacklevel=2)
+        return  # one line is enough: another dataset has another fingerprint too
 
 
 def load_inputs(paths: list[str | Path], options: EvalConfig,
@@ -104,6 +155,8 @@ def load_inputs(paths: list[str | Path], options: EvalConfig,
         (c for p, k in zip(paths, kinds, strict=True) if k is not None and (c := checkpoint_classes(p))), None)
     loaded = read_prediction_files({i: p for i, (p, k) in enumerate(zip(paths, kinds, strict=True)) if k is None},
                                    options, classes)
+    if not options.allow_other_data:  # prediction files that disagree fail before any model runs
+        check_same_data([(paths[i], p) for i, p in sorted(loaded.items())], False)
     datasets = {} if datasets is None else datasets
     for i, (path, kind) in enumerate(zip(paths, kinds, strict=True)):
         if kind is not None:
@@ -113,6 +166,7 @@ def load_inputs(paths: list[str | Path], options: EvalConfig,
                 batch_size=options.batch_size, measure_speed=timed[i],
                 image_size_from_checkpoint=options.image_size_from_checkpoint,
                 datasets=datasets)
+    check_same_data([(paths[i], loaded[i]) for i in range(len(paths))], options.allow_other_data)
     return [loaded[i] for i in range(len(paths))]
 
 

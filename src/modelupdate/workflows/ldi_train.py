@@ -67,6 +67,9 @@ def ldi_train(data_cfg: DataConfig, cfg: TrainConfig, update_cfg: UpdateConfig, 
     runtime = setup_runtime(cfg)
     data = load_dataset(data_cfg)
     check_arch(cfg, data.info)
+    if ucfg.topk and ucfg.topk > data.info.num_classes:  # would quietly mean every class
+        raise ConfigError(f"--topk {ucfg.topk}: more than the data's {data.info.num_classes} classes; expected "
+                          f"0 (every class) to {data.info.num_classes}")
 
     old_labels: dict[str, np.ndarray] = {}  # the old model's labels on the splits its prediction file covers
     if old_is_predictions:
