@@ -120,8 +120,9 @@ def main() -> None:
     print(machine_line())
     print(f"data={info.name} arch={args.arch} members={args.members} images={args.images} "
           f"batch={args.batch_size} rounds={args.repeats} budget={args.epochs} epochs")
-    for name in names[1:]:
-        print(f"{name:>8} / train step: {ratio[name]:.2f} (rounds {spread(per_round[name])})")
+    for name in names[1:]:  # "cache" is one pass over the training images: against one training epoch
+        unit = "train epoch" if name == "cache" else "train step"
+        print(f"{name:>8} / {unit}: {ratio[name]:.2f} (rounds {spread(per_round[name])})")
     print()
     print(f"{'whole update (plain trainings of ' + str(args.epochs) + ' epochs)':<48} {'measured':>9} {'analytic':>9}")
     for name, measured, analytic in recipes(ratio, args.epochs, args.members):
