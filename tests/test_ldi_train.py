@@ -71,6 +71,12 @@ def test_elodi_defaults_to_the_top_2_classes_and_topk_0_means_every_class():
 def test_every_update_trains_without_dropout_unless_told():
     for method in ("elodi", "ldi-old", "ce", "kd", "fd-kl", "fd-lm", "new-error"):
         assert with_method_defaults(TrainConfig(), method).dropout == 0.0
+
+
+def test_the_plain_update_averages_its_weights_unless_told():
+    assert with_method_defaults(TrainConfig(), "ce").ema_epochs == 1.0
+    assert with_method_defaults(TrainConfig(ema_epochs=0.0), "ce").ema_epochs == 0.0
+    assert with_method_defaults(TrainConfig(), "elodi").ema_epochs == 0.0
     assert with_method_defaults(TrainConfig(dropout=0.3), "elodi").dropout == 0.3
     assert with_method_defaults(TrainConfig(), "elodi").clip_grad_norm == 5.0
 

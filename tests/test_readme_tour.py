@@ -63,7 +63,8 @@ def test_every_new_model_of_the_tour_has_one_recipe(tour):
     configs = {p.stem: json.loads(json.dumps(read_meta(p).config["train"])) for p in tour.glob("*.safetensors")}
     new = {name: c for name, c in configs.items() if name != "old"}
     assert set(new) == {"ref", "new", "plain"}
-    differing = {key for key in TRAIN_KEYS if key not in ("seed", "clip_grad_norm")
+    # seeds differ by design; clipping and the weight average are the methods' own (docs/method.md)
+    differing = {key for key in TRAIN_KEYS if key not in ("seed", "clip_grad_norm", "ema_epochs")
                  if len({json.dumps(c[key]) for c in new.values()}) > 1}
     assert not differing, {k: {n: c[k] for n, c in new.items()} for k in differing}
     assert all(c["dropout"] == 0.0 for c in new.values())

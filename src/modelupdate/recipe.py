@@ -28,6 +28,7 @@ DATA_KEYS = ("name", "val_fraction", "train_subset", "split_seed", "augment", "i
 def train_recipe(train: dict[str, Any]) -> dict[str, Any]:
     """The weight-changing fields of a TrainConfig's dict; a field the dict predates counts as its default."""
     full = TrainConfig().to_dict() | train
+    full["ema_epochs"] = full["ema_epochs"] or 0.0  # unset (None) and 0 both train without an average
     return {key: full[key] for key in TRAIN_KEYS}
 
 

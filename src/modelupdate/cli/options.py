@@ -103,7 +103,7 @@ MixSwitchProb = Annotated[float, typer.Option("--mix-switch-prob", help="With bo
 EmaEpochs = Annotated[float, typer.Option(
     "--ema-epochs", metavar="H", help="Keep an exponential moving average of the weights (and BatchNorm "
     "statistics) over about the last H epochs and ship it instead of the last weights; 0: off. Each epoch "
-    "logs validation metrics of both.")]
+    "logs validation metrics of both [default: 1 for ldi-train --method ce, else off].")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed of initialisation, data order and augmentation.")]
 Device = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.")]
 Amp = Annotated[str, typer.Option("--amp", help="Mixed precision: off, auto, bf16, fp16 (fp16: CUDA only).")]
