@@ -27,7 +27,8 @@ from modelupdate.recipe import check_same, recipe_of
 from modelupdate.reference import EnsembleReference
 from modelupdate.runtime import Runtime
 
-SAME = ("arch", "arch_args", "classes", "input_shape", "normalization", "dataset", "dataset_fingerprint")
+SAME = ("arch", "arch_args", "classes", "input_shape", "normalization", "eval_transform", "dataset",
+        "dataset_fingerprint")
 
 
 def recipe(meta: ModelMeta) -> dict:
@@ -70,7 +71,8 @@ def merge(paths: list[Path], out: Path, keep_first: int | None = None) -> ModelM
     meta.member_metrics = member_metrics
     meta.metrics = {
         "test_error_rate": test["error_rate"], "test_n": test["n"], "test_correct": test["correct"],
-        "member_test_error_rate_mean": sum(m["test_error_rate"] for m in member_metrics) / len(member_metrics),
+        "member_test_error_rate_mean": None if any(m.get("test_error_rate") is None for m in member_metrics)
+        else sum(m["test_error_rate"] for m in member_metrics) / len(member_metrics),
         "train_seconds": sum(m.get("train_seconds", 0.0) for m in member_metrics),
         "merged_from": [str(p) for p in paths],
     }

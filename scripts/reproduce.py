@@ -32,6 +32,9 @@ SUBSET = "0.3333"
 # Every new model trains without dropout: plain cnn-m without dropout had the lower validation error
 # (docs/results.md), so ce, the reference members and the baselines get it as well as ELODI.
 NO_DROPOUT = ["--dropout", "0"]
+# The protocol's plain update has no weight EMA (the baselines study adds it as ce-ema*); said explicitly
+# since ldi-train --method ce now averages by default
+PLAIN = ["--ema-epochs", "0"]
 # ELODI variants compared on seed 0 (validation split); CHOSEN in a command is replaced by the chosen
 # variant's flags. Fixed before the runs, with the rule in choose_by_rule.
 ELODI_VARIANTS = {
@@ -115,13 +118,14 @@ def plan(a: argparse.Namespace) -> list[tuple[str, list[str], Path]]:
                                str(out / "reference-a.safetensors"), str(out / "reference-b.safetensors"),
                                "--out", str(ref)], ref))
     old = str(out / "old.safetensors")
-    add("ce-s0", ["ldi-train", "--method", "ce", "--old", old, "--arch", a.new_arch, "--seed", "0"] + NO_DROPOUT)
+    add("ce-s0", ["ldi-train", "--method", "ce", "--old", old, "--arch", a.new_arch, "--seed", "0"] + NO_DROPOUT
+        + PLAIN)
     for variant, flags in ELODI_VARIANTS.items():
         add(f"elodi-{variant}-s0", ["ldi-train", "--method", "elodi", "--old", old, "--reference", str(ref),
                                     "--arch", a.new_arch, "--seed", "0"] + flags)
     for seed in range(1, a.seeds):
         add(f"ce-s{seed}", ["ldi-train", "--method", "ce", "--old", old, "--arch", a.new_arch, "--seed", str(seed)]
-            + NO_DROPOUT)
+            + NO_DROPOUT + PLAIN)
     for seed in range(1, a.seeds):
         add(f"elodi-s{seed}", ["ldi-train", "--method", "elodi", "--old", old, "--reference", str(ref),
                                "--arch", a.new_arch, "--seed", str(seed), CHOSEN])
@@ -150,7 +154,7 @@ def plan_schedule(a: argparse.Namespace) -> list[tuple[str, list[str], Path]]:
 
     def ce(seed: int, *extra: str) -> list[str]:
         return ["ldi-train", "--method", "ce", "--old", old, "--arch", a.new_arch, "--seed", str(seed), *NO_DROPOUT,
-                *extra]
+                *PLAIN, *extra]
 
     def elodi(seed: int, reference: str, *extra: str, variant: list[str] | None = None) -> list[str]:
         return ["ldi-train", "--method", "elodi", "--old", old, "--reference", reference, "--arch", a.new_arch,

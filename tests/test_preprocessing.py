@@ -129,3 +129,27 @@ def test_a_checkpoint_records_its_evaluation_transform(tmp_path, run_cli):
                                                                     "interpolation": "bicubic"}
     rc, _, err = run_cli("train", "--data", "synthetic", "--resize", "4", "--out", tmp_path / "bad.safetensors")
     assert rc == 2 and "--resize 4" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_model_held_beside_the_student_stays_in_eval_mode():
+    inner = torch.nn.BatchNorm2d(1)
+    view = workflow.transform_of(_meta_like((1, 4, 4)))
+    seen = SeenThrough(inner, view, view)
+    seen.train()
+    assert not seen.training and not inner.training
+
+
+def _meta_like(shape):
+    return dataclasses.make_dataclass("Meta", ["input_shape", "normalization", "eval_transform"])(
+        shape, {"mean": [0.0], "std": [1.0]}, {})
+
+
+def test_a_reference_of_another_size_on_the_same_folder_needs_no_other_data_flag(tmp_path, run_cli):
+    folder = make_folder(tmp_path / "images", 16)
+    common = ["--data", f"imagefolder:{folder}", "--arch", "tiny", "--epochs", "1", "--device", "cpu", "--quiet"]
+    rc, _, err = run_cli("ensemble-train", *common, "--image-size", "16", "-m", "2",
+                         "--out", tmp_path / "ref.safetensors")
+    assert rc == 0, err
+    rc, _, err = run_cli("ldi-train", *common, "--image-size", "24", "--reference", tmp_path / "ref.safetensors",
+                         "--out", tmp_path / "new.safetensors")
+    assert rc == 0, err

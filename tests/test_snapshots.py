@@ -71,3 +71,19 @@ def test_ensemble_train_snapshots_through_the_cli(tmp_path, run_cli):
     assert not (tmp_path / "ref.members").exists()
     rc, _, err = run_cli(*args[:-1], tmp_path / "other.safetensors", "--members", "3")
     assert rc == 2 and "--snapshots" in err and "--members" in err
+
+
+def test_cycles_of_uneven_length_still_make_every_snapshot():
+    plan = Schedule(steps_per_epoch=3, total_steps=9, warmup_steps=0, base_lr=1.0, cycles=4)
+    assert plan.cycle_ends == [2, 4, 7, 9]  # round(k * 9 / 4): cycles of 2, 2, 3 and 2 steps
+    assert [s for s in range(9) if plan.ends_cycle(s)] == [1, 3, 6]  # 3 snapshots + the run's own end
+    assert [plan.cycle_of(s) for s in range(9)] == [0, 0, 1, 1, 2, 2, 2, 3, 3]
+    assert plan.lr(6) == pytest.approx(0.5 * (1 + math.cos(math.pi * 2 / 3)))  # the last of a 3-step cycle
+    assert plan.lr(7) == 1.0 and plan.lr(8) == pytest.approx(0.5)
+
+
+def test_a_warm_up_as_long_as_a_cycle_is_refused(tiny_data_config, tiny_train_config):
+    data = load_dataset(tiny_data_config())
+    cfg = tiny_train_config(epochs=2, lr_cycles=4, warmup_epochs=1.0)
+    with pytest.raises(ConfigError, match="warm-up"):
+        Schedule.of(len(data.train), cfg, setup_runtime(cfg))

@@ -431,6 +431,9 @@ METHOD_CLIP_GRAD_NORM: dict[str, float] = {"elodi": 5.0, "ldi-old": 5.0, "fd-lm"
 # one dropout sample of it is mostly noise; the plain update and the members train the same way, so that
 # every method is compared at one recipe (docs/method.md).
 UPDATE_DROPOUT = 0.0
+# member i trains with seed --seed + MEMBER_SEED_OFFSET + i: apart from the seeds single models train with
+# by default (a reference member must not be the plain update it is compared with)
+MEMBER_SEED_OFFSET = 100
 
 
 def with_update_dropout(cfg: TrainConfig) -> TrainConfig:

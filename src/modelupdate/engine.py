@@ -9,6 +9,7 @@ would have drawn. Library code: it reports through ``on_event`` and never prints
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import signal
@@ -256,28 +257,35 @@ class Schedule:
         order = train_order(n_train, seed=cfg.seed, epoch=0, rank=runtime.rank, world=runtime.world,
                             batch_size=cfg.batch_size)
         per_epoch = math.ceil(len(order) / cfg.batch_size)
-        total = per_epoch * cfg.epochs
+        total, warmup = per_epoch * cfg.epochs, int(round(cfg.warmup_epochs * per_epoch))
         if cfg.lr_cycles > total:
             raise ConfigError(f"--snapshots {cfg.lr_cycles}: more cycles than the run's {total} steps")
-        return cls(per_epoch, total, int(round(cfg.warmup_epochs * per_epoch)), cfg.resolved_lr(), cfg.lr_cycles)
+        plan = cls(per_epoch, total, warmup, cfg.resolved_lr(), cfg.lr_cycles)
+        if cfg.lr_cycles > 1 and warmup >= plan.cycle_ends[0]:  # the first snapshot would be taken warming up
+            raise ConfigError(f"--snapshots {cfg.lr_cycles}: each cycle is {plan.cycle_ends[0]} steps, not longer "
+                              f"than the {warmup}-step warm-up; expected fewer snapshots or a shorter "
+                              f"--warmup-epochs")
+        return plan
 
     @property
-    def cycle_steps(self) -> int:
-        return math.ceil(self.total_steps / self.cycles)
+    def cycle_ends(self) -> list[int]:
+        """The step after each cycle's last: M cycles of (nearly) equal length, the last ending the run."""
+        return [round((k + 1) * self.total_steps / self.cycles) for k in range(self.cycles)]
 
     def cycle_of(self, global_step: int) -> int:
-        return global_step // self.cycle_steps
+        return bisect.bisect_right(self.cycle_ends, global_step)
 
     def ends_cycle(self, global_step: int) -> bool:
         """The last step of a cycle other than the run's last."""
-        return (global_step + 1) % self.cycle_steps == 0 and global_step + 1 < self.total_steps
+        return global_step + 1 in self.cycle_ends[:-1]
 
     def lr(self, global_step: int) -> float:
         if self.cycles == 1:
             return lr_at(global_step, self.total_steps, self.warmup_steps, self.base_lr)
-        cycle, start = self.cycle_of(global_step), self.cycle_of(global_step) * self.cycle_steps
-        length = min(self.cycle_steps, self.total_steps - start)
-        return lr_at(global_step - start, length, self.warmup_steps if cycle == 0 else 0, self.base_lr)
+        cycle = self.cycle_of(global_step)
+        start = self.cycle_ends[cycle - 1] if cycle else 0
+        return lr_at(global_step - start, self.cycle_ends[cycle] - start, self.warmup_steps if cycle == 0 else 0,
+                     self.base_lr)
 
     def saves_after(self, global_step: int, step: int, every: int) -> bool:
         """A mid-epoch resumable save after this step (the epoch's end always saves)."""
@@ -354,7 +362,7 @@ def resume_state(state_path: Path, model: nn.Module, optimizer: torch.optim.Opti
 
 def check_progress(progress: dict[str, Any], path: Path, cfg: TrainConfig, plan: Schedule) -> None:
     """The progress record of a resumable state has the fields ``StateSaver.save`` writes, of their types and
-    within this run: a damaged one is named in one line before anything is loaded from it."""
+    within this run: a damaged one is named in one line before training goes on from it."""
     def is_int(v: Any) -> bool:
         return isinstance(v, int) and not isinstance(v, bool)
 

@@ -23,7 +23,7 @@ TRAIN_KEYS = ("arch", "arch_args", "epochs", "batch_size", "lr", "optimizer", "m
 # DataConfig fields that change what is trained on (streaming, workers and the memory budget do not)
 DATA_KEYS = ("name", "val_fraction", "train_subset", "split_seed", "augment", "image_size", "synthetic_classes",
              "synthetic_size", "synthetic_channels", "synthetic_train", "synthetic_test", *AUGMENT_KEYS,
-             "mean", "std")
+             "mean", "std", "crop_pct", "resize", "interpolation")
 
 def train_recipe(train: dict[str, Any]) -> dict[str, Any]:
     """The weight-changing fields of a TrainConfig's dict; a field the dict predates counts as its default."""

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .config import MEMBER_SEED_OFFSET
 from .errors import ConfigError, OutputError
 
 Event = dict[str, Any]
@@ -179,7 +180,8 @@ class Tracking:
             params = flatten(event["config"])
             if self.top_params is None:  # an ensemble's run: its first member's recipe at the command's seed
                 self.top_params = params if member is None else (
-                    params | {"train.seed": params["train.seed"] - (member[0] - 1), "members": member[1]})
+                    params | {"train.seed": params["train.seed"] - MEMBER_SEED_OFFSET - (member[0] - 1),
+                              "members": member[1]})
                 for sink in self.sinks:
                     sink.begin(None, self.top_params)
             if member is not None:

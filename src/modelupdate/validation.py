@@ -20,7 +20,7 @@ OPTIONS = {"name": "--data", "fingerprint": "--data (the files it holds)", "augm
            "parent_sha256": "--old", "parent_predictions_sha256": "--old", "method": "--method",
            "synthetic_classes": "--data synthetic", "synthetic_size": "--data synthetic",
            "synthetic_channels": "--data synthetic", "synthetic_train": "--data synthetic",
-           "synthetic_test": "--data synthetic"}
+           "synthetic_test": "--data synthetic", "lr_cycles": "--snapshots"}
 
 
 def option_for(key: str) -> str:

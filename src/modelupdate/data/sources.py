@@ -501,6 +501,14 @@ def _warn_if_resized_far(root: Path, names: list[str], size: int) -> None:
                       f"model's input size)", ModelUpdateWarning, stacklevel=2)
 
 
+def folder_fingerprint_at(cfg: DataConfig, size: int) -> str:
+    """The fingerprint ``cfg``'s image folder has when read at ``size`` px (a model of another input size
+    trained on the same files)."""
+    root = folder_root(cfg.name)
+    splits = split_folders(root)
+    return folder_fingerprint(root, folder_classes(root, splits), size, listing_cache(cfg), splits)[0]
+
+
 def listing_cache(cfg: DataConfig) -> Path:
     """Where an image folder's listing and statistics are cached: ``--cache-dir``, else the user cache folder."""
     return Path(cfg.cache_dir) if cfg.cache_dir else cache_dir()

@@ -123,6 +123,11 @@ class SeenThrough(torch.nn.Module):
     def __init__(self, model: torch.nn.Module, transform: EvalTransform, view: EvalTransform):
         super().__init__()
         self.model, self.transform, self.view = model, transform, view
+        self.eval()
+
+    def train(self, mode: bool = True) -> SeenThrough:
+        """Always in eval mode, whatever asks: a model held beside the student is never trained."""
+        return super().train(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(self.transform.adapt(x, self.view))

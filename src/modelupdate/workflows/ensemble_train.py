@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 
 from ..checkpoint import ModelMeta, load_checkpoint, read_meta, save_ensemble, save_model
-from ..config import DataConfig, TrainConfig, with_update_dropout
+from ..config import MEMBER_SEED_OFFSET, DataConfig, TrainConfig, with_update_dropout
 from ..data import load_dataset
 from ..engine import EventHandler, Schedule, accuracy_counts, predict_logits
 from ..errors import ConfigError
@@ -43,9 +43,6 @@ from .common import (
 DEFAULT_MEMBERS = 4
 # members of one ensemble: each is a model held in memory together with the others at assembly
 MAX_MEMBERS = 1000
-# member i trains with seed --seed + MEMBER_SEED_OFFSET + i: apart from the seeds single models train with
-# by default (a reference member must not be the plain update it is compared with)
-MEMBER_SEED_OFFSET = 100
 
 
 def member_seed(seed: int, index: int) -> int:

@@ -208,7 +208,7 @@ def _load_against_data(path: Path | None, option: str, data: Dataset, data_cfg: 
     if not loaded.meta.dataset_fingerprint:
         raise MismatchError(f"{option} {path}: was imported, so the data it was trained on is unknown (its training "
                             f"images may be in this validation split); pass --allow-other-data to use it")
-    if loaded.meta.dataset_fingerprint != data.info.fingerprint:
+    if loaded.meta.dataset_fingerprint != data.info.fingerprint and not _same_folder(loaded, data_cfg):
         raise MismatchError(f"{option} {path}: was trained on other data than --data {data.info.name} (dataset "
                             f"fingerprint {loaded.meta.dataset_fingerprint[:12]} vs {data.info.fingerprint[:12]}); "
                             f"pass --allow-other-data if that is intended")
@@ -219,6 +219,16 @@ def _load_against_data(path: Path | None, option: str, data: Dataset, data_cfg: 
                                 f"{getattr(data_cfg, key)!r} (its training images may be in this validation split); "
                                 f"pass --allow-other-data if that is intended")
     return loaded
+
+
+def _same_folder(loaded: LoadedModel, data_cfg: DataConfig) -> bool:
+    """A model trained on the same image folder read at another size (its own input size) fits the data."""
+    size = loaded.meta.config.get("data", {}).get("image_size")
+    if not data_cfg.name.startswith("imagefolder:") or not isinstance(size, int) or size == data_cfg.image_size:
+        return False
+    from ..data.sources import folder_fingerprint_at
+
+    return folder_fingerprint_at(data_cfg, size) == loaded.meta.dataset_fingerprint
 
 
 # --------------------------------------------------------------------------- objective
