@@ -3,7 +3,7 @@
 One plain training (ce) of the same budget is the unit. Measured here, in one process, on the same
 model (cnn-m), data and batch size, rounds alternating the candidates (the best run of each counts):
 
-- train:   a ce step (``ldi-train --method ce``), the unit;
+- train:   a plain cross-entropy step without the weight average, the unit;
 - ema:     a ce step plus the weight average's update (``--ema-epochs``);
 - online4 / online2: an ELODI student step against a 4- / 2-member reference evaluated on every batch;
 - cached:  an ELODI student step reading the reference's logits from ``--reference-cache``;
@@ -99,7 +99,7 @@ def main() -> None:
         cache = load_or_build_reference_cache(next(cache_paths), four, data, runtime, cfg)
         elodi_cfg = with_method_defaults(cfg, "elodi")
         candidates = {
-            "train": lambda: fit(fresh_model(), data, with_method_defaults(cfg, "ce"), runtime),
+            "train": lambda: fit(fresh_model(), data, TrainConfig(**(cfg.to_dict() | {"ema_epochs": 0.0})), runtime),
             "ema": lambda: fit(fresh_model(), data, TrainConfig(**(cfg.to_dict() | {"ema_epochs": 1.0})), runtime),
             "online4": lambda: fit(fresh_model(), data, elodi_cfg, runtime,
                                    objective=make_objective(elodi, four, None, 0.0, runtime)),
