@@ -464,3 +464,14 @@ def test_negative_flips_are_listed_by_sample_name_in_every_report():
     page = flip_report_html(report)
     assert "test/dog/&lt;b&gt;.png" in page and "<b>.png" not in page
     assert page.count("test/cat/a,1.png") == 1
+
+
+def test_compare_markdown_folds_each_candidates_nfr_per_class():
+    result = compare(predictions(OLD, "o"), {"a": predictions(NEW, "a"), "b": predictions(TARGETS, "b")})
+    md = compare_markdown(result)
+    assert "### NFR per class" in md and "<details>" in md
+    section = md.split("### NFR per class", 1)[1].split("</details>", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| class")]
+    assert len(rows) == len(result.rows[0].per_class)
+    for row, (a, b) in zip(rows, zip(result.rows[0].per_class, result.rows[1].per_class, strict=True), strict=True):
+        assert f"({a.negative_flips:,})" in row and f"({b.negative_flips:,})" in row

@@ -23,6 +23,8 @@ from .common import (
     RATE_LABELS,
     SUMMARY_HEADER,
     class_rows,
+    compare_class_header,
+    compare_class_rows,
     compare_gate_rows,
     compare_rows,
     gate_rows,
@@ -171,5 +173,9 @@ def compare_markdown(result: CompareResult) -> str:
     if result.pairwise:
         out += ["### Pairwise NFR tests (McNemar exact on negative flips)", "",
                 _md_table(PAIRWISE_HEADER, pairwise_rows(result)), ""]
+    class_rows_ = compare_class_rows(result)
+    if class_rows_:  # folded: one row per class, a reviewer opens it when a class matters
+        out += ["### NFR per class", "", "<details><summary>Each candidate's NFR (negative flips) per true "
+                "class</summary>", "", _md_table(compare_class_header(result), class_rows_), "", "</details>", ""]
     out += glossary_markdown()
     return "\n".join(out)
