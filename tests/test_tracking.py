@@ -144,7 +144,7 @@ def test_ensemble_members_are_runs_below_the_ensemble(tmp_path, run_cli, mlflow_
     for i, member in enumerate(meta.member_metrics, start=1):
         run = runs[f"ref member {i}"]
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id and run.info.status == "FINISHED"
-        assert run.data.params["train.seed"] == str(5 + i - 1)
+        assert run.data.params["train.seed"] == str(5 + 100 + i - 1)  # members train at --seed + 100 + i
         assert run.data.metrics["test/er"] == pytest.approx(member["test_error_rate"])
         assert set(event_file(tb / "ref" / f"member{i}").Tags()["scalars"]) == TRAIN_TAGS
     assert event_file(tb / "ref").Scalars("test/er")[0].value == pytest.approx(meta.metrics["test_error_rate"])
