@@ -182,7 +182,8 @@ def test_an_interrupted_run_is_killed_and_resume_continues_it(tmp_path, mlflow_c
 
 def test_resume_continues_an_ensemble_run_and_its_interrupted_member(tmp_path, mlflow_client):
     def config(member: int) -> dict:
-        return {"type": "config", "member_label": f"member {member}/2", "config": {"train": {"seed": 106 + member}}}  # --seed 7
+        # members of `--seed 7` train at 107 and 108
+        return {"type": "config", "member_label": f"member {member}/2", "config": {"train": {"seed": 106 + member}}}
 
     def tracked(resume: bool) -> Tracking:
         return Tracking("ref", mlflow=str(tmp_path / "store"), out=tmp_path / "ref.safetensors", resume=resume)
