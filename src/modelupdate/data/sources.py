@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ..config import DataConfig, parse_number_list, parse_rand_augment
-from ..errors import DataError, ModelUpdateWarning
+from ..errors import DataError
 from .folders import (
     check_class_count,
     folder_classes,
@@ -34,7 +34,7 @@ from .folders import (
     split_folders,
 )
 from .streaming import StreamSplit, should_stream, stream_splits
-from .transforms import data_transform
+from .transforms import data_transform, warn_if_resized_far
 
 FASHION_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -482,23 +482,8 @@ def open_image_folder(cfg: DataConfig) -> ImageFolder:
     classes = folder_classes(root, splits)
     fingerprint, counts = folder_fingerprint(root, classes, cfg.image_size, listing_cache(cfg), splits)
     check_class_count(root, classes)
-    _warn_if_resized_far(root, list_split(root, "train", classes)[0], cfg.image_size)
+    warn_if_resized_far(native_side(root, list_split(root, "train", classes)[0]), cfg.image_size, f"imagefolder:{root}")
     return ImageFolder(root, classes, counts, fingerprint)
-
-
-# an image resized by more than this factor either way is said in one warning line
-RESIZE_WARNING = 2.0
-
-
-def _warn_if_resized_far(root: Path, names: list[str], size: int) -> None:
-    """Legal but suspicious: images of about N px fed to a model at more than twice or half of it."""
-    import warnings
-
-    native = native_side(root, names)
-    if native and max(size / native, native / size) > RESIZE_WARNING:
-        warnings.warn(f"imagefolder:{root}: its images are about {native} px and are resized to {size} px "
-                      f"({max(size / native, native / size):.1f}x) for this model; check --image-size (or the "
-                      f"model's input size)", ModelUpdateWarning, stacklevel=2)
 
 
 def folder_fingerprint_at(cfg: DataConfig, size: int) -> str:

@@ -17,12 +17,26 @@ from typing import Any
 import torch
 
 from ..config import check_crop_pct, check_interpolation
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelUpdateWarning
 
 # inputs this size and larger are evaluated on a centre crop of CROP_PCT of the resized image, as
 # torchvision's ImageNet reference scripts do; smaller ones (CIFAR, MNIST sizes) on the whole image
 LARGE_INPUT = 128
 CROP_PCT = 0.875
+
+
+# images resized by more than this factor either way are said in one warning line
+RESIZE_WARNING = 2.0
+
+
+def warn_if_resized_far(native: int | None, size: int, source: str) -> None:
+    """Legal but suspicious: images of about ``native`` px fed to a model at more than twice or half of it."""
+    import warnings
+
+    if native and max(size / native, native / size) > RESIZE_WARNING:
+        warnings.warn(f"{source}: its images are about {native} px and are resized to {size} px "
+                      f"({max(size / native, native / size):.1f}x) for this model; check --image-size (or the "
+                      f"model's input size)", ModelUpdateWarning, stacklevel=3)
 
 
 def default_crop_pct(input_shape: tuple[int, ...]) -> float:
