@@ -112,15 +112,21 @@ class EvalTransform:
 def data_transform(data_cfg: Any, input_shape: tuple[int, int, int], mean: tuple[float, ...],
                    std: tuple[float, ...]) -> EvalTransform:
     """The transform of a model trained on ``data_cfg`` (a DataConfig) whose inputs are ``input_shape``."""
-    crop_pct = data_cfg.crop_pct
-    if data_cfg.resize is not None:
-        crop_pct = min(input_shape[1:]) / data_cfg.resize
-        if crop_pct > 1.0:
-            raise ConfigError(f"--resize {data_cfg.resize}: smaller than the input size {min(input_shape[1:])}; "
-                              f"expected at least it (the centre crop is cut from the resized image)")
-    if crop_pct is None:
-        crop_pct = default_crop_pct(input_shape)
+    crop_pct = resolve_crop_pct(data_cfg.crop_pct, data_cfg.resize, input_shape, default_crop_pct(input_shape))
     return EvalTransform(tuple(input_shape), tuple(mean), tuple(std), crop_pct, data_cfg.interpolation)
+
+
+def resolve_crop_pct(crop_pct: float | None, resize: Any, input_shape: tuple[int, ...], fallback: float) -> float:
+    """The crop share from ``--crop-pct`` or ``--resize`` (the shorter side, in pixels), else ``fallback``."""
+    if crop_pct is not None and resize is not None:
+        raise ConfigError("--resize / --crop-pct: give one of them (--crop-pct = the input size / --resize)")
+    if resize is None:
+        return fallback if crop_pct is None else crop_pct
+    side = min(input_shape[1:])
+    if not isinstance(resize, int) or isinstance(resize, bool) or resize < side:
+        raise ConfigError(f"--resize {resize}: smaller than the input size {side}; expected at least it (the "
+                          f"centre crop is cut from the resized image)")
+    return side / resize
 
 
 def transform_of(meta: Any) -> EvalTransform:

@@ -29,7 +29,7 @@ from ..checkpoint import (
     state_dict_error,
 )
 from ..config import as_list, check_crop_pct, check_field_types, check_interpolation, guard_init, parse_arch_args
-from ..data.transforms import EvalTransform, default_crop_pct
+from ..data.transforms import EvalTransform, default_crop_pct, resolve_crop_pct
 from ..errors import CheckpointError, ConfigError
 from ..input_files import check_regular_file, class_names_problem
 from ..models import ARCHS, build_model, check_forward, count_parameters, stored_arch_args, weights_problem
@@ -122,16 +122,8 @@ def settle_transform(spec: ImportSpec, input_shape: tuple[int, int, int],
                      normalization: dict[str, list[float]]) -> EvalTransform:
     """The imported model's evaluation transform: as given, else ``like``'s, else the input size's default."""
     recorded = read_meta(spec.like).eval_transform if spec.like else {}
-    if spec.crop_pct is not None and spec.resize is not None:
-        raise ConfigError("--resize / --crop-pct: give one of them")
-    crop_pct = spec.crop_pct
-    if spec.resize is not None:
-        if not isinstance(spec.resize, int) or isinstance(spec.resize, bool) or spec.resize < min(input_shape[1:]):
-            raise ConfigError(f"--resize: expected the shorter side in pixels, at least the input size "
-                              f"{min(input_shape[1:])}, got {spec.resize!r}")
-        crop_pct = min(input_shape[1:]) / spec.resize
-    if crop_pct is None:
-        crop_pct = recorded.get("crop_pct", default_crop_pct(input_shape))
+    crop_pct = resolve_crop_pct(spec.crop_pct, spec.resize, input_shape,
+                                recorded.get("crop_pct", default_crop_pct(input_shape)))
     interpolation = spec.interpolation or recorded.get("interpolation", "bilinear")
     check_crop_pct("--crop-pct", crop_pct)
     check_interpolation("--interpolation", interpolation)
