@@ -27,8 +27,10 @@ for split, n in (("train", 24), ("val", 8), ("test", 8)):
         os.makedirs(folder, exist_ok=True)
         for i in range(n):
             base = torch.zeros(3, 32, 32)
-            base[k] = 0.25  # a class is a faint colour, under much noise: both models err
-            image = ((base + 0.75 * torch.rand(3, 32, 32, generator=gen)).clamp(0, 1) * 255).to(torch.uint8)
+            # a class is a faint colour under noise: the deployed model, trained longer, learns it; the
+            # update's single optimiser step often does not, so the report has negative flips to show
+            base[k] = 0.3
+            image = ((base + 0.7 * torch.rand(3, 32, 32, generator=gen)).clamp(0, 1) * 255).to(torch.uint8)
             torchvision.io.write_png(image, f"{folder}/{name}_{i:03d}.png")
 
 # plain PyTorch, as the team trained it: resnet18 at 32 px, ImageNet normalisation
@@ -39,7 +41,7 @@ x = torch.stack([(img - mean) / std for img, _ in data])
 y = torch.tensor([label for _, label in data])
 torch.manual_seed(0)
 optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-for _ in range(15):
+for _ in range(40):
     loss = torch.nn.functional.cross_entropy(model(x), y)
     optimizer.zero_grad(); loss.backward(); optimizer.step()
 save_file({k: v.contiguous() for k, v in model.state_dict().items()}, "deployed.safetensors")
