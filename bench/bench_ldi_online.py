@@ -32,13 +32,14 @@ from _common import bench_data, best, interleaved, machine_line, spread, timed, 
 from torch import nn
 
 from modelupdate.checkpoint import load_checkpoint, save_ensemble
-from modelupdate.config import DataConfig, TrainConfig, UpdateConfig, with_method_defaults
+from modelupdate.config import DataConfig, TrainConfig
 from modelupdate.data import train_batches
 from modelupdate.engine import fit
+from modelupdate.methods import UpdateConfig, make_objective, with_method_defaults
 from modelupdate.models import build_model
 from modelupdate.runtime import setup_runtime
 from modelupdate.workflows.common import model_meta
-from modelupdate.workflows.ldi_train import load_or_build_reference_cache, make_objective
+from modelupdate.workflows.ldi_train import load_or_build_reference_cache, teacher_logits
 
 
 def main() -> None:
@@ -92,8 +93,8 @@ def main() -> None:
         teacher.model.to(runtime.device)
         cache = load_or_build_reference_cache(Path(tmp) / "cache.safetensors", teacher, data, runtime, cfg)
     elodi = UpdateConfig(method="elodi").resolved()
-    online_objective = make_objective(elodi, teacher, None, cfg.label_smoothing, runtime)
-    cached_objective = make_objective(elodi, teacher, cache, cfg.label_smoothing, runtime)
+    online_objective = make_objective(elodi, teacher_logits(teacher, None), cfg.label_smoothing)
+    cached_objective = make_objective(elodi, teacher_logits(teacher, cache), cfg.label_smoothing)
 
     member = teacher.members[0]
     steps = args.images // args.batch_size

@@ -29,12 +29,13 @@ from _common import bench_data, best, interleaved, machine_line, spread, use_cpu
 from torch import nn
 
 from modelupdate.checkpoint import load_checkpoint, save_ensemble
-from modelupdate.config import DataConfig, TrainConfig, UpdateConfig, with_method_defaults
+from modelupdate.config import DataConfig, TrainConfig
 from modelupdate.engine import fit
+from modelupdate.methods import UpdateConfig, make_objective, with_method_defaults
 from modelupdate.models import build_model
 from modelupdate.runtime import setup_runtime
 from modelupdate.workflows.common import model_meta
-from modelupdate.workflows.ldi_train import load_or_build_reference_cache, make_objective
+from modelupdate.workflows.ldi_train import load_or_build_reference_cache, teacher_logits
 
 # forwards per image of one training step (forward + backward ~ 3 forwards), for the analytic column
 STEP_FORWARDS = 3.0
@@ -102,11 +103,11 @@ def main() -> None:
             "train": lambda: fit(fresh_model(), data, TrainConfig(**(cfg.to_dict() | {"ema_epochs": 0.0})), runtime),
             "ema": lambda: fit(fresh_model(), data, TrainConfig(**(cfg.to_dict() | {"ema_epochs": 1.0})), runtime),
             "online4": lambda: fit(fresh_model(), data, elodi_cfg, runtime,
-                                   objective=make_objective(elodi, four, None, 0.0, runtime)),
+                                   objective=make_objective(elodi, teacher_logits(four, None), 0.0)),
             "online2": lambda: fit(fresh_model(), data, elodi_cfg, runtime,
-                                   objective=make_objective(elodi, two, None, 0.0, runtime)),
+                                   objective=make_objective(elodi, teacher_logits(two, None), 0.0)),
             "cached": lambda: fit(fresh_model(), data, elodi_cfg, runtime,
-                                  objective=make_objective(elodi, four, cache, 0.0, runtime)),
+                                  objective=make_objective(elodi, teacher_logits(four, cache), 0.0)),
             "cache": lambda: load_or_build_reference_cache(next(cache_paths), four, data, runtime, cfg),
         }
         fit(fresh_model(), bench_data(2 * args.batch_size, data=args.data), cfg, runtime)  # warm-up, untimed

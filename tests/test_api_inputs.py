@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from modelupdate import api
-from modelupdate.config import DataConfig, EvalConfig, GateSpec, TrainConfig, UpdateConfig
+from modelupdate.config import DataConfig, EvalConfig, GateSpec, TrainConfig
 from modelupdate.errors import ConfigError, ModelUpdateError, PredictionFileError
+from modelupdate.methods import UpdateConfig
 
 LABELS = np.array([0, 1, 2, 3]), np.array([0, 1, 3, 3]), np.array([0, 1, 2, 2])  # old, new, targets
 

@@ -169,7 +169,7 @@ def test_train_bad_option_values_exit_2(tmp_path):
 ])
 def test_ldi_train_clips_gradients_per_method(tiny_data_config, tiny_train_config, trained_model, tmp_path, method,
                                               clip, expected):
-    from modelupdate.config import UpdateConfig
+    from modelupdate.methods import UpdateConfig
     from modelupdate.workflows.ldi_train import ldi_train
 
     out = tmp_path / "new.safetensors"

@@ -10,7 +10,8 @@ import pytest
 import typer.main
 
 from modelupdate.cli import app
-from modelupdate.config import DataConfig, EvalConfig, GateSpec, TrainConfig, UpdateConfig
+from modelupdate.config import DataConfig, EvalConfig, GateSpec, TrainConfig
+from modelupdate.methods import UpdateConfig
 
 # CLI parameter -> (config class, field); a few read inverted or as JSON text
 FIELDS = {cls: {f.name for f in dataclasses.fields(cls)} for cls in (DataConfig, TrainConfig, EvalConfig,

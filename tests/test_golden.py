@@ -12,14 +12,15 @@ import os
 import pytest
 import torch
 
-from modelupdate.config import DataConfig, TrainConfig, UpdateConfig
+from modelupdate.config import DataConfig, TrainConfig
 from modelupdate.data import load_dataset
 from modelupdate.engine import fit
+from modelupdate.methods import UpdateConfig, make_objective
 from modelupdate.models import build_model
 from modelupdate.runtime import Runtime
 from modelupdate.workflows.common import seeded_model
 from modelupdate.workflows.ensemble_train import ensemble_train
-from modelupdate.workflows.ldi_train import make_objective
+from modelupdate.workflows.ldi_train import teacher_logits
 
 CPU = Runtime(torch.device("cpu"))
 DATA = DataConfig(train_subset="192")  # 3 steps of 64
@@ -65,11 +66,11 @@ def test_train_first_three_steps():
 
 def test_elodi_first_three_steps(tmp_path):
     from modelupdate.checkpoint import load_checkpoint
-    from modelupdate.config import with_method_defaults
+    from modelupdate.methods import with_method_defaults
 
     reference = tmp_path / "ref.safetensors"
     ensemble_train(DATA, TrainConfig(arch="tiny", epochs=1, batch_size=64, device="cpu", deterministic=True,
                                      seed=0), reference, 2)  # members' seeds 100, 101
     ucfg = UpdateConfig(method="elodi").resolved()
-    objective = make_objective(ucfg, load_checkpoint(reference), None, 0.0, CPU)
+    objective = make_objective(ucfg, teacher_logits(load_checkpoint(reference), None), 0.0)
     check("elodi", first_step_losses(objective, with_method_defaults(CFG, "elodi")))

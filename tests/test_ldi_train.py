@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
 
-from modelupdate.config import TrainConfig, UpdateConfig, with_method_defaults
+from modelupdate.config import TrainConfig
 from modelupdate.data import Batch
-from modelupdate.runtime import Runtime
-from modelupdate.workflows.ldi_train import make_objective
+from modelupdate.methods import UpdateConfig, make_objective, with_method_defaults
 
 # B=2, C=3 (the LDI example of test_losses): |z - r|^2 = [1, 0.04, 1] and [1, 0, 9]
 Z = torch.tensor([[1.0, 2.0, 0.0], [0.0, 0.0, 3.0]])
@@ -26,12 +24,12 @@ def log_softmax(row: list[float]) -> list[float]:
 
 
 def fixed_teacher(logits: torch.Tensor):
-    return SimpleNamespace(model=lambda images: logits, members=[None])
+    return lambda batch: logits
 
 
 def objective_for(method: str, **kw):
     ucfg = UpdateConfig(method=method, **kw).resolved()
-    return make_objective(ucfg, fixed_teacher(R), None, 0.0, Runtime(torch.device("cpu")))
+    return make_objective(ucfg, fixed_teacher(R))
 
 
 def test_elodi_objective_is_the_weighted_sum_of_ce_and_ldi():
@@ -61,10 +59,10 @@ def test_elodi_defaults_to_the_top_2_classes_and_topk_0_means_every_class():
     y = torch.tensor([0])
     assert UpdateConfig(method="elodi").resolved().topk == 2
     ucfg = UpdateConfig(method="elodi", alpha=1.0).resolved()
-    top2, _ = make_objective(ucfg, fixed_teacher(r), None, 0.0, Runtime(torch.device("cpu")))(z, Batch(z, y, y))
+    top2, _ = make_objective(ucfg, fixed_teacher(r))(z, Batch(z, y, y))
     assert float(top2) == pytest.approx(6.0 / 3)
     ucfg = UpdateConfig(method="elodi", alpha=1.0, topk=0).resolved()
-    every, _ = make_objective(ucfg, fixed_teacher(r), None, 0.0, Runtime(torch.device("cpu")))(z, Batch(z, y, y))
+    every, _ = make_objective(ucfg, fixed_teacher(r))(z, Batch(z, y, y))
     assert float(every) == pytest.approx(31.0 / 4)
 
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from modelupdate.config import UpdateConfig
 from modelupdate.data import load_dataset
 from modelupdate.data.sources import AugmentSpec, Dataset, DatasetInfo, Split
 from modelupdate.errors import ConfigError, MismatchError
+from modelupdate.methods import UpdateConfig
 from modelupdate.predictions import Predictions, read_predictions, write_predictions
 from modelupdate.workflows.inputs import predictions_from_checkpoint
 from modelupdate.workflows.ldi_train import ldi_train, old_labels_on_splits

@@ -13,9 +13,10 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from modelupdate.checkpoint import load_checkpoint, save_ensemble, save_model
-from modelupdate.config import DataConfig, TrainConfig, UpdateConfig
+from modelupdate.config import DataConfig, TrainConfig
 from modelupdate.data import load_dataset
 from modelupdate.data.transforms import SeenThrough
+from modelupdate.methods import UpdateConfig
 from modelupdate.models import build_model
 from modelupdate.workflows import ldi_train as workflow
 from modelupdate.workflows.common import model_meta

@@ -25,11 +25,12 @@ import numpy as np
 import torch
 
 from .checkpoint import LoadedModel, load_checkpoint, read_meta
-from .config import CSV_COLUMNS, DataConfig, EvalConfig, GateSpec, TrainConfig, UpdateConfig, as_list
+from .config import CSV_COLUMNS, DataConfig, EvalConfig, GateSpec, TrainConfig, as_list
 from .engine import EventHandler
 from .errors import ConfigError, ModelUpdateError, PredictionFileError
 from .gates import GateResult, evaluate_gates, gate_spec
 from .gates import failed_gates as _failed_gates
+from .methods import UpdateConfig
 from .metrics import ClassRow, FlipSummary, flip_summary, per_class_table
 from .predictions import Predictions
 from .predictions import read_predictions as _read_predictions

@@ -292,7 +292,7 @@ class TrainConfig(_JsonMixin):
     mix_prob: float = 1.0
     mix_switch_prob: float = 0.5
     # weight EMA: the horizon of the average in epochs (0: off); the checkpoint then holds the average
-    ema_epochs: float | None = None  # None: the method's (METHOD_EMA_EPOCHS), else off
+    ema_epochs: float | None = None  # None: the method's (methods.py) for ldi-train, else off
     # learning-rate cycles: the cosine schedule restarts this many times over the run (snapshot ensembles)
     lr_cycles: int = 1
 
@@ -344,88 +344,6 @@ class TrainConfig(_JsonMixin):
         return 0.1 * self.batch_size / 256 if self.optimizer == "sgd" else 2e-3
 
 
-LDI_WEIGHTINGS = ("uniform", "softmax")
-METHODS = ("elodi", "ldi-old", "kd", "fd-kl", "fd-lm", "new-error", "ce")
-
-
-@dataclass
-class UpdateConfig(_JsonMixin):
-    """How the new model is held against the old model / reference (docs/method.md)."""
-
-    method: str | None = None  # None: elodi with a reference, else ldi-old (see for_inputs)
-    alpha: float | None = None
-    xi: float | None = None
-    p: float = 2.0
-    topk: int | None = None  # 0: every class
-    exclude_target: bool | None = None
-    weighting: str = "uniform"  # LDI: uniform over S(i), or each class weighted by the reference's softmax
-    tau: float | None = None
-    fd_a: float = 1.0
-    fd_b: float = 5.0
-
-    def __post_init__(self) -> None:
-        check_field_types(self)
-        if self.method is not None and self.method not in METHODS:
-            raise ConfigError(f"--method: expected one of {', '.join(METHODS)}, got {self.method!r}")
-        if self.alpha is not None and not 0.0 <= self.alpha <= 1.0:
-            raise ConfigError(f"--alpha: expected a value in [0, 1], got {self.alpha}")
-        if self.xi is not None and not 0 <= self.xi < math.inf:
-            raise ConfigError(f"--xi: expected a finite value >= 0, got {self.xi}")
-        if not 0 < self.p < math.inf:
-            raise ConfigError(f"--p: expected a finite value > 0, got {self.p}")
-        if self.tau is not None and not 0 < self.tau < math.inf:
-            raise ConfigError(f"--tau: expected a finite temperature > 0, got {self.tau}")
-        for option, value in (("--fd-a", self.fd_a), ("--fd-b", self.fd_b)):
-            if not 0 <= value < math.inf:
-                raise ConfigError(f"{option}: expected a finite value >= 0, got {value}")
-        if self.topk is not None and self.topk < 0:
-            raise ConfigError(f"--topk: expected an integer >= 0 (0: every class), got {self.topk}")
-        if self.weighting not in LDI_WEIGHTINGS:
-            raise ConfigError(f"--weighting: expected one of {', '.join(LDI_WEIGHTINGS)}, got {self.weighting!r}")
-
-    def for_inputs(self, *, has_reference: bool, has_old: bool) -> UpdateConfig:
-        """The method named, or the default for the inputs given: LDI towards the ensemble when there
-        is a reference (elodi), else towards the old model (ldi-old)."""
-        if self.method is not None:
-            return self
-        return replace(self, method="elodi" if has_reference or not has_old else "ldi-old")
-
-    def resolved(self) -> UpdateConfig:
-        """Fill the method-specific defaults (one place for them); refuse parameters the method has none of."""
-        if self.method is None:
-            raise ConfigError("--method: no method given (UpdateConfig.for_inputs picks the default)")
-        if self.method == "ce":
-            given = [f"--{name.replace('_', '-')}" for name in ("alpha", "xi", "topk", "exclude_target", "tau")
-                     if getattr(self, name) is not None]
-            if given:
-                raise ConfigError(f"{', '.join(given)}: --method ce is plain cross-entropy and uses none of them")
-        defaults = METHOD_DEFAULTS[self.method]
-        values = self.to_dict()
-        for key, value in defaults.items():
-            if values.get(key) is None:
-                values[key] = value
-        return UpdateConfig(**values)
-
-
-# Defaults per method. ELODI's were chosen on Fashion-MNIST's validation split by a rule fixed before the
-# runs (docs/results.md); LDI-old follows the authors' published commands (docs/method.md); kd / fd follow the
-# PC-Training and KD papers.
-METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "elodi": {"alpha": 0.5, "xi": 0.0, "topk": 2, "exclude_target": False, "tau": 1.0},
-    "ldi-old": {"alpha": 0.5, "xi": 0.5, "exclude_target": False, "tau": 1.0},
-    "kd": {"alpha": 0.5, "xi": 0.0, "exclude_target": False, "tau": 4.0},
-    "fd-kl": {"alpha": 0.5, "xi": 0.0, "exclude_target": False, "tau": 100.0},
-    # fd-lm sums ½‖z − z_old‖² over classes: ~C x a per-class loss, hence the small α (docs/results.md)
-    "fd-lm": {"alpha": 0.1, "xi": 0.0, "exclude_target": False, "tau": 1.0},
-    "new-error": {"alpha": 0.5, "xi": 0.0, "exclude_target": False, "tau": 1.0},
-    "ce": {"alpha": 0.0, "xi": 0.0, "exclude_target": False, "tau": 1.0},
-}
-
-# Gradient-norm clipping per method, where --clip-grad-norm is not given. The squared logit differences of
-# elodi, ldi-old and fd-lm have gradients that grow with the student-reference gap (large in the first
-# steps); CE, KD and fd-kl have bounded gradients and train unclipped (docs/results.md).
-METHOD_CLIP_GRAD_NORM: dict[str, float] = {"elodi": 5.0, "ldi-old": 5.0, "fd-lm": 5.0}
-
 # Train-time dropout of the models of an update (every ldi-train method and the reference's members) where
 # --dropout is not given: LDI compares the reference with the student's function, and a squared loss on
 # one dropout sample of it is mostly noise; the plain update and the members train the same way, so that
@@ -439,21 +357,6 @@ MEMBER_SEED_OFFSET = 100
 def with_update_dropout(cfg: TrainConfig) -> TrainConfig:
     """``cfg`` with the update's dropout where the user left it unset."""
     return cfg if cfg.dropout is not None else replace(cfg, dropout=UPDATE_DROPOUT)
-
-
-# A weight EMA (--ema-epochs) per method, where not given: the plain update gets the horizon the validation
-# rule chose for it (docs/results.md, "Baselines users already run"); the others were not shown to gain.
-METHOD_EMA_EPOCHS: dict[str, float] = {"ce": 1.0}
-
-
-def with_method_defaults(cfg: TrainConfig, method: str) -> TrainConfig:
-    """``cfg`` with the method's gradient clipping and weight EMA and the update's dropout where the user left
-    them unset."""
-    if cfg.clip_grad_norm is None and method in METHOD_CLIP_GRAD_NORM:
-        cfg = replace(cfg, clip_grad_norm=METHOD_CLIP_GRAD_NORM[method])
-    if cfg.ema_epochs is None:
-        cfg = replace(cfg, ema_epochs=METHOD_EMA_EPOCHS.get(method, 0.0))
-    return with_update_dropout(cfg)
 
 
 GATE_ON_CHOICES = ("value", "upper")
@@ -535,5 +438,5 @@ def check_csv_columns(id_column: str, label_column: str, pred_column: str) -> No
 
 
 FIELD_CHECKS["DataConfig"] = ("a DataConfig", _of_type(DataConfig))
-for _cls in (DataConfig, TrainConfig, UpdateConfig, GateSpec, EvalConfig):
+for _cls in (DataConfig, TrainConfig, GateSpec, EvalConfig):
     guard_init(_cls)

@@ -20,22 +20,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .config import TrainConfig
 from .data import Batch, Dataset, DatasetInfo, Split, eval_batches, mix_batch, step_seed, train_batches, train_order
 from .ema import WeightEma, ema_decay
 from .errors import CheckpointError, ConfigError, TrainingDiverged
+from .losses import Objective, batch_cross_entropy
 from .recipe import check_same, train_recipe
 from .runtime import Runtime, all_reduce_sum, broadcast_from_main, reduce_progress
 from .train_state import load_train_state, read_train_progress, save_train_state, state_is_finite
 
 Event = dict[str, Any]
 EventHandler = Callable[[Event], None]
-# An objective maps (student logits [B, C], batch) to (scalar loss, named parts for the log; tensors are
-# read only when a step is logged, so the loop does not wait on the device every step).
-Objective = Callable[[torch.Tensor, Batch], tuple[torch.Tensor, dict[str, float | torch.Tensor]]]
 
 
 # --------------------------------------------------------------------------- schedule
@@ -60,12 +57,6 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
     return torch.optim.AdamW(groups, lr=lr)
-
-
-def batch_cross_entropy(logits: torch.Tensor, batch: Batch, label_smoothing: float = 0.0) -> torch.Tensor:
-    """Per-sample CE [B] against the batch's labels, or its mixed soft targets where it has them."""
-    targets = batch.soft_targets if batch.soft_targets is not None else batch.targets
-    return F.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing, reduction="none")
 
 
 def cross_entropy_objective(label_smoothing: float = 0.0) -> Objective:

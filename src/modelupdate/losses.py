@@ -1,6 +1,6 @@
 """Per-sample training losses: LDI and the baselines it is compared against.
 
-Pure functions over tensors; nothing but torch is imported. Shapes use
+Pure functions over tensors; nothing but torch is imported (a batch's type only for annotations). Shapes use
 ``B`` for the batch and ``C`` for the classes. Every loss returns one value
 per sample (``[B]``) so the caller decides how to reduce and weight them;
 ``combined_objective`` is the reduction the method uses.
@@ -14,11 +14,18 @@ are cast up (float64 stays float64, which gradient checks rely on).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+if TYPE_CHECKING:
+    from .data import Batch
+
 __all__ = [
+    "batch_cross_entropy",
     "combined_objective",
     "focal_distillation_loss",
     "kd_loss",
@@ -27,6 +34,15 @@ __all__ = [
 ]
 
 FOCAL_DISTANCES = ("kl", "lm")
+# An objective maps (student logits [B, C], batch) to (scalar loss, named parts for the log; tensors are
+# read only when a step is logged, so the loop does not wait on the device every step).
+Objective = Callable[[Tensor, "Batch"], tuple[Tensor, dict[str, float | Tensor]]]
+
+
+def batch_cross_entropy(logits: Tensor, batch: Batch, label_smoothing: float = 0.0) -> Tensor:
+    """Per-sample CE [B] against the batch's labels, or its mixed soft targets where it has them."""
+    targets = batch.soft_targets if batch.soft_targets is not None else batch.targets
+    return F.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing, reduction="none")
 
 
 def _at_least_float32(t: Tensor) -> Tensor:

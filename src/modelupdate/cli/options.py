@@ -17,10 +17,34 @@ from typing import Annotated, Any
 
 import typer
 
-from ..config import DataConfig, EvalConfig, TrainConfig, UpdateConfig, check_csv_columns, parse_arch_args
+from ..config import UPDATE_DROPOUT, DataConfig, EvalConfig, TrainConfig, check_csv_columns, parse_arch_args
+from ..methods import REGISTRY, UpdateConfig
 from .errors import run
 
 DATA, TRAIN, EVAL, UPDATE = DataConfig(), TrainConfig(), EvalConfig(), UpdateConfig()
+
+
+def per_method(values: dict[str, Any], none: str = "none") -> str:
+    """A default that depends on the method, for --help: "0.1 for fd-lm, else 0.5"; every value named when
+    none is shared ("4 for kd, 100 for fd-kl")."""
+    def show(value: Any) -> str:
+        return none if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+    groups: dict[str, list[str]] = {}
+    for name, value in values.items():
+        groups.setdefault(show(value), []).append(name)
+    common = max(groups, key=lambda v: len(groups[v]))
+    if len(groups) == 1:
+        return common
+    if len(groups[common]) == 1:
+        return ", ".join(f"{v} for {names[0]}" for v, names in groups.items())
+    return ", ".join(f"{v} for {', '.join(names)}" for v, names in groups.items() if v != common) + f", else {common}"
+
+
+def _ldi_train(attribute: str) -> str:
+    """"ldi-train's elodi, ldi-old and fd-lm: 5": the methods whose ``attribute`` is set, and its value(s)."""
+    set_by = {m.name: getattr(m, attribute) for m in REGISTRY.values() if getattr(m, attribute)}
+    return f"ldi-train's {', '.join(set_by)}: {per_method(set_by)}"
 
 # --------------------------------------------------------------------------- training options
 
@@ -89,11 +113,12 @@ LabelSmoothing = Annotated[float, typer.Option("--label-smoothing", help="Label 
 Warmup = Annotated[float, typer.Option("--warmup-epochs", help="Linear warm-up before the cosine decay.")]
 ClipGradNorm = Annotated[float | None, typer.Option(
     "--clip-grad-norm", help="Clip the L2 norm of all gradients together to this value; 0: no clipping "
-    "[default: none, but ldi-train's elodi, ldi-old and fd-lm clip at 5: their squared logit differences have "
-    "unbounded gradients].")]
+    f"[default: none, but {_ldi_train('clip_grad_norm')} (squared logit differences have unbounded "
+    "gradients)].")]
 Dropout = Annotated[float | None, typer.Option(
     "--dropout", help="Train-time probability of every dropout layer; 0 turns dropout off [default: the "
-    "architecture's own, but ldi-train's elodi and ldi-old train without dropout].")]
+    f"architecture's own for train, {UPDATE_DROPOUT:g} for ensemble-train's members and every ldi-train "
+    "method].")]
 Mixup = Annotated[float, typer.Option("--mixup", help="MixUp: Beta(a, a) concentration of the mixing weight; "
                                       "0: off. The reference sees the same mixed batch.")]
 Cutmix = Annotated[float, typer.Option("--cutmix", help="CutMix: Beta(a, a) concentration; 0: off.")]
@@ -103,7 +128,7 @@ MixSwitchProb = Annotated[float, typer.Option("--mix-switch-prob", help="With bo
 EmaEpochs = Annotated[float, typer.Option(
     "--ema-epochs", metavar="H", help="Keep an exponential moving average of the weights (and BatchNorm "
     "statistics) over about the last H epochs and ship it instead of the last weights; 0: off. Each epoch "
-    "logs validation metrics of both [default: 1 for ldi-train --method ce, else off].")]
+    f"logs validation metrics of both [default: off, but {_ldi_train('ema_epochs')}].")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed of initialisation, data order and augmentation.")]
 Device = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.")]
 Amp = Annotated[str, typer.Option("--amp", help="Mixed precision: off, auto, bf16, fp16 (fp16: CUDA only).")]

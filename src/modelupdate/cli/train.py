@@ -9,12 +9,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
+from ..methods import REGISTRY, held_against, using
 from .console import is_rank0, out_console, print_written
 from .errors import RESUME_HINT, run
-from .options import UPDATE, TrainingRun, csv_column_command, training_command
+from .options import UPDATE, TrainingRun, csv_column_command, per_method, training_command
 
 if TYPE_CHECKING:
     from ..tracking import Tracking
+
+
+def _method_default(param: str, none: str = "none") -> str:
+    """The [default: ...] of a loss parameter, per method that reads it (methods.py's registry)."""
+    return f"[default: {per_method(using(param), none)}]"
 
 
 @training_command
@@ -80,28 +86,30 @@ def _percent(rate: float | None) -> str:
 def ldi_train_cmd(
     job: TrainingRun,
     old: Annotated[Path | None, typer.Option("--old", help="The deployed (old) model: NFR is measured against it; "
-                                             "the reference of ldi-old, kd, fd-*, new-error. Or only its "
+                                             f"the reference of {', '.join(held_against('old'))}. Or only its "
                                              "predictions (.npz, .csv, predictions .safetensors) on the val or "
                                              "test split (an image folder's: both), for the flip metrics "
                                              "alone.")] = None,
     csv_columns: tuple[str, str, str] = None,  # type: ignore[assignment]  # --old CSV's columns, here
     reference: Annotated[Path | None, typer.Option("--reference", help="Reference ensemble (or model) for "
-                                                   "--method elodi.")] = None,
-    method: Annotated[str | None, typer.Option("--method", help="elodi, ldi-old, kd, fd-kl, fd-lm, new-error or ce "
-                                               "[default: elodi with --reference, else ldi-old].")] = None,
-    alpha: Annotated[float | None, typer.Option("--alpha", help="Weight of the method's loss: "
-                                                "(1-a)*CE + a*loss.")] = None,
-    xi: Annotated[float | None, typer.Option("--xi", help="LDI margin: logit differences up to xi "
-                                             "cost nothing.")] = None,
+                                                   f"--method {' or '.join(held_against('reference'))}.")] = None,
+    method: Annotated[str | None, typer.Option("--method", help="; ".join(
+        f"{m.name}: {m.summary}" for m in REGISTRY.values()) + " [default: elodi with --reference, else ldi-old]."
+    )] = None,
+    alpha: Annotated[float | None, typer.Option("--alpha", help="Weight of the method's loss: (1-a)*CE + a*loss "
+                                                f"{_method_default('alpha')}.")] = None,
+    xi: Annotated[float | None, typer.Option("--xi", help="LDI margin: logit differences up to xi cost nothing "
+                                             f"{_method_default('xi')}.")] = None,
     p: Annotated[float, typer.Option("--p", help="LDI exponent.")] = UPDATE.p,
     topk: Annotated[int | None, typer.Option("--topk", help="LDI over the union of the top-K classes of "
-                                             "reference and student, per sample; 0: every class [default: 2 "
-                                             "for elodi, else every class].")] = None,
+                                             "reference and student, per sample; 0: every class "
+                                             f"{_method_default('topk', 'every class')}.")] = None,
     exclude_target: Annotated[bool | None, typer.Option("--exclude-target/--all-classes", help="Leave the true "
                                                         "class out of the LDI loss.")] = None,
     weighting: Annotated[str, typer.Option("--weighting", help="LDI: uniform over the classes, or each class "
                                            "weighted by the reference's softmax probability.")] = UPDATE.weighting,
-    tau: Annotated[float | None, typer.Option("--tau", help="Temperature of kd and fd-kl.")] = None,
+    tau: Annotated[float | None, typer.Option("--tau", help="Temperature of kd and fd-kl "
+                                              f"{_method_default('tau')}.")] = None,
     fd_a: Annotated[float, typer.Option("--fd-a", help="Focal distillation: weight of every sample.")] = UPDATE.fd_a,
     fd_b: Annotated[float, typer.Option("--fd-b", help="Focal distillation: extra weight where the old model is "
                                         "right.")] = UPDATE.fd_b,
@@ -113,7 +121,7 @@ def ldi_train_cmd(
                                 ] = False,
 ) -> None:
     """Train the new model against a reference ensemble (ELODI) or with a baseline method."""
-    from ..config import UpdateConfig
+    from ..methods import UpdateConfig
     from ..workflows.ldi_train import ldi_train
 
     update = run(lambda: UpdateConfig(method=method, alpha=alpha, xi=xi, p=p, topk=topk,

@@ -8,13 +8,13 @@ the method, its parameters and the sha256 of the old model and the reference.
 ``--old`` may also be the old model's prediction file (``.npz``, ``.csv``, predictions
 ``.safetensors``) where only its outputs exist: it then serves the flip metrics alone, on each split
 of ``--data`` it covers (matched by sample id), and the methods held against the old model's logits
-(``NEEDS_OLD``) refuse it.
+(``held_against == "old"`` in methods.py) refuse it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from safetensors.torch import save as st_save
 
-from .. import losses
 from ..atomic import resolved
 from ..checkpoint import (
     LoadedModel,
@@ -32,18 +31,17 @@ from ..checkpoint import (
     read_safetensors,
     sha256_file,
 )
-from ..config import CSV_COLUMNS, DataConfig, TrainConfig, UpdateConfig, with_method_defaults
+from ..config import CSV_COLUMNS, DataConfig, TrainConfig
 from ..data import Batch, Dataset, load_dataset
 from ..data.transforms import SeenThrough, transform_of, whole_view
-from ..engine import EventHandler, batch_cross_entropy, predict_logits
+from ..engine import EventHandler, predict_logits
 from ..errors import ConfigError, MismatchError
+from ..methods import REGISTRY, UpdateConfig, held_against, make_objective, with_method_defaults
 from ..metrics import flip_counts
 from ..predictions import Predictions, is_predictions_file, read_predictions, show_id
 from ..reference import CachedReference
 from ..runtime import Runtime, all_reduce_sum, setup_runtime
 from .common import TrainedModel, check_arch, check_output_path, holds_output_lock, train_one
-
-NEEDS_OLD = {"ldi-old", "kd", "fd-kl", "fd-lm", "new-error"}
 
 
 @holds_output_lock
@@ -54,11 +52,12 @@ def ldi_train(data_cfg: DataConfig, cfg: TrainConfig, update_cfg: UpdateConfig, 
     """``old_columns``: the id, label and prediction columns when ``old`` is a prediction CSV."""
     out = Path(out)
     ucfg = update_cfg.for_inputs(has_reference=reference is not None, has_old=old is not None).resolved()
+    method = REGISTRY[ucfg.method]
     cfg = with_method_defaults(cfg, ucfg.method)
-    old_is_predictions = old is not None and is_predictions_file(old)
+    old_predictions = old if old is not None and is_predictions_file(old) else None
     _check_method_inputs(ucfg.method, old, reference, reference_cache)
-    if old_is_predictions:
-        _check_old_predictions_usable(ucfg.method, update_cfg.method is None, old)  # type: ignore[arg-type]
+    if old_predictions is not None:
+        _check_old_predictions_usable(ucfg.method, update_cfg.method is None, old_predictions)
     if reference is not None and is_predictions_file(reference):
         raise ConfigError(f"--reference {reference}: is a prediction file; expected the reference ensemble's "
                           f"checkpoint (.safetensors, from ensemble-train)")
@@ -72,17 +71,15 @@ def ldi_train(data_cfg: DataConfig, cfg: TrainConfig, update_cfg: UpdateConfig, 
                           f"0 (every class) to {data.info.num_classes}")
 
     old_labels: dict[str, np.ndarray] = {}  # the old model's labels on the splits its prediction file covers
-    if old_is_predictions:
-        old_file = read_predictions(old, columns=old_columns, classes=data.info.classes)  # type: ignore[arg-type]
+    if old_predictions is not None:
+        old_file = read_predictions(old_predictions, columns=old_columns, classes=data.info.classes)
         old_labels = old_labels_on_splits(_check_predictions_data(old_file, data, allow_other_data), data)
-    old_model = _load_against_data(old, "--old", data, data_cfg, allow_other_data) if old and not old_is_predictions \
-        else None
-    if ucfg.method == "elodi":
+    old_model = _load_against_data(old, "--old", data, data_cfg, allow_other_data) \
+        if old is not None and old_predictions is None else None
+    if method.held_against == "reference":
         teacher = _load_against_data(reference, "--reference", data, data_cfg, allow_other_data)
-    elif ucfg.method == "ce":
-        teacher = None
-    else:  # every other method holds the student against the old model
-        teacher = old_model
+    else:  # the old model, or nothing
+        teacher = old_model if method.held_against == "old" else None
     if teacher is not None:  # it sees the student's augmented view, resized and normalised its own way
         teacher = dataclasses.replace(teacher, model=SeenThrough(teacher.model, transform_of(teacher.meta),
                                                                  data.info.eval_transform))
@@ -95,7 +92,7 @@ def ldi_train(data_cfg: DataConfig, cfg: TrainConfig, update_cfg: UpdateConfig, 
     cache = None
     if reference_cache is not None and teacher is not None:
         cache = load_or_build_reference_cache(reference_cache, teacher, data, runtime, cfg)
-    objective = make_objective(ucfg, teacher, cache, cfg.label_smoothing, runtime)
+    objective = make_objective(ucfg, teacher_logits(teacher, cache), cfg.label_smoothing)
 
     epoch_metrics = final_metrics = None
     if old_model is not None:
@@ -109,12 +106,13 @@ def ldi_train(data_cfg: DataConfig, cfg: TrainConfig, update_cfg: UpdateConfig, 
     update = {
         "method": ucfg.method, "params": ucfg.to_dict(),
         "parent_sha256": old_model.sha256 if old_model else None,
-        "reference_sha256": teacher.sha256 if teacher is not None and ucfg.method == "elodi" else None,
+        "reference_sha256": teacher.sha256 if teacher is not None and method.held_against == "reference" else None,
         "reference_members": len(teacher.members) if teacher is not None else None,
         "reference_cache": str(reference_cache) if cache is not None else None,
     }
-    if old_labels:  # the old model is known by its predictions only
-        update |= {"parent_predictions": str(old), "parent_predictions_sha256": sha256_file(old),  # type: ignore
+    if old_predictions is not None:  # the old model is known by its predictions only
+        update |= {"parent_predictions": str(old_predictions),
+                   "parent_predictions_sha256": sha256_file(old_predictions),
                    "parent_predictions_splits": sorted(old_labels)}
     return train_one(data, data_cfg, cfg, runtime, out, resume=resume, on_event=on_event, objective=objective,
                      epoch_metrics=epoch_metrics, final_metrics=final_metrics, update=update,
@@ -125,19 +123,21 @@ def _check_method_inputs(method: str, old: Path | None, reference: Path | None, 
     for option, path in (("--old", old), ("--reference", reference)):
         if cache is not None and path is not None and resolved(cache) == resolved(path):
             raise ConfigError(f"--reference-cache {cache}: is the {option} file; expected a separate cache path")
-    if method == "elodi" and reference is None:
-        raise ConfigError("--method elodi: needs --reference ENSEMBLE.safetensors (train one with ensemble-train)")
-    if method in NEEDS_OLD and old is None:
+    against = REGISTRY[method].held_against
+    if against == "reference" and reference is None:
+        raise ConfigError(f"--method {method}: needs --reference ENSEMBLE.safetensors (train one with ensemble-train)")
+    if against == "old" and old is None:
         raise ConfigError(f"--method {method}: needs --old OLD.safetensors")
-    if method != "elodi" and reference is not None:
-        raise ConfigError(f"--reference: only used by --method elodi (got --method {method})")
-    if method == "ce" and cache is not None:
-        raise ConfigError("--reference-cache: --method ce has no reference to cache")
+    if against != "reference" and reference is not None:
+        raise ConfigError(f"--reference: only used by --method {' or '.join(held_against('reference'))} "
+                          f"(got --method {method})")
+    if against == "none" and cache is not None:
+        raise ConfigError(f"--reference-cache: --method {method} has no reference to cache")
 
 
 def _check_old_predictions_usable(method: str, defaulted: bool, old: Path) -> None:
     """A prediction file as --old serves the flip metrics only: no method held against the old logits."""
-    if method in NEEDS_OLD:
+    if REGISTRY[method].held_against == "old":
         which = f"--method {method}" + (" (the default without --reference)" if defaulted else "")
         raise ConfigError(f"{which}: needs the old checkpoint (.safetensors), not the prediction file --old {old} "
                           f"(a prediction file serves only the flip metrics: use --method elodi with --reference, "
@@ -231,40 +231,24 @@ def _same_folder(loaded: LoadedModel, data_cfg: DataConfig) -> bool:
     return folder_fingerprint_at(data_cfg, size) == loaded.meta.dataset_fingerprint
 
 
-# --------------------------------------------------------------------------- objective
+# --------------------------------------------------------------------------- the teacher's logits
 
 
-def make_objective(ucfg: UpdateConfig, teacher: LoadedModel | None, cache: CachedReference | None,
-                   label_smoothing: float, runtime: Runtime):
-    """(student logits [B, C], batch) -> (loss, parts). The teacher sees the same augmented batch
-    (online), or its logits come from ``cache`` by sample id (un-augmented images)."""
-    alpha, method = float(ucfg.alpha), ucfg.method
+def teacher_logits(teacher: LoadedModel | None, cache: CachedReference | None
+                   ) -> Callable[[Batch], torch.Tensor] | None:
+    """The logits the student is held against, per batch: the teacher on the same augmented batch (online),
+    or ``cache``'s by sample id (un-augmented images); None without a teacher."""
+    if cache is not None:
+        return lambda batch: cache.lookup(batch.ids)
+    if teacher is None:
+        return None
+    model = teacher.model
 
-    def teacher_logits(batch: Batch) -> torch.Tensor:
-        if cache is not None:
-            return cache.lookup(batch.ids)
+    def online(batch: Batch) -> torch.Tensor:
         with torch.no_grad():
-            return teacher.model(batch.images).float()  # type: ignore[union-attr]
+            return model(batch.images).float()
 
-    def objective(logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        logits = logits.float()
-        ce = batch_cross_entropy(logits, batch, label_smoothing)
-        if method == "ce":
-            return ce.mean(), {}
-        t = teacher_logits(batch)
-        if method in ("elodi", "ldi-old"):
-            aux = losses.ldi_loss(logits, t, batch.targets, xi=float(ucfg.xi), p=ucfg.p, topk=ucfg.topk or None,
-                                  exclude_target=bool(ucfg.exclude_target), weighting=ucfg.weighting)
-        elif method == "kd":
-            aux = losses.kd_loss(logits, t, tau=float(ucfg.tau))
-        elif method in ("fd-kl", "fd-lm"):
-            aux = losses.focal_distillation_loss(logits, t, batch.targets, a=ucfg.fd_a, b=ucfg.fd_b,
-                                                 distance=method[3:], tau=float(ucfg.tau))
-        else:  # new-error: (1-α)·CE on all + α·CE on the samples the old model gets right
-            aux = losses.new_error_loss(logits, t, batch.targets, cross_entropy=ce)
-        return losses.combined_objective(ce, aux, alpha), {"ce": ce.detach().mean(), "aux": aux.detach().mean()}
-
-    return objective
+    return online
 
 
 # --------------------------------------------------------------------------- reference cache
