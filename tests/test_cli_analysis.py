@@ -114,6 +114,15 @@ def test_all_gates_pass_and_json_matches_hand_counts(run_cli, pair, tmp_path):
     assert report["passed"] is True
 
 
+def test_max_nfi_gate_sets_the_exit_code(run_cli, pair):
+    old, new = pair  # NFI = 4 negative flips / 7 new errors = 57.1%
+    rc, stdout, stderr = run_cli("flip-report", "--old", old, "--new", new, "--max-nfi", "60%")
+    assert rc == 0, stderr
+    rc, stdout, stderr = run_cli("flip-report", "--old", old, "--new", new, "--max-nfi", "50%")
+    assert rc == 1 and "gate failed: max-nfi" in stderr
+    assert "max-nfi: value 57.143% > allowed 50.000%" in stdout
+
+
 def test_failing_gate_exits_1_with_json_on_stdout(run_cli, pair):
     old, new = pair
     rc, stdout, stderr = run_cli("flip-report", "--old", old, "--new", new, "--max-nfr", "0.19",

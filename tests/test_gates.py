@@ -120,9 +120,9 @@ def test_gate_settings_name_every_gate_as_its_option():
 
     spec = GateSpec(max_nfr=0.02, min_btc=0.9, gate_on="upper")
     assert gate_settings(spec) == {"gate_on": "upper", "max-nfr": 0.02, "max-rel-nfr": None, "max-er": None,
-                                   "max-er-increase": None, "min-btc": 0.9, "max-class-nfr": None}
+                                   "max-er-increase": None, "min-btc": 0.9, "max-class-nfr": None, "max-nfi": None}
     # the names are those of the evaluated gates, in the same order
-    every = GateSpec(max_nfr=1, max_rel_nfr=9, max_er=1, max_er_increase=1, min_btc=0, max_class_nfr=1)
+    every = GateSpec(max_nfr=1, max_rel_nfr=9, max_er=1, max_er_increase=1, min_btc=0, max_class_nfr=1, max_nfi=1)
     assert [k for k in gate_settings(every) if k != "gate_on"] == \
         [g.name for g in evaluate_gates(SUMMARY, PER_CLASS, every)]
     assert gates_set(spec) and not gates_set(GateSpec(gate_on="upper"))
@@ -144,3 +144,32 @@ def test_a_bare_one_is_refused_as_the_typo_of_one_percent(text):
     assert parse_threshold("100%") == 1.0 and parse_threshold("1", rate=False) == 1.0  # relative NFR: a ratio
     with pytest.raises(ConfigError, match="below -100%"):
         parse_threshold("-150%", name="--max-er-increase", allow_negative=True)
+
+
+def test_max_nfi_gates_the_share_of_new_errors_that_are_regressions():
+    # 2 negative flips among the new model's 5 errors: NFI = 0.4; Wilson's upper end
+    # (0.4 + z²/10 + z·sqrt(0.048 + z²/100)) / (1 + z²/5) = 0.769276
+    [gate] = evaluate_gates(SUMMARY, PER_CLASS, GateSpec(max_nfi=0.4))
+    assert (gate.name, gate.value, gate.passed) == ("max-nfi", pytest.approx(0.4), True)
+    assert "40.000% <= 40.000%" in gate.detail
+    [gate] = evaluate_gates(SUMMARY, PER_CLASS, GateSpec(max_nfi=0.5, gate_on="upper"))
+    assert gate.value == pytest.approx(0.769276, abs=1e-6) and not gate.passed
+
+
+def test_every_gate_of_the_table_is_a_spec_field_an_option_and_an_api_keyword():
+    import dataclasses
+    import inspect
+
+    from modelupdate import api
+    from modelupdate.cli.analyze import _gate_options
+    from modelupdate.gates import GATES, gate_spec
+
+    fields = [f.name for f in dataclasses.fields(GateSpec) if f.name != "gate_on"]
+    assert fields == [g.field for g in GATES]
+    assert [p for p in inspect.signature(_gate_options).parameters if p != "gate_on"] == fields
+    for gate in GATES:  # every gate parses as the API's keyword, and its option's error names the flag
+        assert getattr(gate_spec(**{gate.field: "0.5"}), gate.field) == 0.5
+        with pytest.raises(ConfigError, match=f"^{gate.flag}: cannot read 'x'"):
+            api.check_gates(SUMMARY, PER_CLASS, **{gate.field: "x"})
+    with pytest.raises(ConfigError, match="^max_nrf: not a gate; expected one of max_nfr, "):
+        gate_spec(max_nrf="2%")

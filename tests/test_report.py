@@ -419,7 +419,7 @@ def test_flip_report_json_records_every_input_and_the_gates(tmp_path):
     text, prov = provenance()
     assert prov["tool"] == "modelupdate" and prov["version"] == __version__
     assert prov["gates"] == {"gate_on": "upper", "max-nfr": 0.25, "max-rel-nfr": None, "max-er": None,
-                             "max-er-increase": None, "min-btc": None, "max-class-nfr": None}
+                             "max-er-increase": None, "min-btc": None, "max-class-nfr": None, "max-nfi": None}
     assert prov["inputs"] == [
         {"role": role, "name": None, "path": str(path), "kind": "predictions",
          "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "checkpoint_sha256": None,

@@ -140,19 +140,16 @@ def per_class(old: np.ndarray | Predictions, new: np.ndarray | Predictions, targ
     return per_class_table(old_preds, new_preds, targets, k, list(names) if names is not None else None)
 
 
-def check_gates(summary: FlipSummary, per_class_rows: Sequence[ClassRow] = (), *, max_nfr: str | None = None,
-                max_rel_nfr: str | None = None, max_er: str | None = None, max_er_increase: str | None = None,
-                min_btc: str | None = None, max_class_nfr: str | None = None,
-                gate_on: str = GateSpec.gate_on) -> list[GateResult]:
-    """The gates of ``flip-report``, thresholds written as on the command line ("2%", "0.02", "1.1");
-    ``gate_on`` as flip-report's --gate-on (the point estimate by default). Each result has
-    ``passed``; ``failed_gates(results)`` names the failures."""
+def check_gates(summary: FlipSummary, per_class_rows: Sequence[ClassRow] = (), *, gate_on: str = GateSpec.gate_on,
+                **thresholds: str | None) -> list[GateResult]:
+    """The gates of ``flip-report``, one keyword per gate (``max_nfr``, ``max_rel_nfr``, ``max_er``,
+    ``max_er_increase``, ``min_btc``, ``max_class_nfr``, ``max_nfi``: ``gates.GATES``), thresholds written as
+    on the command line ("2%", "0.02", "1.1"); ``gate_on`` as flip-report's --gate-on (the point estimate by
+    default). Each result has ``passed``; ``failed_gates(results)`` names the failures."""
     if not isinstance(summary, FlipSummary):
         raise ConfigError(f"summary: expected a FlipSummary (api.flip_metrics), got {type(summary).__name__}")
     rows = _items("per_class_rows", per_class_rows, ClassRow, "ClassRow rows (api.per_class)")
-    spec = gate_spec(max_nfr=max_nfr, max_rel_nfr=max_rel_nfr, max_er=max_er, max_er_increase=max_er_increase,
-                     min_btc=min_btc, max_class_nfr=max_class_nfr, gate_on=gate_on)
-    return evaluate_gates(summary, rows, spec)
+    return evaluate_gates(summary, rows, gate_spec(gate_on, **thresholds))
 
 
 def failed_gates(results: Sequence[GateResult]) -> list[str]:

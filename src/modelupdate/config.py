@@ -372,6 +372,7 @@ class GateSpec:
     max_er_increase: float | None = None
     min_btc: float | None = None
     max_class_nfr: float | None = None
+    max_nfi: float | None = None
     gate_on: str = "value"
 
     def __post_init__(self) -> None:

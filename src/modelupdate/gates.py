@@ -11,14 +11,15 @@ interval) fails, and its ``detail`` says so.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from modelupdate.config import GATE_ON_CHOICES, GateSpec
 from modelupdate.errors import ConfigError
 from modelupdate.metrics import ClassRow, FlipSummary, Rate, error_rate_increase
 
-__all__ = ["GATE_ON_CHOICES", "GateResult", "GateSpec", "evaluate_gates", "failed_gates", "gate_settings",
-           "gate_spec", "gates_set", "parse_threshold"]
+__all__ = ["GATES", "GATE_ON_CHOICES", "Gate", "GateResult", "GateSpec", "evaluate_gates", "failed_gates",
+           "gate_settings", "gate_spec", "gates_set", "parse_threshold"]
 
 
 def parse_threshold(text: str | float, name: str = "threshold",
@@ -55,31 +56,103 @@ def parse_threshold(text: str | float, name: str = "threshold",
     return value
 
 
-def gate_spec(*, max_nfr: str | None = None, max_rel_nfr: str | None = None, max_er: str | None = None,
-              max_er_increase: str | None = None, min_btc: str | None = None, max_class_nfr: str | None = None,
-              gate_on: str = "value") -> GateSpec:
-    """The gates of flip-report and compare from the thresholds as the user typed them (``"2%"``, ``"0.02"``)."""
+# --------------------------------------------------------------------------- the gates
 
-    def value(flag: str, text: str | None, allow_negative: bool = False, rate: bool = True) -> float | None:
-        return None if text is None else parse_threshold(text, flag, allow_negative, rate)
 
-    return GateSpec(max_nfr=value("--max-nfr", max_nfr), max_rel_nfr=value("--max-rel-nfr", max_rel_nfr, rate=False),
-                    max_er=value("--max-er", max_er), max_er_increase=value("--max-er-increase", max_er_increase, True),
-                    min_btc=value("--min-btc", min_btc), max_class_nfr=value("--max-class-nfr", max_class_nfr),
-                    gate_on=gate_on)
+# (summary, per-class rows, gate_on) -> (the number compared or None, how it was read, what it is of)
+Measure = Callable[[FlipSummary, list[ClassRow], str], tuple[float | None, str, str]]
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One CI gate: everything else (GateSpec's field, parsing, the report's settings, evaluation, the CLI
+    option and the API keyword) is derived from this entry and its ``GateSpec`` field."""
+
+    name: str  # the option without dashes, and the name in reports: "max-nfr"
+    help: str  # --help: what makes it fail
+    measure: Measure
+    maximum: bool = True  # a max- gate passes at value <= threshold, a min- gate at value >= threshold
+    is_rate: bool = True  # a share: shown in percent, and a bare number above 1 is refused as a typo
+    allows_negative: bool = False
+
+    @property
+    def field(self) -> str:
+        """Its GateSpec field and keyword: "max_nfr"."""
+        return self.name.replace("-", "_")
+
+    @property
+    def flag(self) -> str:
+        return f"--{self.name}"
+
+
+def _rate(metric: str) -> Measure:
+    """A gate on one of the summary's rates, at its pessimistic end for ``gate_on="upper"``."""
+    def measure(summary: FlipSummary, per_class: list[ClassRow], on: str) -> tuple[float | None, str, str]:
+        end = 1 if metric != "btc" else 0  # a lower bound on BTC is the pessimistic one
+        return (*_pick(getattr(summary, metric), on, end), "")
+
+    return measure
+
+
+def _er_increase(summary: FlipSummary, per_class: list[ClassRow], on: str) -> tuple[float | None, str, str]:
+    diff, ci = error_rate_increase(summary.counts)
+    if diff is None:
+        return None, "undefined (no samples)", ""
+    if on == "value" or ci is None:
+        return diff, "value", ""
+    return ci[1], "95% CI upper end", ""
+
+
+def _worst_class_nfr(summary: FlipSummary, per_class: list[ClassRow], on: str) -> tuple[float | None, str, str]:
+    # classes without samples have no NFR and cannot regress: they are skipped
+    worst: tuple[float, ClassRow] | None = None
+    for row in per_class:
+        value, _ = _pick(row.nfr, on, 1)
+        if value is not None and (worst is None or value > worst[0]):
+            worst = (value, row)
+    if worst is None:
+        return None, "undefined (no class has samples)", ""
+    value, row = worst
+    label = f"class {row.index}" + (f" ({row.name})" if row.name else "")
+    return value, "value" if on == "value" else "95% CI upper end", f"worst {label}"
+
+
+GATES: tuple[Gate, ...] = (
+    Gate("max-nfr", "Gate: fail when NFR is above this.", _rate("nfr")),
+    Gate("max-rel-nfr", "Gate: fail when relative NFR (a ratio; 1.0 = as many flips as independent errors) is "
+         "above this.", _rate("rel_nfr"), is_rate=False),
+    Gate("max-er", "Gate: fail when the new error rate is above this.", _rate("er_new")),
+    Gate("max-er-increase", "Gate: fail when ER new - ER old is above this (negative: require a gain, e.g. "
+         "-0.5%).", _er_increase, allows_negative=True),
+    Gate("min-btc", "Gate: fail when BTC (share of old-correct samples still correct) is below this.",
+         _rate("btc"), maximum=False),
+    Gate("max-class-nfr", "Gate: fail when the NFR within any class is above this.", _worst_class_nfr),
+    Gate("max-nfi", "Gate: fail when NFI (the share of the new model's errors that are regressions) is above "
+         "this.", _rate("nfi")),
+)
+GATES_BY_FIELD = {g.field: g for g in GATES}
+
+
+def gate_spec(gate_on: str = "value", **thresholds: str | float | None) -> GateSpec:
+    """The gates of flip-report and compare from the thresholds as the user typed them (``"2%"``, ``"0.02"``),
+    by GateSpec field (``max_nfr="2%"``)."""
+    unknown = sorted(set(thresholds) - set(GATES_BY_FIELD))
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: not a gate; expected one of {', '.join(GATES_BY_FIELD)}")
+    return GateSpec(gate_on=gate_on, **{
+        g.field: parse_threshold(text, g.flag, g.allows_negative, g.is_rate)
+        for g in GATES if (text := thresholds.get(g.field)) is not None})
 
 
 def gate_settings(spec: GateSpec) -> dict[str, str | float | None]:
     """Return what ``spec`` asks for, as a report records it: ``gate_on``, then every gate by its
     option name without dashes (the names of ``GateResult``), its threshold or None when not set."""
-    return {"gate_on": spec.gate_on, "max-nfr": spec.max_nfr, "max-rel-nfr": spec.max_rel_nfr,
-            "max-er": spec.max_er, "max-er-increase": spec.max_er_increase, "min-btc": spec.min_btc,
-            "max-class-nfr": spec.max_class_nfr}
+    return {"gate_on": spec.gate_on} | {g.name: getattr(spec, g.field) for g in GATES}
 
 
 def gates_set(spec: GateSpec) -> bool:
     """True when ``spec`` sets at least one gate."""
-    return any(v is not None for k, v in gate_settings(spec).items() if k != "gate_on")
+    return any(getattr(spec, g.field) is not None for g in GATES)
 
 
 @dataclass(frozen=True)
@@ -130,45 +203,11 @@ def _result(name: str, threshold: float, value: float | None, how: str, maximum:
 
 def evaluate_gates(summary: FlipSummary, per_class: list[ClassRow],
                    spec: GateSpec) -> list[GateResult]:
-    """Evaluate every gate set in ``spec``, in a fixed order."""
-    on = spec.gate_on
-    results: list[GateResult] = []
-    for name, threshold, rate in (
-        ("max-nfr", spec.max_nfr, summary.nfr),
-        ("max-rel-nfr", spec.max_rel_nfr, summary.rel_nfr),
-        ("max-er", spec.max_er, summary.er_new),
-    ):
+    """Evaluate every gate set in ``spec``, in the order of ``GATES``."""
+    results = []
+    for gate in GATES:
+        threshold = getattr(spec, gate.field)
         if threshold is not None:
-            value, how = _pick(rate, on, 1)
-            results.append(_result(name, threshold, value, how, maximum=True,
-                                   percent=name != "max-rel-nfr"))
-
-    if spec.max_er_increase is not None:
-        diff, ci = error_rate_increase(summary.counts)
-        if on == "value" or diff is None:
-            value, how = diff, "value" if diff is not None else "undefined (no samples)"
-        else:
-            value, how = ci[1], "95% CI upper end"  # type: ignore[index]
-        results.append(_result("max-er-increase", spec.max_er_increase, value, how, maximum=True))
-
-    if spec.min_btc is not None:
-        value, how = _pick(summary.btc, on, 0)
-        results.append(_result("min-btc", spec.min_btc, value, how, maximum=False))
-
-    if spec.max_class_nfr is not None:
-        # classes without samples have no NFR and cannot regress: they are skipped
-        worst: tuple[float, ClassRow] | None = None
-        for row in per_class:
-            value, _ = _pick(row.nfr, on, 1)
-            if value is not None and (worst is None or value > worst[0]):
-                worst = (value, row)
-        if worst is None:
-            results.append(_result("max-class-nfr", spec.max_class_nfr, None,
-                                   "undefined (no class has samples)", maximum=True))
-        else:
-            value, row = worst
-            label = f"class {row.index}" + (f" ({row.name})" if row.name else "")
-            how = "value" if on == "value" else "95% CI upper end"
-            results.append(_result("max-class-nfr", spec.max_class_nfr, value, how,
-                                   maximum=True, what=f"worst {label}"))
+            value, how, what = gate.measure(summary, list(per_class), spec.gate_on)
+            results.append(_result(gate.name, threshold, value, how, gate.maximum, what, percent=gate.is_rate))
     return results

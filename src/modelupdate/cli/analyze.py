@@ -30,6 +30,7 @@ from .options import (
     MaxClassNfr,
     MaxEr,
     MaxErIncrease,
+    MaxNfi,
     MaxNfr,
     MaxRelNfr,
     MinBtc,
@@ -146,14 +147,15 @@ def predict_cmd(
 def _gate_options(
     max_nfr: MaxNfr = None, max_rel_nfr: MaxRelNfr = None, max_er: MaxEr = None,
     max_er_increase: MaxErIncrease = None, min_btc: MinBtc = None, max_class_nfr: MaxClassNfr = None,
-    gate_on: GateOn = GateSpec.gate_on,
+    max_nfi: MaxNfi = None, gate_on: GateOn = GateSpec.gate_on,
 ) -> GateSpec:
-    """The gate options flip-report and compare share (one place for their names and help), parsed by
-    ``gates.gate_spec``: a bad threshold is one line naming the option, exit 2."""
+    """The gate options flip-report and compare share, one per entry of ``gates.GATES`` (flag and help come
+    from there; a test holds this list to the table), parsed by ``gates.gate_spec``: a bad threshold is one
+    line naming the option, exit 2."""
     from ..gates import gate_spec
 
-    return gate_spec(max_nfr=max_nfr, max_rel_nfr=max_rel_nfr, max_er=max_er, max_er_increase=max_er_increase,
-                     min_btc=min_btc, max_class_nfr=max_class_nfr, gate_on=gate_on)
+    return gate_spec(gate_on, max_nfr=max_nfr, max_rel_nfr=max_rel_nfr, max_er=max_er,
+                     max_er_increase=max_er_increase, min_btc=min_btc, max_class_nfr=max_class_nfr, max_nfi=max_nfi)
 
 
 # a gated command receives its gate options as ``gates: GateSpec``, listed where that parameter stands

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from ..config import UPDATE_DROPOUT, DataConfig, EvalConfig, TrainConfig, check_csv_columns, parse_arch_args
+from ..gates import GATES
 from ..methods import REGISTRY, UpdateConfig
 from .errors import run
 
@@ -192,16 +193,11 @@ def _threshold(flag: str, text: str):  # -> an Annotated option type
     return Annotated[str | None, typer.Option(flag, help=text + " Accepts 0.02 or 2%.")]
 
 
-MaxNfr = _threshold("--max-nfr", "Gate: fail when NFR is above this.")
-MaxRelNfr = _threshold("--max-rel-nfr", "Gate: fail when relative NFR (a ratio; 1.0 = as many "
-                       "flips as independent errors) is above this.")
-MaxEr = _threshold("--max-er", "Gate: fail when the new error rate is above this.")
-MaxErIncrease = _threshold("--max-er-increase", "Gate: fail when ER new - ER old is above this "
-                           "(negative: require a gain, e.g. -0.5%).")
-MinBtc = _threshold("--min-btc", "Gate: fail when BTC (share of old-correct samples still "
-                    "correct) is below this.")
-MaxClassNfr = _threshold("--max-class-nfr", "Gate: fail when the NFR within any class is above "
-                         "this.")
+# one option type per gate of gates.GATES (its flag and help live there)
+GATE_OPTIONS = {g.field: _threshold(g.flag, g.help) for g in GATES}
+MaxNfr, MaxRelNfr, MaxEr = GATE_OPTIONS["max_nfr"], GATE_OPTIONS["max_rel_nfr"], GATE_OPTIONS["max_er"]
+MaxErIncrease, MinBtc = GATE_OPTIONS["max_er_increase"], GATE_OPTIONS["min_btc"]
+MaxClassNfr, MaxNfi = GATE_OPTIONS["max_class_nfr"], GATE_OPTIONS["max_nfi"]
 GateOn = Annotated[str, typer.Option(
     "--gate-on", help="value: gate on the point estimates; upper: on the pessimistic end of "
     "the 95% interval (upper for max gates, lower for --min-btc).")]
