@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from modelupdate.analysis import flip_report
 from modelupdate.gates import GateSpec
 from modelupdate.predictions import Predictions, align, read_predictions, write_predictions
 from modelupdate.report import flip_report_json
-from modelupdate.workflows.flip_report import flip_report
 
 
 def _status_kib(field: str) -> int:

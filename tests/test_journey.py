@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from modelupdate.analysis import MAX_THUMBNAILS
 from modelupdate.checkpoint import read_meta
-from modelupdate.workflows.flip_report import MAX_THUMBNAILS
 
 SCRIPT = Path(__file__).parent / "journey" / "journey.sh"
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from modelupdate.analysis import compare, flip_report
 from modelupdate.errors import ConfigError, MismatchError
 from modelupdate.gates import GateSpec
 from modelupdate.predictions import Predictions
@@ -27,8 +28,6 @@ from modelupdate.report import (
     flip_report_to_dict,
     flips_csv,
 )
-from modelupdate.workflows.compare import compare
-from modelupdate.workflows.flip_report import flip_report
 
 # Hand case of test_metrics, as logits (one-hot at the predicted class), three classes.
 TARGETS = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])

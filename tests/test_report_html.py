@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from modelupdate.analysis import compare, flip_report
 from modelupdate.predictions import Predictions
 from modelupdate.report import compare_html, flip_report_html
-from modelupdate.workflows.compare import compare
-from modelupdate.workflows.flip_report import flip_report
 
 EVIL = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"

@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 
+from modelupdate.analysis import compare, flip_report
 from modelupdate.metrics import Histogram, QuantityAnalysis, margin_analysis
 from modelupdate.predictions import Predictions
 from modelupdate.report.svg import (
@@ -23,8 +24,6 @@ from modelupdate.report.svg import (
     tick_labels,
     truncate_label,
 )
-from modelupdate.workflows.compare import compare
-from modelupdate.workflows.flip_report import flip_report
 
 
 def x_tick_labels(svg: str) -> list[str]:

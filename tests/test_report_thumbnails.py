@@ -16,11 +16,12 @@ import torch
 from torchvision.io import decode_image, decode_png, write_png
 from torchvision.transforms.v2 import functional as F
 
+from modelupdate.analysis import MAX_THUMBNAILS, THUMBNAIL_SIZE, flip_report
 from modelupdate.config import DataConfig
 from modelupdate.data import load_dataset
 from modelupdate.predictions import Predictions, write_predictions
 from modelupdate.report import flip_report_html
-from modelupdate.workflows.flip_report import MAX_THUMBNAILS, THUMBNAIL_SIZE, flip_images, flip_report
+from modelupdate.workflows.flip_report import flip_images
 
 IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" width="96" height="96" alt="([^"]*)">')
 

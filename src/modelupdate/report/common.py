@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import html
 
+from modelupdate.analysis import CompareResult, FlipReport
 from modelupdate.config import GateSpec
 from modelupdate.gates import GateResult, failed_gates, gate_settings, gates_set
 from modelupdate.metrics import ClassRow, FlipSummary, MarginAnalysis, Rate
-from modelupdate.workflows.compare import CompareResult
-from modelupdate.workflows.flip_report import FlipReport
 
 #: people-facing names of the rates, in report order
 RATE_LABELS = {

@@ -6,7 +6,7 @@ import csv
 import io
 from collections.abc import Iterable, Sequence
 
-from modelupdate.workflows.flip_report import FlipReport
+from modelupdate.analysis import FlipReport
 
 # a spreadsheet reads a cell starting with one of these as a formula (OWASP's CSV injection list)
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from modelupdate.analysis import CompareResult, FlipReport
 from modelupdate.gates import gates_set
-from modelupdate.workflows.compare import CompareResult
-from modelupdate.workflows.flip_report import FlipReport
 
 from .common import (
     CLASS_HEADER,

@@ -48,12 +48,10 @@ from __future__ import annotations
 import json
 
 from modelupdate import __version__
+from modelupdate.analysis import CompareResult, FlipReport, InputRecord
 from modelupdate.config import GateSpec
 from modelupdate.gates import gate_settings
 from modelupdate.metrics import ClassRow, FlipSummary, Rate
-from modelupdate.workflows.compare import CompareResult
-from modelupdate.workflows.flip_report import FlipReport
-from modelupdate.workflows.outputs import InputRecord
 
 JSON_SCHEMA_VERSION = 1
 TOOL = "modelupdate"

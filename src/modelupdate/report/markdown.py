@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import html
 
+from modelupdate.analysis import CompareResult, FlipReport
 from modelupdate.gates import gates_set
-from modelupdate.workflows.compare import CompareResult
-from modelupdate.workflows.flip_report import FlipReport
 
 from .common import (
     CLASS_HEADER,

@@ -14,9 +14,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from modelupdate.analysis import CompareResult, FlipReport
 from modelupdate.metrics import Histogram, QuantityAnalysis, Rate
-from modelupdate.workflows.compare import CompareResult
-from modelupdate.workflows.flip_report import FlipReport
 
 from .common import class_label, format_ci, format_percent, worst_classes
 from .common import escape_html as _esc

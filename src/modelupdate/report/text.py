@@ -10,9 +10,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from modelupdate.analysis import CompareResult, FlipReport
 from modelupdate.gates import gates_set
-from modelupdate.workflows.compare import CompareResult
-from modelupdate.workflows.flip_report import FlipReport
 
 from .common import (
     CLASS_HEADER,

@@ -1,149 +1,25 @@
 """flip-report: how many regressions does the new model bring, where, and do the gates pass?
 
-Reads top to bottom: align the two prediction sets by sample id, count flips,
-break them down by class and class pair, look at margins when logits exist,
-evaluate the gates. Turning checkpoints into Predictions happens before this.
+Reads top to bottom: check the report files can be written, read the old and new predictions (a prediction
+file, or a checkpoint run on a split), analyse them (``analysis.flip_report``), add the images of the negative
+flips when the data is known, and write every report asked for or none.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from modelupdate.analysis import MAX_THUMBNAILS, THUMBNAIL_SIZE, FlipImages, FlipReport, flip_report
 from modelupdate.config import EvalConfig, GateSpec
-from modelupdate.gates import GateResult, evaluate_gates
-from modelupdate.metrics import (
-    ClassRow,
-    FlipPair,
-    FlipSummary,
-    MarginAnalysis,
-    flip_masks,
-    flip_summary,
-    margin_analysis,
-    per_class_table,
-    top1_margin,
-    top_flip_pairs,
-)
-from modelupdate.predictions import Predictions, align
-
-from .outputs import InputRecord
 
 if TYPE_CHECKING:
     from modelupdate.config import DataConfig
-
-#: negative flips shown as images in the HTML report, the first ones in file order (the page stays small)
-MAX_THUMBNAILS = 24
-#: an image folder's flips are shown as the file's centred square resized to this many pixels (folders.read_square)
-THUMBNAIL_SIZE = 96
-
-
-@dataclass(frozen=True)
-class FlippedSamples:
-    """Every flipped sample, in the old file's order (arrays of equal length).
-
-    kind: +1 for a positive flip (fixed), -1 for a negative flip (regression).
-    old_margin, new_margin: each model's top-1 minus top-2 logit on the sample; None without logits.
-    """
-
-    ids: np.ndarray
-    targets: np.ndarray
-    old_preds: np.ndarray
-    new_preds: np.ndarray
-    kind: np.ndarray
-    old_margin: np.ndarray | None = None
-    new_margin: np.ndarray | None = None
-
-
-@dataclass(frozen=True)
-class FlipImages:
-    """The images of the first negative flips (at most ``MAX_THUMBNAILS``), in the flip table's order.
-
-    ``images[i]`` belongs to the i-th negative flip: uint8 [C, H, W], or None when the sample's image
-    could not be found or read. ``source`` says where they come from ("fashion-mnist, test split").
-    """
-
-    source: str
-    images: tuple[np.ndarray | None, ...]
-
-
-@dataclass(frozen=True)
-class FlipReport:
-    """Everything a flip report shows; renderers in ``modelupdate.report``."""
-
-    old_source: str
-    new_source: str
-    num_classes: int
-    classes: list[str] | None
-    summary: FlipSummary
-    per_class: list[ClassRow]
-    top_pairs: list[FlipPair]
-    margins: MarginAnalysis | None  # None unless both sides have logits
-    gates: list[GateResult]
-    gate_on: str
-    flips: FlippedSamples
-    gate_spec: GateSpec = field(default_factory=GateSpec)  # the gates asked for (thresholds, gate_on)
-    inputs: tuple[InputRecord, ...] = ()  # old then new, when read from files (``run_flip_report``)
-    # how the prediction files were read (columns, class list): part of the provenance
-    reading: dict = field(default_factory=dict)
-    images: FlipImages | None = None  # None: no --data, so no image to show
-
-    @property
-    def passed(self) -> bool:
-        """True when every gate passes (also when there are no gates)."""
-        return all(g.passed for g in self.gates)
-
-
-def flip_report(
-    old: Predictions, new: Predictions, gates: GateSpec | None = None, top_k: int = 10
-) -> FlipReport:
-    """Compare ``new`` against ``old`` on the same samples and evaluate ``gates``.
-
-    Raises MismatchError when the two prediction sets do not cover the same
-    samples, disagree on targets or on the classes.
-    """
-    gates = gates or GateSpec()
-    old, new = align(old, new)
-    assert old.num_classes is not None  # align resolves it
-    targets = old.targets
-
-    summary = flip_summary(old.preds, new.preds, targets)
-    per_class = per_class_table(old.preds, new.preds, targets, old.num_classes, old.classes)
-    pairs = top_flip_pairs(old.preds, new.preds, targets, k=top_k)
-    margins = None
-    if old.logits is not None and new.logits is not None:
-        margins = margin_analysis(old.logits, new.logits, targets, old.preds, new.preds)
-
-    negative, positive = flip_masks(old.preds, new.preds, targets)
-    flipped = np.flatnonzero(negative | positive)
-    has_logits = old.logits is not None and new.logits is not None and old.logits.shape[1] >= 2
-    flips = FlippedSamples(
-        ids=old.ids[flipped],
-        targets=targets[flipped],
-        old_preds=old.preds[flipped],
-        new_preds=new.preds[flipped],
-        kind=np.where(negative[flipped], -1, 1).astype(np.int8),
-        old_margin=top1_margin(old.logits[flipped]) if has_logits else None,
-        new_margin=top1_margin(new.logits[flipped]) if has_logits else None,
-    )
-    return FlipReport(
-        old_source=old.source,
-        new_source=new.source,
-        num_classes=old.num_classes,
-        classes=old.classes,
-        summary=summary,
-        per_class=per_class,
-        top_pairs=pairs,
-        margins=margins,
-        gates=evaluate_gates(summary, per_class, gates),
-        gate_on=gates.gate_on,
-        flips=flips,
-        gate_spec=gates,
-    )
 
 
 @dataclass(frozen=True)

@@ -9,40 +9,16 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..analysis import InputRecord
 from ..atomic import append_all_or_none, atomic_write_many, check_target, resolved, sha256_file
 from ..errors import ConfigError, OutputError, PredictionFileError
 from ..predictions import Predictions
 from .inputs import checkpoint_kind
 
 # --------------------------------------------------------------------------- provenance
-
-
-@dataclass(frozen=True)
-class InputRecord:
-    """One input of a report, as the JSON records it.
-
-    ``kind``: "predictions" for a prediction file, else the checkpoint's kind ("model", "ensemble").
-    ``sha256``: of the file itself. ``checkpoint_sha256``: the model the predictions came from (the
-    file itself for a checkpoint; what ``predict`` recorded for a prediction file; else None).
-    ``dataset``, ``dataset_fingerprint``, ``split``: where the predictions were made, when known.
-    """
-
-    role: str  # "old", "new" (flip-report) or "candidate" (compare)
-    name: str | None  # the candidate's name in compare, else None
-    path: str
-    kind: str
-    sha256: str
-    checkpoint_sha256: str | None
-    dataset: str | None
-    dataset_fingerprint: str | None
-    split: str | None
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def input_record(role: str, path: str | Path, predictions: Predictions, name: str | None = None) -> InputRecord:
