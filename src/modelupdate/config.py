@@ -54,7 +54,7 @@ def parse_arch_args(text: str) -> dict[str, Any]:
 
 class _JsonMixin:
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[arg-type]
+        return dataclasses.asdict(self)  # type: ignore[arg-type]  # a mixin: every user is a dataclass
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

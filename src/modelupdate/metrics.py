@@ -306,8 +306,8 @@ def error_rate_increase(counts: FlipCounts) -> tuple[float | None, tuple[float, 
     # 2x2 table of "wrong": a = both wrong, b = only new wrong, cc = only old wrong.
     a, b, cc, d = c.both_wrong, c.negative_flips, c.positive_flips, c.both_correct
     p1, p2 = c.new_wrong / c.n, c.old_wrong / c.n
-    l1, u1 = wilson_interval(c.new_wrong, c.n)  # type: ignore[misc]
-    l2, u2 = wilson_interval(c.old_wrong, c.n)  # type: ignore[misc]
+    l1, u1 = wilson_interval(c.new_wrong, c.n)  # type: ignore[misc]  # n > 0 here: an interval exists
+    l2, u2 = wilson_interval(c.old_wrong, c.n)  # type: ignore[misc]  # n > 0 here: an interval exists
     margins = float(a + b) * float(cc + d) * float(a + cc) * float(b + d)
     phi = 0.0 if margins == 0 else (a * d - b * cc) / math.sqrt(margins)
     delta = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))

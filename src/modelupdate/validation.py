@@ -52,7 +52,7 @@ def as_list(param: str, value: Any, kind: type = float) -> list | None:
     noun = _LIST_NOUNS[kind]
     if isinstance(value, str):
         items: list = [part.strip() for part in value.split(",")] if kind is str else \
-            parse_number_list(param, value, kind)  # type: ignore[assignment]
+            parse_number_list(param, value, kind)  # type: ignore[assignment]  # checked by kind
     else:
         if hasattr(value, "tolist"):  # numpy arrays and torch tensors, as plain Python values
             value = value.tolist()

@@ -84,8 +84,8 @@ def _readable_list_types() -> None:
         match = re.fullmatch(r"<list\[(\w+)\]>", label)
         return f"<{match.group(1).lower()}>..." if match else label
 
-    display_type.readable = True  # type: ignore[attr-defined]
-    _TyperParameter.display_type = display_type  # type: ignore[method-assign]
+    display_type.readable = True  # type: ignore[attr-defined]  # read by Typer's help
+    _TyperParameter.display_type = display_type  # type: ignore[method-assign]  # metavars as <type>
 
 
 _readable_list_types()

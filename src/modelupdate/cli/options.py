@@ -365,7 +365,7 @@ def shared_options(gather: Callable[..., Any], parameter: str, *, in_place: bool
             gathered = run(lambda: gather(**shared_kwargs))
             return fn(**{parameter: gathered}, **kwargs)
 
-        wrapper.__signature__ = inspect.Signature(own[:at] + list(shared.values()) + own[at:])  # type: ignore
+        wrapper.__signature__ = inspect.Signature(own[:at] + list(shared.values()) + own[at:])  # type: ignore  # read by Typer
         # evaluated annotations: the command's module does not define the shared option types
         wrapper.__annotations__ = {
             k: v for k, v in inspect.get_annotations(fn, eval_str=True).items() if k != parameter} | {

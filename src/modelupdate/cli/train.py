@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from ..methods import REGISTRY, held_against, using
+from ..methods import REGISTRY, UpdateConfig, held_against, using
 from .console import is_rank0, out_console, print_written
 from .errors import RESUME_HINT, run
-from .options import UPDATE, TrainingRun, csv_column_command, per_method, training_command
+from .options import UPDATE, TrainingRun, csv_column_command, per_method, shared_options, training_command
 
 if TYPE_CHECKING:
     from ..tracking import Tracking
@@ -81,18 +81,7 @@ def _percent(rate: float | None) -> str:
     return "—" if rate is None else f"{100 * rate:.2f}%"
 
 
-@training_command
-@csv_column_command
-def ldi_train_cmd(
-    job: TrainingRun,
-    old: Annotated[Path | None, typer.Option("--old", help="The deployed (old) model: NFR is measured against it; "
-                                             f"the reference of {', '.join(held_against('old'))}. Or only its "
-                                             "predictions (.npz, .csv, predictions .safetensors) on the val or "
-                                             "test split (an image folder's: both), for the flip metrics "
-                                             "alone.")] = None,
-    csv_columns: tuple[str, str, str] = None,  # type: ignore[assignment]  # --old CSV's columns, here
-    reference: Annotated[Path | None, typer.Option("--reference", help="Reference ensemble (or model) for "
-                                                   f"--method {' or '.join(held_against('reference'))}.")] = None,
+def _method_options(
     method: Annotated[str | None, typer.Option("--method", help="; ".join(
         f"{m.name}: {m.summary}" for m in REGISTRY.values()) + " [default: elodi with --reference, else ldi-old]."
     )] = None,
@@ -113,6 +102,30 @@ def ldi_train_cmd(
     fd_a: Annotated[float, typer.Option("--fd-a", help="Focal distillation: weight of every sample.")] = UPDATE.fd_a,
     fd_b: Annotated[float, typer.Option("--fd-b", help="Focal distillation: extra weight where the old model is "
                                         "right.")] = UPDATE.fd_b,
+) -> UpdateConfig:
+    """ldi-train's method and its parameters; their defaults and help come from methods.py's registry."""
+    return UpdateConfig(method=method, alpha=alpha, xi=xi, p=p, topk=topk, exclude_target=exclude_target,
+                        weighting=weighting, tau=tau, fd_a=fd_a, fd_b=fd_b)
+
+
+# ldi-train receives them as ``update: UpdateConfig``, listed where that parameter stands
+method_command = shared_options(_method_options, "update", in_place=True)
+
+
+@training_command
+@csv_column_command
+@method_command
+def ldi_train_cmd(
+    job: TrainingRun,
+    old: Annotated[Path | None, typer.Option("--old", help="The deployed (old) model: NFR is measured against it; "
+                                             f"the reference of {', '.join(held_against('old'))}. Or only its "
+                                             "predictions (.npz, .csv, predictions .safetensors) on the val or "
+                                             "test split (an image folder's: both), for the flip metrics "
+                                             "alone.")] = None,
+    csv_columns: tuple[str, str, str] = None,  # type: ignore[assignment]  # --old CSV's columns, here
+    reference: Annotated[Path | None, typer.Option("--reference", help="Reference ensemble (or model) for "
+                                                   f"--method {' or '.join(held_against('reference'))}.")] = None,
+    update: UpdateConfig = None,  # type: ignore[assignment]  # the method's options, in this place (method_command)
     reference_cache: Annotated[Path | None, typer.Option("--reference-cache", help="Precompute the reference's "
                                                          "logits on un-augmented train images into this file "
                                                          "(reused if it exists).")] = None,
@@ -121,17 +134,13 @@ def ldi_train_cmd(
                                 ] = False,
 ) -> None:
     """Train the new model against a reference ensemble (ELODI) or with a baseline method."""
-    from ..methods import UpdateConfig
     from ..workflows.ldi_train import ldi_train
 
-    update = run(lambda: UpdateConfig(method=method, alpha=alpha, xi=xi, p=p, topk=topk,
-                                      exclude_target=exclude_target, weighting=weighting, tau=tau,
-                                      fd_a=fd_a, fd_b=fd_b))
     with tracking(job) as tracked:
         result = run(lambda: ldi_train(job.data, job.train, update, job.out, old=old, reference=reference,
                                        reference_cache=reference_cache, resume=job.resume,
                                        allow_other_data=allow_other_data, old_columns=csv_columns,
-                                       on_event=events(job, method or "ldi-train", tracked)),
+                                       on_event=events(job, update.method or "ldi-train", tracked)),
                      on_interrupt=RESUME_HINT)
     if is_rank0():
         _print_model_summary(result.out, result.meta.metrics, result.seconds)

@@ -226,7 +226,7 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     info = DatasetInfo(
         name=name,
         classes=list(classes),
-        input_shape=input_shape,  # type: ignore[arg-type]
+        input_shape=input_shape,  # type: ignore[arg-type]  # three ints by construction
         mean=tuple(float(m) for m in mean),
         std=tuple(float(s) for s in std),
         fingerprint=fingerprint,

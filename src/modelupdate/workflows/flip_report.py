@@ -98,7 +98,7 @@ def _split_images(data_cfg: DataConfig, split: str, datasets: dict[str, Any] | N
 
     def image_of(sample_id: object) -> np.ndarray | None:
         try:
-            p = position.get(int(sample_id))  # type: ignore[call-overload]
+            p = position.get(int(sample_id))  # type: ignore[call-overload]  # ids are ints here
         except (TypeError, ValueError):
             return None
         return None if p is None else samples.images[p].numpy()
