@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from modelupdate.config import DataConfig, TrainConfig
 
@@ -23,6 +25,30 @@ def _tiny_data_config(**overrides) -> DataConfig:
 def _tiny_train_config(**overrides) -> TrainConfig:
     values = dict(arch="tiny", epochs=1, batch_size=64, device="cpu", eval_batch_size=256)
     return TrainConfig(**(values | overrides))
+
+
+@contextlib.contextmanager
+def _single_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def single_thread():
+    """``with single_thread(): ...``: in-process training on one thread (on a shared 2-core machine one
+    thread spins less than two), for session fixtures; tests use ``one_thread``."""
+    return _single_thread
+
+
+@pytest.fixture
+def one_thread():
+    """The test trains in-process on one thread (``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    with _single_thread():
+        yield
 
 
 @pytest.fixture(scope="session")

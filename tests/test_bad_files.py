@@ -46,19 +46,15 @@ MEMORY_LIMIT_MB = 500
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory) -> dict[str, Path]:
+def files(tmp_path_factory, single_thread) -> dict[str, Path]:
     """A good tiny checkpoint on the CLI's default synthetic data, bad variants of it (the same
     metadata), the plain state dicts `import` reads, and a FIFO."""
     from modelupdate.workflows.train import train
 
     d = tmp_path_factory.mktemp("bad_files")
     good = d / "good.safetensors"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with single_thread():
         train(DataConfig(train_subset="128"), TrainConfig(arch="tiny", epochs=1, batch_size=64, device="cpu"), good)
-    finally:
-        torch.set_num_threads(threads)
     loaded = load_checkpoint(good)
     paths = {"good": good}
     header = loaded.meta.to_header()

@@ -30,13 +30,7 @@ FAST = ["--arch", "tiny", "--epochs", "1", "--batch-size", "64", "--train-subset
         "--quiet"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """In-process training on a shared 2-core machine: one thread spins less than two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def invoke(*args) -> tuple[int, str, str]:

@@ -31,12 +31,7 @@ GOLDEN = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def first_step_losses(objective=None, cfg: TrainConfig = CFG) -> list[float]:

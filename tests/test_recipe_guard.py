@@ -12,7 +12,6 @@ import signal
 from pathlib import Path
 
 import pytest
-import torch
 
 from modelupdate.config import DataConfig, TrainConfig
 from modelupdate.errors import ConfigError
@@ -58,22 +57,19 @@ BASE = ["--arch", "tiny", "--epochs", "2", "--batch-size", "64", "--checkpoint-e
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, Path]:
+def models(tmp_path_factory, single_thread) -> dict[str, Path]:
     """An old model, two references of different seeds and another old model (library, tiny, 1 epoch)."""
     from modelupdate.workflows.ensemble_train import ensemble_train
     from modelupdate.workflows.train import train
 
     folder = tmp_path_factory.mktemp("models")
-    data, threads = DataConfig(train_subset="256"), torch.get_num_threads()
+    data = DataConfig(train_subset="256")
     cfg = TrainConfig(arch="tiny", epochs=1, batch_size=64, device="cpu")
-    torch.set_num_threads(1)
-    try:
+    with single_thread():
         train(data, cfg, folder / "old.safetensors")
         train(data, TrainConfig(**(cfg.to_dict() | {"seed": 9})), folder / "old2.safetensors")
         ensemble_train(data, cfg, folder / "ref.safetensors", 2)
         ensemble_train(data, TrainConfig(**(cfg.to_dict() | {"seed": 50})), folder / "ref2.safetensors", 2)
-    finally:
-        torch.set_num_threads(threads)
     return {p.stem: p for p in folder.glob("*.safetensors")}
 
 

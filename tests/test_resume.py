@@ -137,19 +137,14 @@ def test_train_killed_mid_epoch_resumes_to_identical_weights(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> Path:
+def reference(tmp_path_factory, single_thread) -> Path:
     """A 2-member `tiny` ensemble on the synthetic data the CLI uses by default (library, 1 epoch)."""
     from modelupdate.workflows.ensemble_train import ensemble_train
 
     out = tmp_path_factory.mktemp("reference") / "ref.safetensors"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-            ensemble_train(DataConfig(train_subset="256"),
-                       TrainConfig(arch="tiny", epochs=1, batch_size=64, device="cpu"),
+    with single_thread():
+        ensemble_train(DataConfig(train_subset="256"), TrainConfig(arch="tiny", epochs=1, batch_size=64, device="cpu"),
                        out, 2)
-    finally:
-        torch.set_num_threads(threads)
     return out
 
 

@@ -32,12 +32,7 @@ from modelupdate.workflows import common
 FAST = ["--arch", "tiny", "--epochs", "2", "--device", "cpu", "--quiet"]  # 14 steps of 128 per epoch
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def invoke(*args) -> tuple[int, str]:
