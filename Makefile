@@ -7,7 +7,7 @@ FMNIST_DIR ?= /usr/share/datasets/fashion-mnist
 # torch/torchvision pair known to work here; pip's constraints may cap it too.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test lint demo bench reproduce data clean dist
+.PHONY: install test lint typecheck demo bench reproduce data clean dist
 
 install: $(STAMP)
 
@@ -22,6 +22,11 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench scripts
+	$(PY) -m mypy
+
+# mypy on src/modelupdate ([tool.mypy] in pyproject.toml)
+typecheck: install
+	$(PY) -m mypy
 
 # Fashion-MNIST offline: Debian's package where apt works, else torchvision's download.
 data:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+from pathlib import Path
 
 import pytest
 import typer.main
@@ -60,3 +61,28 @@ def test_training_options_take_their_defaults_from_config_not_literals():
     signature = source[: source.index(") -> TrainingRun")]
     for literal in ("= 2,", "= 128", "= 5e-4", "= 0.5,", "= 200"):
         assert literal not in signature, f"a literal default {literal!r} in the training options"
+
+
+def test_every_flag_the_code_names_is_an_option_of_a_command():
+    """Errors and help name the flag the user typed: a flag that no command has would send them nowhere."""
+    import ast
+    import re
+
+    options = {"--help", "--body-file"}  # every command's --help; gh's --body-file (the PR-comment help)
+
+    def collect(command) -> None:
+        for param in command.params:
+            options.update(param.opts, param.secondary_opts)
+        for sub in getattr(command, "commands", {}).values():
+            collect(sub)
+
+    collect(typer.main.get_command(app))
+    package = Path(__file__).resolve().parents[1] / "src" / "modelupdate"
+    unknown = {}
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", node.value):
+                    if flag not in options:
+                        unknown.setdefault(flag, set()).add(path.name)
+    assert not unknown, unknown

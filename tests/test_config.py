@@ -24,7 +24,7 @@ from modelupdate.errors import ConfigError
     ({"optimizer": "adam"}, "--optimizer: expected 'sgd' or 'adamw', got 'adam'"),
     ({"lr": 0.0}, "--lr: expected a positive finite number, got 0.0"),
     ({"lr": float("inf")}, "--lr: expected a positive finite number, got inf"),
-    ({"momentum": 1.0}, "--momentum: expected a value in [0, 1), got 1.0"),
+    ({"momentum": 1.0}, "TrainConfig.momentum: expected a value in [0, 1), got 1.0"),
     ({"seed": -1}, "--seed: expected an integer in [0, 2^63), got -1"),
     ({"lr_cycles": 0}, "--snapshots: expected a positive number of cycles, got 0"),
     ({"mix_switch_prob": 1.5}, "--mix-switch-prob: expected a probability in [0, 1], got 1.5"),

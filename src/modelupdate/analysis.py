@@ -155,8 +155,8 @@ def flip_report(
         old_preds=old.preds[flipped],
         new_preds=new.preds[flipped],
         kind=np.where(negative[flipped], -1, 1).astype(np.int8),
-        old_margin=top1_margin(old.logits[flipped]) if has_logits else None,
-        new_margin=top1_margin(new.logits[flipped]) if has_logits else None,
+        old_margin=top1_margin(old.logits[flipped]) if has_logits and old.logits is not None else None,
+        new_margin=top1_margin(new.logits[flipped]) if has_logits and new.logits is not None else None,
     )
     return FlipReport(
         old_source=old.source,

@@ -239,7 +239,8 @@ def _path(name: str, value: Any) -> Path:
 
 
 def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value < 2**63:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
+            or not 1 <= value < 2**63:  # type: ignore[operator]  # an Integral compares with ints; its stub omits it
         raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
     return int(value)
 

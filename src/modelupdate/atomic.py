@@ -158,7 +158,7 @@ def remove_stale_temps(path: str | Path) -> list[Path]:
     directory = path.parent if str(path.parent) else Path(".")
     # the name is matched literally: '*' or '?' in an output's name must not reach other files' temps
     pattern = re.compile(re.escape(f".{path.name}.") + _TEMP_RANDOM + re.escape(TMP_SUFFIX))
-    removed = []
+    removed: list[Path] = []
     try:
         names = os.listdir(directory)
     except OSError:

@@ -207,7 +207,7 @@ def read_header(path: str | Path) -> tuple[dict[str, Any], int]:
             looks_like_pickle = _looks_like_pickle(head)
             header_len = struct.unpack("<Q", head[:8])[0] if len(head) >= 8 else None
             valid_len = header_len is not None and header_len <= size - 8 and header_len <= 100_000_000
-            raw = f.read(header_len - 8) if valid_len and header_len > 8 else b""
+            raw = f.read(header_len - 8) if valid_len and header_len is not None and header_len > 8 else b""
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read ({exc.strerror})") from None
     if head[:4] == b"PK\x03\x04" and _is_npz(path):

@@ -54,7 +54,7 @@ def parse_arch_args(text: str) -> dict[str, Any]:
 
 class _JsonMixin:
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[arg-type]  # a mixin: every user is a dataclass
+        return dataclasses.asdict(self)  # type: ignore[call-overload]  # a mixin: every user is a dataclass
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -311,13 +311,13 @@ class TrainConfig(_JsonMixin):
         if not 0 <= self.weight_decay < math.inf:
             raise ConfigError(f"--weight-decay: expected a finite number >= 0, got {self.weight_decay}")
         if not 0 <= self.momentum < 1:
-            raise ConfigError(f"--momentum: expected a value in [0, 1), got {self.momentum}")
+            raise ConfigError(f"TrainConfig.momentum: expected a value in [0, 1), got {self.momentum}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"--label-smoothing: expected a value in [0, 1), got {self.label_smoothing}")
         if not 0 <= self.warmup_epochs < math.inf:
             raise ConfigError(f"--warmup-epochs: expected a finite number >= 0, got {self.warmup_epochs}")
         if self.eval_batch_size < 1:
-            raise ConfigError(f"--eval-batch-size: expected a positive integer, got {self.eval_batch_size}")
+            raise ConfigError(f"TrainConfig.eval_batch_size: expected a positive integer, got {self.eval_batch_size}")
         if self.checkpoint_every < 0:
             raise ConfigError(f"--checkpoint-every: expected an integer >= 0, got {self.checkpoint_every}")
         _check_seed("--seed", self.seed)

@@ -36,7 +36,8 @@ class WeightEma:
         self.decay, self.updates = decay, 0
         self.averaged = AveragedModel(model, multi_avg_fn=self._average, use_buffers=True)
 
-    def _average(self, ema: list[torch.Tensor], current: list[torch.Tensor], _: torch.Tensor) -> None:
+    def _average(self, ema: tuple[torch.Tensor, ...] | list[torch.Tensor],
+                 current: tuple[torch.Tensor, ...] | list[torch.Tensor], _: torch.Tensor | int) -> None:
         # AveragedModel copies the first update and calls this from the second on, so updates >= 1 here
         get_ema_multi_avg_fn(warmed_decay(self.decay, self.updates))(ema, current, _)
 

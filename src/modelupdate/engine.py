@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 import torch
 from torch import nn
@@ -48,7 +48,8 @@ def lr_at(step: int, total_steps: int, warmup_steps: int, base_lr: float) -> flo
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD (nesterov) or AdamW; no weight decay on biases and norm parameters."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
@@ -60,7 +61,7 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 def cross_entropy_objective(label_smoothing: float = 0.0) -> Objective:
-    def objective(logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def objective(logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]:
         return batch_cross_entropy(logits, batch, label_smoothing).mean(), {}
 
     return objective
@@ -225,7 +226,7 @@ def prepare_training(model: nn.Module, cfg: TrainConfig, runtime: Runtime):
         ids = [runtime.device.index] if runtime.device.type == "cuda" else None
         train_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
     if cfg.compile:
-        train_model = torch.compile(train_model)
+        train_model = cast(nn.Module, torch.compile(train_model))  # an OptimizedModule
     scaler = torch.amp.GradScaler("cuda", enabled=runtime.amp_dtype == torch.float16)
     return train_model, optimizer, scaler
 
@@ -354,7 +355,7 @@ def resume_state(state_path: Path, model: nn.Module, optimizer: torch.optim.Opti
 def check_progress(progress: dict[str, Any], path: Path, cfg: TrainConfig, plan: Schedule) -> None:
     """The progress record of a resumable state has the fields ``StateSaver.save`` writes, of their types and
     within this run: a damaged one is named in one line before training goes on from it."""
-    def is_int(v: Any) -> bool:
+    def is_int(v: Any) -> TypeGuard[int]:
         return isinstance(v, int) and not isinstance(v, bool)
 
     def is_number(v: Any) -> bool:

@@ -24,7 +24,7 @@ import re
 import urllib.parse
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -341,10 +341,10 @@ def _resnet(name: str):
                 **kw: Any) -> nn.Module:
         model = _torchvision(name, num_classes, weights, **kw)
         if _small_stem(stem, input_shape, weights):  # CIFAR-style stem: 3x3 stride 1, no max-pool
-            model.conv1 = _replace_conv(model.conv1, input_shape[0], kernel=3, stride=1)
+            model.conv1 = _replace_conv(cast(nn.Conv2d, model.conv1), input_shape[0], kernel=3, stride=1)
             model.maxpool = nn.Identity()
         elif input_shape[0] != 3:
-            model.conv1 = _replace_conv(model.conv1, input_shape[0])
+            model.conv1 = _replace_conv(cast(nn.Conv2d, model.conv1), input_shape[0])
         return model
 
     return factory
@@ -354,11 +354,12 @@ def _features_stem(name: str, small_kernel: int | None, small_stride: int):
     def factory(num_classes: int, input_shape: tuple, stem: str = "auto", weights: str | None = None,
                 **kw: Any) -> nn.Module:
         model = _torchvision(name, num_classes, weights, **kw)
-        conv = model.features[0][0]
+        first = cast(nn.Sequential, cast(nn.Sequential, model.features)[0])  # the stem: conv, norm, activation
+        conv = cast(nn.Conv2d, first[0])
         if _small_stem(stem, input_shape, weights):
-            model.features[0][0] = _replace_conv(conv, input_shape[0], kernel=small_kernel, stride=small_stride)
+            first[0] = _replace_conv(conv, input_shape[0], kernel=small_kernel, stride=small_stride)
         elif input_shape[0] != 3:
-            model.features[0][0] = _replace_conv(conv, input_shape[0])
+            first[0] = _replace_conv(conv, input_shape[0])
         return model
 
     return factory

@@ -78,7 +78,7 @@ def csv_labels(source: str, column: str, values: list[str], rows: Sequence[int],
         if clash:  # "1" could be index 1 or the class named "1": refuse to guess
             raise _fail(source, f"column '{column}' holds integers, and the class list names classes by integers "
                         f"that are not their positions ({', '.join(clash[:3])}); write labels as indices "
-                        f"0..{len(classes) - 1} with a class list of words, or drop the class list")
+                        f"0..{len(classes or ()) - 1} with a class list of words, or drop the class list")
         return ints
     if classes is None:
         row, value = next((r, v) for r, v in zip(rows, values, strict=True) if _as_ints([v]) is None)

@@ -37,6 +37,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -438,7 +439,7 @@ def write_predictions(path: str | os.PathLike, predictions: Predictions) -> Path
                                   "expected .npz or .safetensors")
     p = predictions
     string_ids = p.ids.dtype.kind == "U"
-    tensors = {
+    tensors: dict[str, Any] = {
         "targets": np.ascontiguousarray(p.targets, dtype=np.int64),
         "preds": np.ascontiguousarray(p.preds, dtype=np.int64),
     }
@@ -524,7 +525,7 @@ def align(old: Predictions, new: Predictions) -> tuple[Predictions, Predictions]
                                 f"new {new.num_classes}")
         num_classes = old.num_classes
     elif old.num_classes is not None or new.num_classes is not None:
-        num_classes = old.num_classes if old.num_classes is not None else new.num_classes
+        num_classes = cast(int, old.num_classes if old.num_classes is not None else new.num_classes)
         for side, p in (("old", old), ("new", new)):
             top = int(p.preds.max())
             if top >= num_classes:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TaskID, TextColumn
 from rich.text import Text
 
 
@@ -47,7 +47,7 @@ class ProgressPrinter:
         self.live = self.console.is_terminal and not quiet
         self.label = label
         self.progress: Progress | None = None
-        self.task = None
+        self.task: TaskID | None = None
         self.last_line = 0.0
 
     def __call__(self, event: dict[str, Any]) -> None:
@@ -83,7 +83,7 @@ class ProgressPrinter:
     def _step(self, event: dict[str, Any], name: str) -> None:
         info = f"loss {event['loss']:.4f}  {event['images_per_second']:.0f} img/s"
         if self.progress is not None:
-            self.progress.update(self.task, completed=event["global_step"], info=info)
+            self.progress.update(cast(TaskID, self.task), completed=event["global_step"], info=info)
         elif not self.quiet and time.monotonic() - self.last_line > 10:
             self.last_line = time.monotonic()
             self._line(f"{name}: epoch {event['epoch'] + 1} step {event['step']}/{event['steps_per_epoch']}  {info}")

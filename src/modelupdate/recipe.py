@@ -10,6 +10,7 @@ the option a user types (docs/reliability.md).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from .config import AUGMENT_KEYS, DataConfig, TrainConfig
@@ -57,7 +58,7 @@ def recipe_of(train: dict[str, Any], data: dict[str, Any], update: dict[str, Any
     return recipe | ({"update": upd} if (upd := update_recipe(update)) else {})
 
 
-def differences(saved: dict[str, dict[str, Any]], current: dict[str, dict[str, Any]], *,
+def differences(saved: Mapping[str, dict[str, Any] | None], current: dict[str, dict[str, Any]], *,
                 ignore: tuple[str, ...] = ()) -> list[tuple[str, Any, Any]]:
     """(key, saved value, current value) for every key the two recipes disagree on. A section or key that
     ``saved`` lacks (written before it was recorded) is not compared; one that only ``saved`` has is."""
@@ -81,8 +82,8 @@ def shown(key: str, value: Any) -> str:
     return repr(value)
 
 
-def check_same(saved: dict[str, dict[str, Any]], current: dict[str, dict[str, Any]], *, what: str, remedy: str,
-               ignore: tuple[str, ...] = ()) -> None:
+def check_same(saved: Mapping[str, dict[str, Any] | None], current: dict[str, dict[str, Any]], *, what: str,
+               remedy: str, ignore: tuple[str, ...] = ()) -> None:
     """Raise ConfigError naming the first option on which ``current`` differs from ``saved`` (``what``:
     the thing written with ``saved``, e.g. "--resume: m.state.safetensors")."""
     found = differences(saved, current, ignore=ignore)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -226,7 +227,7 @@ class EnsembleReference(nn.Module):
 
     def _batched_logits(self, x: Tensor) -> Tensor:
         params, buffers = self._stacked_state()
-        skeleton = self._skeleton
+        skeleton = cast(nn.Module, self._skeleton)  # set by _stacked_state()
 
         def one_member(
             member_params: dict[str, Tensor], member_buffers: dict[str, Tensor], inputs: Tensor

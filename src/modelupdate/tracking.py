@@ -29,7 +29,7 @@ EXPERIMENT = "modelupdate"  # the MLflow experiment unless MLFLOW_EXPERIMENT_NAM
 # counters and positions, not measurements: they index the scalars instead
 POSITION_KEYS = {"type", "epoch", "step", "steps_per_epoch", "global_step", "total_steps", "member_label", "out"}
 # names that the split rule in metric_name would not give; None: not logged (a repeat of another curve)
-RENAMED = {
+RENAMED: dict[str, dict[str, str | None]] = {
     "step": {"images_per_second": "perf/images_per_second"},
     "epoch": {"train_loss": "train/epoch_loss", "epoch_seconds": "perf/epoch_seconds", "lr": None},
     "done": {"train_seconds": "perf/train_seconds", "images_per_second": None, "epochs_completed": None},
@@ -301,7 +301,7 @@ class MlflowSink(Sink):
         self.uri = uri
         self.tracking_uri = check_mlflow(uri)
         self.run_name, self.out, self.resume = run_name, Path(out) if out is not None else None, resume
-        self.client = None
+        self.client: Any = None  # an MlflowClient once connected (mlflow is an optional dependency)
         self.experiment_id: str | None = None
         self.runs: dict[Any, str] = {}
         self.logged_params: dict[Any, set[str]] = {}

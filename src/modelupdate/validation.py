@@ -10,7 +10,7 @@ import dataclasses
 import functools
 import inspect
 import numbers
-from typing import Any
+from typing import Any, overload
 
 from .errors import ConfigError
 
@@ -28,6 +28,12 @@ def option_for(key: str) -> str:
     return OPTIONS.get(key, "--" + key.replace("_", "-"))
 
 
+@overload
+def parse_number_list(option: str, text: str, kind: type = float) -> list: ...
+@overload
+def parse_number_list(option: str, text: None, kind: type = float) -> None: ...
+@overload
+def parse_number_list(option: str, text: str | None, kind: type = float) -> list | None: ...
 def parse_number_list(option: str, text: str | None, kind: type = float) -> list | None:
     """``"0.5,0.5,0.5"`` as numbers (None stays None); one line naming the option otherwise."""
     if text is None:
@@ -52,7 +58,7 @@ def as_list(param: str, value: Any, kind: type = float) -> list | None:
     noun = _LIST_NOUNS[kind]
     if isinstance(value, str):
         items: list = [part.strip() for part in value.split(",")] if kind is str else \
-            parse_number_list(param, value, kind)  # type: ignore[assignment]  # checked by kind
+            parse_number_list(param, value, kind)
     else:
         if hasattr(value, "tolist"):  # numpy arrays and torch tensors, as plain Python values
             value = value.tolist()

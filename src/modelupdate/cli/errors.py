@@ -45,7 +45,7 @@ def exit_code_of(app: typer.Typer, prog_name: str) -> int:
     try:  # typer >= 0.2x raises the exceptions of its own copy of click
         from typer import _click as click
     except ImportError:
-        import click
+        import click  # type: ignore[no-redef]  # the same click API, from the package itself
 
     try:
         code = app(prog_name=prog_name, standalone_mode=False)

@@ -126,7 +126,7 @@ Cutmix = Annotated[float, typer.Option("--cutmix", help="CutMix: Beta(a, a) conc
 MixProb = Annotated[float, typer.Option("--mix-prob", help="Share of the batches that are mixed (mixup/cutmix).")]
 MixSwitchProb = Annotated[float, typer.Option("--mix-switch-prob", help="With both --mixup and --cutmix: "
                                               "chance that a mixed batch uses CutMix.")]
-EmaEpochs = Annotated[float, typer.Option(
+EmaEpochs = Annotated[float | None, typer.Option(
     "--ema-epochs", metavar="H", help="Keep an exponential moving average of the weights (and BatchNorm "
     "statistics) over about the last H epochs and ship it instead of the last weights; 0: off. Each epoch "
     f"logs validation metrics of both [default: off, but {_ldi_train('ema_epochs')}].")]
@@ -329,20 +329,21 @@ def _training_options(
         rand_augment=rand_augment, stream=stream, memory_budget=memory_budget, workers=workers, mean=mean,
         std=std, max_image_pixels=max_image_pixels, cache_dir=str(cache_dir) if cache_dir else None,
         crop_pct=crop_pct, resize=resize, interpolation=interpolation))
+    logdir: Path | None = None  # --tensorboard's folder
     if tensorboard is not None:
         from ..tracking import check_tensorboard
         from ..workflows.common import check_apart_from_out
 
         run(lambda: check_tensorboard(tensorboard))
-        tensorboard = Path(tensorboard)
-        run(lambda: check_apart_from_out(out, {"--tensorboard": tensorboard}))
+        logdir = Path(tensorboard)
+        run(lambda: check_apart_from_out(out, {"--tensorboard": logdir}))
     if mlflow is not None:
         from ..tracking import check_mlflow, local_store
         from ..workflows.common import check_apart_from_out
 
         run(lambda: check_mlflow(mlflow))
         run(lambda: check_apart_from_out(out, {"--mlflow": local_store(mlflow)}))
-    return TrainingRun(out=out, data=data_cfg, train=train, resume=resume, quiet=quiet, tensorboard=tensorboard,
+    return TrainingRun(out=out, data=data_cfg, train=train, resume=resume, quiet=quiet, tensorboard=logdir,
                        mlflow=mlflow)
 
 
@@ -365,7 +366,8 @@ def shared_options(gather: Callable[..., Any], parameter: str, *, in_place: bool
             gathered = run(lambda: gather(**shared_kwargs))
             return fn(**{parameter: gathered}, **kwargs)
 
-        wrapper.__signature__ = inspect.Signature(own[:at] + list(shared.values()) + own[at:])  # type: ignore  # read by Typer
+        wrapper.__signature__ = inspect.Signature(  # type: ignore[attr-defined]  # read by Typer
+            own[:at] + list(shared.values()) + own[at:])
         # evaluated annotations: the command's module does not define the shared option types
         wrapper.__annotations__ = {
             k: v for k, v in inspect.get_annotations(fn, eval_str=True).items() if k != parameter} | {

@@ -16,7 +16,7 @@ import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -231,10 +231,10 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         std=tuple(float(s) for s in std),
         fingerprint=fingerprint,
         augment=augment,
-        eval_transform=data_transform(cfg, input_shape, tuple(float(m) for m in mean),  # type: ignore[arg-type]
-                                      tuple(float(s) for s in std)),
+        eval_transform=data_transform(cfg, input_shape,  # type: ignore[arg-type]  # three ints by construction
+                                      tuple(float(m) for m in mean), tuple(float(s) for s in std)),
     )
-    return Dataset(info, train, val, test, absent)
+    return Dataset(info, train, val, test, absent)  # type: ignore[arg-type]  # a StreamSplit stands in for a Split
 
 
 def split_train_val(train: Split, val_fraction: float, seed: int) -> tuple[Split, Split]:
@@ -360,7 +360,7 @@ def _load_idx_dataset(cfg: DataConfig, slug: str, tv_name: str, classes: list[st
             f"/usr/share/datasets/{slug}, {cache_dir()}; e.g. {searched}); "
             f"pass --download, or on Debian: apt-get install dataset-{slug}"
         )
-    parts = {k: read_idx(_idx_path(found, v)) for k, v in IDX_FILES.items()}  # type: ignore[arg-type]
+    parts = {k: read_idx(cast(Path, _idx_path(found, v))) for k, v in IDX_FILES.items()}  # found holds all four
     train = _idx_split(parts["train_images"], parts["train_labels"], found)
     test = _idx_split(parts["test_images"], parts["test_labels"], found)
     return train, test, classes
@@ -463,7 +463,8 @@ class ImageFolder:
 
 
 def given_normalization(cfg: DataConfig, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    mean, std = parse_number_list("--mean", cfg.mean), parse_number_list("--std", cfg.std)
+    # called where --mean is given, and DataConfig checks that --std is given with it
+    mean, std = cast(list, parse_number_list("--mean", cfg.mean)), cast(list, parse_number_list("--std", cfg.std))
     for option, values in (("--mean", mean), ("--std", std)):
         if len(values) != channels:
             raise DataError(f"{option}: {cfg.name} has {channels} channel(s); expected {channels} values, got "

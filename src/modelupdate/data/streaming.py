@@ -127,8 +127,8 @@ class StreamSplit:
         (for a non-blocking copy) when ``device`` is a GPU. A DataError names an unreadable file."""
         pin = device.type == "cuda"
         if self._loader is None or self._loader.pin != pin:
-            images = FolderImages(str(self.root), self.rows.names, self.rows.ids.numpy(), self.size, self.max_pixels)
-            self._loader = StepLoader(images, self.workers, pin)
+            folder = FolderImages(str(self.root), self.rows.names, self.rows.ids.numpy(), self.size, self.max_pixels)
+            self._loader = StepLoader(folder, self.workers, pin)
         for images, error in self._loader.run(plan):
             if error:
                 raise DataError(f"--data imagefolder:{self.root}: {error}")

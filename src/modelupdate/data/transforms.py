@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -113,7 +113,8 @@ def data_transform(data_cfg: Any, input_shape: tuple[int, int, int], mean: tuple
                    std: tuple[float, ...]) -> EvalTransform:
     """The transform of a model trained on ``data_cfg`` (a DataConfig) whose inputs are ``input_shape``."""
     crop_pct = resolve_crop_pct(data_cfg.crop_pct, data_cfg.resize, input_shape, default_crop_pct(input_shape))
-    return EvalTransform(tuple(input_shape), tuple(mean), tuple(std), crop_pct, data_cfg.interpolation)
+    return EvalTransform(cast("tuple[int, int, int]", tuple(input_shape)), tuple(mean), tuple(std), crop_pct,
+                         data_cfg.interpolation)
 
 
 def resolve_crop_pct(crop_pct: float | None, resize: Any, input_shape: tuple[int, ...], fallback: float) -> float:

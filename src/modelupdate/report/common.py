@@ -8,6 +8,7 @@ Undefined values are "n/a" (``NA``), never 0.
 from __future__ import annotations
 
 import html
+from typing import cast
 
 from modelupdate.analysis import CompareResult, FlipReport
 from modelupdate.config import GateSpec
@@ -243,7 +244,7 @@ def compare_class_rows(result: CompareResult) -> list[list[str]]:
     if not result.rows or not result.rows[0].per_class:
         return []
     first = result.rows[0].per_class
-    classes = [r.name for r in first] if all(r.name is not None for r in first) else None
+    classes = cast("list[str]", [r.name for r in first]) if all(r.name is not None for r in first) else None
     rows = []
     for k, base in enumerate(first):  # the same samples, hence the same n and old accuracy, for every candidate
         cells = [class_label(base.index, classes), f"{base.n:,}", format_percent(base.old_acc.value)]

@@ -8,7 +8,7 @@ Pareto front, pairwise tests), and write every report asked for or none.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +42,7 @@ class CompareRun:
 
 
 def run_compare(old: Path, candidates: list[Path], names: list[str], eval_cfg: EvalConfig,
-                outputs: dict[str, str | Path | None], formats: dict[str, Callable[[CompareResult], str]],
+                outputs: dict[str, str | Path | None], formats: Mapping[str, Callable[[CompareResult], str]],
                 gates: GateSpec | None = None) -> CompareRun:
     """`modelupdate compare`: name the candidates, check the outputs, load every input (the candidates'
     inference timed), compare and gate (recording each input's path and sha256), write the requested

@@ -8,7 +8,7 @@ flips when the data is known, and write every report asked for or none.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +30,7 @@ class FlipReportRun:
 
 def run_flip_report(old: Path, new: Path, eval_cfg: EvalConfig, gates: GateSpec,
                     outputs: dict[str, str | Path | None],
-                    formats: dict[str, Callable[[FlipReport], str]]) -> FlipReportRun:
+                    formats: Mapping[str, Callable[[FlipReport], str]]) -> FlipReportRun:
     """`modelupdate flip-report`: check the outputs, load both inputs, report (recording each input's
     path and sha256), write the requested files.
 

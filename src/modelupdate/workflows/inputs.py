@@ -61,7 +61,7 @@ def checkpoint_kind(path: str | Path) -> str | None:
     fmt = (header_metadata(path) or {}).get("format")
     if fmt == PREDICTIONS_FORMAT:
         return None
-    return CHECKPOINT_FORMATS.get(fmt)
+    return CHECKPOINT_FORMATS.get(fmt) if fmt is not None else None
 
 
 def checkpoint_classes(path: str | Path) -> list[str] | None:

@@ -77,7 +77,7 @@ def ldi_train(data_cfg: DataConfig, cfg: TrainConfig, update_cfg: UpdateConfig, 
     old_model = _load_against_data(old, "--old", data, data_cfg, allow_other_data) \
         if old is not None and old_predictions is None else None
     if method.held_against == "reference":
-        teacher = _load_against_data(reference, "--reference", data, data_cfg, allow_other_data)
+        teacher: LoadedModel | None = _load_against_data(reference, "--reference", data, data_cfg, allow_other_data)
     else:  # the old model, or nothing
         teacher = old_model if method.held_against == "old" else None
     if teacher is not None:  # it sees the student's augmented view, resized and normalised its own way
@@ -103,7 +103,7 @@ def ldi_train(data_cfg: DataConfig, cfg: TrainConfig, update_cfg: UpdateConfig, 
         measures = {name: flip_metrics_on(labels, data, name, runtime, cfg) for name, labels in old_labels.items()}
         epoch_metrics = measures.get("val")
         final_metrics = lambda model: {k: v for m in measures.values() for k, v in m(model).items()}  # noqa: E731
-    update = {
+    update: dict[str, Any] = {
         "method": ucfg.method, "params": ucfg.to_dict(),
         "parent_sha256": old_model.sha256 if old_model else None,
         "reference_sha256": teacher.sha256 if teacher is not None and method.held_against == "reference" else None,

@@ -66,7 +66,7 @@ class ImportSpec:
         # every list field takes a list or the CLI's "a,b,c" (config.as_list: one rule for the whole API)
         self.classes = as_list("ImportSpec.classes", self.classes, str)
         shape = as_list("ImportSpec.input_shape", self.input_shape, int)
-        self.input_shape = tuple(shape) if shape is not None else None  # type: ignore[assignment]  # frozen: set once in __post_init__
+        self.input_shape = tuple(shape) if shape is not None else None
         self.mean, self.std = as_list("ImportSpec.mean", self.mean), as_list("ImportSpec.std", self.std)
         if isinstance(self.arch_args, str):
             self.arch_args = parse_arch_args(self.arch_args)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,8 @@ class Outputs:
                  extra_inputs: list[str] | None = None) -> None:
         self.files: dict[str, Path] = {}
         self.stdout: str | None = None  # the option whose report goes to stdout
-        self._inputs = {resolved(Path(p)) for p in [*inputs, *(extra_inputs or [])]}
+        paths: list[str | Path] = [*inputs, *(extra_inputs or [])]
+        self._inputs = {resolved(Path(p)) for p in paths}
         for option, value in requested.items():
             self.add(option, value)
         self.summary = self._step_summary()
@@ -127,7 +128,7 @@ def append_step_summary(path: Path | None, markdown: str) -> None:
 
 
 def deliver(outputs: Outputs, summary: Path | None, result: Any,
-            renderers: dict[str, Callable[[Any], str]]) -> str | None:
+            renderers: Mapping[str, Callable[[Any], str]]) -> str | None:
     """Render the requested reports, write the files and append the Markdown to the step summary, all or
     none (the summary is appended once every report's temp file is written, before they are renamed);
     returns the text to print on stdout instead of the tables, if one was asked for."""
