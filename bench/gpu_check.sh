@@ -61,7 +61,7 @@ MU=("$PY" -m modelupdate)
 throughput() {  # file, label, start, end: images/s of training from the checkpoint's metadata
   "$PY" - "$1" "$2" "$3" "$4" <<'EOF'
 import sys
-from modelupdate.checkpoint import read_meta
+from modelupdate.formats import read_meta
 path, label = sys.argv[1], sys.argv[2]
 wall = float(sys.argv[4]) - float(sys.argv[3])
 meta = read_meta(path)

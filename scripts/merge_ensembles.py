@@ -18,11 +18,12 @@ from pathlib import Path
 
 import torch
 
-from modelupdate.checkpoint import ModelMeta, load_checkpoint, save_ensemble
+from modelupdate.checkpoint import load_checkpoint, save_ensemble
 from modelupdate.config import DataConfig
 from modelupdate.data import load_dataset
 from modelupdate.engine import accuracy_counts, predict_logits
 from modelupdate.errors import ConfigError, MismatchError
+from modelupdate.formats import ModelMeta
 from modelupdate.recipe import check_same, recipe_of
 from modelupdate.reference import EnsembleReference
 from modelupdate.runtime import Runtime

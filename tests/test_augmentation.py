@@ -122,7 +122,7 @@ def test_a_changed_policy_is_refused_on_resume_and_an_unset_one_keeps_old_states
 
 
 def test_the_policy_is_recorded_in_the_checkpoint(tmp_path, run_cli):
-    from modelupdate.checkpoint import read_meta
+    from modelupdate.formats import read_meta
 
     out = tmp_path / "m.safetensors"
     code, _, err = run_cli("train", "--data", "synthetic", "--arch", "tiny", "--epochs", "1", "--device", "cpu",

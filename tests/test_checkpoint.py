@@ -17,19 +17,15 @@ from safetensors.torch import save_file
 
 from modelupdate import __version__
 from modelupdate.checkpoint import (
-    ENSEMBLE_FORMAT,
-    MODEL_FORMAT,
-    REQUIRED_KEYS,
-    ModelMeta,
     atomic_write_bytes,
     check_compatible,
     load_checkpoint,
-    read_meta,
     read_safetensors,
     save_ensemble,
     save_model,
 )
 from modelupdate.errors import CheckpointError, MismatchError, OutputError
+from modelupdate.formats import ENSEMBLE_FORMAT, MODEL_FORMAT, REQUIRED_KEYS, ModelMeta, read_meta
 from modelupdate.models import build_model
 
 SHAPE = (1, 8, 8)

@@ -12,8 +12,9 @@ import typer.main
 from typer.testing import CliRunner
 
 from modelupdate import __version__
-from modelupdate.checkpoint import REQUIRED_KEYS, load_checkpoint
+from modelupdate.checkpoint import load_checkpoint
 from modelupdate.cli import app
+from modelupdate.formats import REQUIRED_KEYS
 
 COMMANDS = sorted(typer.main.get_command(app).commands)  # every registered command, new ones included
 

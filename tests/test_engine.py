@@ -192,7 +192,7 @@ def test_train_state_round_trip_restores_model_and_optimizer(tiny_train_config, 
 
 
 def test_load_train_state_refuses_other_files(tiny_train_config, data, tmp_path):
-    from modelupdate.checkpoint import ModelMeta
+    from modelupdate.formats import ModelMeta
 
     model = new_model(data)
     opt = make_optimizer(model, tiny_train_config())

@@ -51,7 +51,7 @@ def test_given_normalisation_wins_and_is_recorded(tmp_path, run_cli):
                            "--epochs", "1", "--device", "cpu", "--quiet", "--val-fraction", "0",
                            "--mean", "0.4,0.4,0.4", "--std", "0.2,0.2,0.2", "--out", out)
     assert code == 0, err
-    from modelupdate.checkpoint import read_meta
+    from modelupdate.formats import read_meta
 
     assert read_meta(out).normalization == {"mean": [0.4, 0.4, 0.4], "std": [0.2, 0.2, 0.2]}
     # evaluated with the checkpoint's own normalisation, not the folder's measured one

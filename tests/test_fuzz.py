@@ -27,9 +27,10 @@ from hypothesis import strategies as st
 from safetensors.torch import save as st_save
 from typer.testing import CliRunner
 
-from modelupdate.checkpoint import JSON_KEYS, REQUIRED_KEYS, ModelMeta, read_safetensors
+from modelupdate.checkpoint import read_safetensors
 from modelupdate.cli import app
 from modelupdate.errors import CheckpointError, PredictionFileError
+from modelupdate.formats import JSON_KEYS, REQUIRED_KEYS, ModelMeta
 from modelupdate.predictions import Predictions, read_predictions, write_predictions
 
 CORPUS = Path(__file__).parent / "data" / "bad_checkpoints"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from modelupdate.analysis import MAX_THUMBNAILS
-from modelupdate.checkpoint import read_meta
+from modelupdate.formats import read_meta
 
 SCRIPT = Path(__file__).parent / "journey" / "journey.sh"
 

@@ -13,8 +13,9 @@ from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
 
-from modelupdate.checkpoint import load_checkpoint, read_meta
+from modelupdate.checkpoint import load_checkpoint
 from modelupdate.errors import CheckpointError, ConfigError, UntrustedCodeError
+from modelupdate.formats import read_meta
 from modelupdate.models import build_model, check_arch_allowed, replace_head, resolve_weights, stored_arch_args
 from modelupdate.workflows.model_import import ImportSpec, import_model, strip_prefixes
 

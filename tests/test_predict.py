@@ -16,7 +16,6 @@ from modelupdate.models import count_parameters
 from modelupdate.predictions import Predictions, write_predictions
 from modelupdate.workflows import inputs as inputs_module
 from modelupdate.workflows.inputs import (
-    CHECKPOINT_FORMATS,
     checkpoint_kind,
     cost_columns,
     load_inputs,
@@ -39,11 +38,6 @@ def ensemble(trained_model, tmp_path) -> Path:
     path = tmp_path / "ensemble.safetensors"
     checkpoint.save_ensemble(path, [first.model, second.model], meta)
     return path
-
-
-def test_checkpoint_formats_are_the_checkpoint_modules():
-    assert CHECKPOINT_FORMATS == {checkpoint.MODEL_FORMAT: "model",
-                                  checkpoint.ENSEMBLE_FORMAT: "ensemble"}
 
 
 def test_checkpoint_kind(trained_model, ensemble, tmp_path):

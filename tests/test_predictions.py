@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from modelupdate.errors import MismatchError, OutputError, PredictionFileError
+from modelupdate.formats import PREDICTIONS_FORMAT
 from modelupdate.predictions import (
-    PREDICTIONS_FORMAT,
     Predictions,
     align,
     is_predictions_file,

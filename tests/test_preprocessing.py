@@ -119,7 +119,7 @@ def test_the_evaluation_batch_follows_the_input_size():
 
 
 def test_a_checkpoint_records_its_evaluation_transform(tmp_path, run_cli):
-    from modelupdate.checkpoint import read_meta
+    from modelupdate.formats import read_meta
 
     folder = make_folder(tmp_path / "images", 16)
     rc, _, err = run_cli("train", "--data", f"imagefolder:{folder}", "--arch", "tiny", "--epochs", "1", "--device",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from modelupdate.checkpoint import read_meta
+from modelupdate.formats import read_meta
 from modelupdate.recipe import TRAIN_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent

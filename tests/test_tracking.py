@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from modelupdate.checkpoint import read_meta
+from modelupdate.formats import read_meta
 from modelupdate.tracking import Tracking, flatten, member_of, metric_name, metrics_of, scalars
 
 TINY = ["--data", "synthetic", "--arch", "tiny", "--epochs", "2", "--batch-size", "64", "--device", "cpu", "--quiet"]

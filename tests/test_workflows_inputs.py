@@ -14,14 +14,14 @@ from safetensors.numpy import save_file
 
 from modelupdate.config import EvalConfig
 from modelupdate.errors import MismatchError, ModelUpdateWarning
-from modelupdate.predictions import PREDICTIONS_FORMAT, Predictions, write_predictions
+from modelupdate.formats import PREDICTIONS_FORMAT, header_metadata
+from modelupdate.predictions import Predictions, write_predictions
 from modelupdate.workflows.inputs import (
     check_same_data,
     checked_provenance,
     checkpoint_classes,
     checkpoint_kind,
     cost_columns,
-    header_metadata,
     load_inputs,
 )
 

@@ -45,9 +45,9 @@ from modelupdate import input_files
 from modelupdate.atomic import atomic_write_bytes
 from modelupdate.config import CSV_COLUMNS
 from modelupdate.errors import MismatchError, PredictionFileError
+from modelupdate.formats import PREDICTIONS_FORMAT, file_kind
 from modelupdate.prediction_csv import read_csv_columns
 
-PREDICTIONS_FORMAT = "modelupdate-predictions/1"
 SUFFIXES = (".npz", ".csv", ".safetensors")
 
 #: rows checked at a time for NaN/Inf, so no [N, C] bool temporary is made
@@ -412,19 +412,7 @@ def is_predictions_file(path: str | os.PathLike) -> bool:
 
     Lets a command take "a checkpoint, an ensemble or a prediction file" in one option.
     """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in (".npz", ".csv"):
-        return True
-    if suffix != ".safetensors" or input_files.non_regular_kind(path) is not None:  # a FIFO: opening it waits
-        return False
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="np") as fh:
-            return (fh.metadata() or {}).get("format") == PREDICTIONS_FORMAT
-    except Exception:  # unreadable: let the checkpoint loader give the real error
-        return False
+    return file_kind(Path(path)) == "predictions"
 
 
 # --------------------------------------------------------------------------- writers

@@ -59,7 +59,7 @@ def models_cmd() -> None:
 def info_cmd(checkpoint: Annotated[Path, typer.Argument(help="A model or ensemble .safetensors file.")],
              as_json: JsonOut = False) -> None:
     """Show a checkpoint's metadata."""
-    from ..checkpoint import read_meta
+    from ..formats import read_meta
 
     meta = run(lambda: read_meta(checkpoint))
     header = meta.to_header() | {"config": json.dumps(shown_config(meta.config), sort_keys=True)}

@@ -131,7 +131,7 @@ def resolve_crop_pct(crop_pct: float | None, resize: Any, input_shape: tuple[int
 
 
 def transform_of(meta: Any) -> EvalTransform:
-    """A checkpoint's transform (``checkpoint.ModelMeta``); a file without one: the whole image resized."""
+    """A checkpoint's transform (``formats.ModelMeta``); a file without one: the whole image resized."""
     recorded = meta.eval_transform or {}
     return EvalTransform(tuple(meta.input_shape), tuple(meta.normalization["mean"]), tuple(meta.normalization["std"]),
                          crop_pct=float(recorded.get("crop_pct", 1.0)),

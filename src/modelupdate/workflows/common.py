@@ -22,11 +22,11 @@ from ..atomic import (  # noqa: F401  (output_lock, holds_output_lock: re-export
     remove_stale_temps,
     resolved,
 )
-from ..checkpoint import ModelMeta
 from ..config import DataConfig, TrainConfig
 from ..data import Dataset, DatasetInfo
 from ..engine import EventHandler, accuracy_counts, predict_logits
 from ..errors import ConfigError, OutputComplete, OutputError
+from ..formats import ModelMeta
 from ..models import stored_arch_args
 from ..runtime import Runtime
 

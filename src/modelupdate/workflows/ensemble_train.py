@@ -22,11 +22,12 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ..checkpoint import ModelMeta, load_checkpoint, read_meta, save_ensemble, save_model
+from ..checkpoint import load_checkpoint, save_ensemble, save_model
 from ..config import MEMBER_SEED_OFFSET, DataConfig, TrainConfig, with_update_dropout
 from ..data import load_dataset
 from ..engine import EventHandler, Schedule, accuracy_counts, predict_logits
 from ..errors import ConfigError
+from ..formats import ModelMeta, read_meta
 from ..recipe import check_same, recipe_of
 from ..reference import EnsembleReference
 from ..runtime import setup_runtime

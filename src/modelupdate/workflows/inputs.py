@@ -24,11 +24,8 @@ import numpy as np
 
 from ..config import SPLITS, DataConfig, EvalConfig, eval_batch_size_for
 from ..errors import ConfigError, MismatchError, ModelUpdateWarning
-from ..predictions import PREDICTIONS_FORMAT, Predictions, read_predictions
-
-# The 'format' metadata of checkpoint.MODEL_FORMAT and checkpoint.ENSEMBLE_FORMAT, spelled
-# here so telling a checkpoint from a prediction file needs no torch (a test keeps them equal).
-CHECKPOINT_FORMATS = {"modelupdate-model/1": "model", "modelupdate-ensemble/1": "ensemble"}
+from ..formats import file_kind, header_metadata
+from ..predictions import Predictions, read_predictions
 
 # Inference timing for compare: a fixed batch of random images, a few warm-up calls (lazy
 # initialisation, the ensemble's batched-or-loop choice, allocator growth), then timed calls.
@@ -37,31 +34,14 @@ TIMING_WARMUP = 2
 TIMING_BATCHES = 5
 
 
-def header_metadata(path: str | Path) -> dict[str, str] | None:
-    """The string metadata of a ``.safetensors`` file's header (no torch, no tensor read); None for any
-    other or unreadable file, for the prediction reader or the checkpoint loader to explain."""
-    path = Path(path)
-    if path.suffix.lower() != ".safetensors" or not path.is_file():
-        return None
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="np") as fh:
-            return fh.metadata() or {}
-    except Exception:
-        return None
-
-
 def checkpoint_kind(path: str | Path) -> str | None:
     """'model' or 'ensemble' for a modelupdate checkpoint, None for anything else.
 
     Anything that is not recognisably a checkpoint goes to the prediction-file reader,
     whose messages then say what is wrong with it.
     """
-    fmt = (header_metadata(path) or {}).get("format")
-    if fmt == PREDICTIONS_FORMAT:
-        return None
-    return CHECKPOINT_FORMATS.get(fmt) if fmt is not None else None
+    kind = file_kind(path)
+    return kind if kind in ("model", "ensemble") else None
 
 
 def checkpoint_classes(path: str | Path) -> list[str] | None:

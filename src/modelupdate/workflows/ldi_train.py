@@ -36,6 +36,7 @@ from ..data import Batch, Dataset, load_dataset
 from ..data.transforms import SeenThrough, transform_of, whole_view
 from ..engine import EventHandler, predict_logits
 from ..errors import ConfigError, MismatchError
+from ..formats import REFERENCE_CACHE_FORMAT
 from ..methods import REGISTRY, UpdateConfig, held_against, make_objective, with_method_defaults
 from ..metrics import flip_counts
 from ..predictions import Predictions, is_predictions_file, read_predictions, show_id
@@ -281,7 +282,7 @@ def load_or_build_reference_cache(path: Path, teacher: LoadedModel, data: Datase
                                     transform=whole_view(data.info.eval_transform),
                                     shard=False)
     if runtime.is_main:
-        meta = {"format": "modelupdate-reference-cache/1", "reference_sha256": teacher.sha256,
+        meta = {"format": REFERENCE_CACHE_FORMAT, "reference_sha256": teacher.sha256,
                 "dataset_fingerprint": data.info.fingerprint, "augmented": "false", "precision": precision}
         atomic_write_bytes(path, st_save({"logits": logits.contiguous(), "ids": ids.contiguous()}, metadata=meta))
     return CachedReference(logits, ids).to(runtime.device)
