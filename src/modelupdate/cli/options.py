@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -290,45 +290,119 @@ class TrainingRun:
     mlflow: str | None = None
 
 
-def _training_options(
-    out: Out = Path("model.safetensors"), data: Data = DATA.name, arch: Arch = TRAIN.arch,
-    arch_args: ArchArgs = json.dumps(TRAIN.arch_args), epochs: Epochs = TRAIN.epochs,
+R = TypeVar("R")
+_GATHERED: Any = None  # the default of a parameter that shared_options fills with what its gatherer returns
+
+
+def shared_options(gather: Callable[..., Any], parameter: str, *, in_place: bool
+                   ) -> Callable[[Callable[..., R]], Callable[..., R]]:
+    """Give a command the options of ``gather``; it receives what ``gather`` returns as ``parameter``.
+
+    The shared options appear in ``--help`` where ``parameter`` stands (``in_place``) or after the command's own.
+    """
+
+    def decorate(fn: Callable[..., R]) -> Callable[..., R]:
+        shared = inspect.signature(gather, eval_str=True).parameters
+        names = list(inspect.signature(fn, eval_str=True).parameters)
+        own = [p for name, p in inspect.signature(fn, eval_str=True).parameters.items() if name != parameter]
+        at = names.index(parameter) if in_place else len(own)
+
+        @functools.wraps(fn)
+        def wrapper(**kwargs: Any) -> R:
+            shared_kwargs = {name: kwargs.pop(name) for name in shared}
+            gathered = run(lambda: gather(**shared_kwargs))
+            return fn(**{parameter: gathered}, **kwargs)
+
+        wrapper.__signature__ = inspect.Signature(  # type: ignore[attr-defined]  # read by Typer
+            own[:at] + list(shared.values()) + own[at:])
+        # evaluated annotations: the command's module does not define the shared option types
+        wrapper.__annotations__ = {
+            k: v for k, v in inspect.get_annotations(fn, eval_str=True).items() if k != parameter} | {
+            k: v for k, v in inspect.get_annotations(gather, eval_str=True).items() if k != "return"}
+        return wrapper
+
+    return decorate
+
+
+def _data_source_options(
+    data: Data = DATA.name, data_dir: DataDir = None, download: Download = DATA.download,
+    val_fraction: ValFraction = DATA.val_fraction, train_subset: TrainSubset = DATA.train_subset,
+    split_seed: SplitSeed = DATA.split_seed, stream: Stream = DATA.stream,
+    memory_budget: MemoryBudget = DATA.memory_budget, workers: Workers = DATA.workers,
+    max_image_pixels: MaxImagePixels = DATA.max_image_pixels, cache_dir: CacheDir = None,
+) -> dict[str, Any]:
+    """Which data, where it lives, how it is split and read: DataConfig's fields."""
+    return dict(name=data, data_dir=str(data_dir) if data_dir else None, download=download, val_fraction=val_fraction,
+                train_subset=train_subset, split_seed=split_seed, stream=stream, memory_budget=memory_budget,
+                workers=workers, max_image_pixels=max_image_pixels, cache_dir=str(cache_dir) if cache_dir else None)
+
+
+def _preprocessing_options(
+    image_size: ImageSize = DATA.image_size, mean: Mean = DATA.mean, std: Std = DATA.std,
+    crop_pct: CropPct = DATA.crop_pct, resize: Resize = DATA.resize, interpolation: Interpolation = DATA.interpolation,
+) -> dict[str, Any]:
+    """How the model sees an image: DataConfig's input size, normalisation and evaluation transform."""
+    return dict(image_size=image_size, mean=mean, std=std, crop_pct=crop_pct, resize=resize,
+                interpolation=interpolation)
+
+
+def _augmentation_options(
+    no_augment: NoAugment = not DATA.augment, hflip: Hflip = DATA.hflip, crop: Crop = DATA.crop,
+    crop_pad: CropPad = DATA.crop_pad, crop_scale: CropScale = DATA.crop_scale,
+    color_jitter: ColorJitter = DATA.color_jitter, rand_augment: RandAugment = DATA.rand_augment,
+) -> dict[str, Any]:
+    """The training augmentation: DataConfig's augmentation fields."""
+    return dict(augment=not no_augment, hflip=hflip, crop=crop, crop_pad=crop_pad, crop_scale=crop_scale,
+                color_jitter=color_jitter, rand_augment=rand_augment)
+
+
+def _optimisation_options(
+    arch: Arch = TRAIN.arch, arch_args: ArchArgs = json.dumps(TRAIN.arch_args), epochs: Epochs = TRAIN.epochs,
     batch_size: BatchSize = TRAIN.batch_size, lr: Lr = TRAIN.lr, optimizer: Optimizer = TRAIN.optimizer,
     weight_decay: WeightDecay = TRAIN.weight_decay, label_smoothing: LabelSmoothing = TRAIN.label_smoothing,
     warmup_epochs: Warmup = TRAIN.warmup_epochs, clip_grad_norm: ClipGradNorm = TRAIN.clip_grad_norm,
-    dropout: Dropout = TRAIN.dropout, mixup: Mixup = TRAIN.mixup, cutmix: Cutmix = TRAIN.cutmix,
-    mix_prob: MixProb = TRAIN.mix_prob, mix_switch_prob: MixSwitchProb = TRAIN.mix_switch_prob,
-    ema_epochs: EmaEpochs = TRAIN.ema_epochs, seed: Seed = TRAIN.seed, device: Device = TRAIN.device,
-    amp: Amp = TRAIN.amp,
-    channels_last: ChannelsLast = TRAIN.channels_last, compile: Compile = TRAIN.compile,
-    deterministic: Deterministic = TRAIN.deterministic, sync_bn: SyncBn = TRAIN.sync_bn,
-    checkpoint_every: CheckpointEvery = TRAIN.checkpoint_every, data_dir: DataDir = None,
-    download: Download = DATA.download, val_fraction: ValFraction = DATA.val_fraction,
-    train_subset: TrainSubset = DATA.train_subset, split_seed: SplitSeed = DATA.split_seed,
-    no_augment: NoAugment = not DATA.augment, image_size: ImageSize = DATA.image_size, resume: Resume = False,
-    hflip: Hflip = DATA.hflip, crop: Crop = DATA.crop, crop_pad: CropPad = DATA.crop_pad,
-    crop_scale: CropScale = DATA.crop_scale, color_jitter: ColorJitter = DATA.color_jitter,
-    rand_augment: RandAugment = DATA.rand_augment, stream: Stream = DATA.stream,
-    memory_budget: MemoryBudget = DATA.memory_budget, workers: Workers = DATA.workers, mean: Mean = DATA.mean,
-    std: Std = DATA.std, max_image_pixels: MaxImagePixels = DATA.max_image_pixels, cache_dir: CacheDir = None,
-    crop_pct: CropPct = DATA.crop_pct, resize: Resize = DATA.resize, interpolation: Interpolation = DATA.interpolation,
-    quiet: Quiet = False, tensorboard: TensorBoard = None,
-    mlflow: Mlflow = None,
+    dropout: Dropout = TRAIN.dropout, ema_epochs: EmaEpochs = TRAIN.ema_epochs, seed: Seed = TRAIN.seed,
+) -> dict[str, Any]:
+    """The model and how it is optimised: TrainConfig's fields of the recipe."""
+    return dict(arch=arch, arch_args=parse_arch_args(arch_args), epochs=epochs, batch_size=batch_size, lr=lr,
+                optimizer=optimizer, weight_decay=weight_decay, label_smoothing=label_smoothing,
+                warmup_epochs=warmup_epochs, clip_grad_norm=clip_grad_norm, dropout=dropout, ema_epochs=ema_epochs,
+                seed=seed)
+
+
+def _mixing_options(mixup: Mixup = TRAIN.mixup, cutmix: Cutmix = TRAIN.cutmix, mix_prob: MixProb = TRAIN.mix_prob,
+                    mix_switch_prob: MixSwitchProb = TRAIN.mix_switch_prob) -> dict[str, Any]:
+    """MixUp and CutMix: TrainConfig's mixing fields."""
+    return dict(mixup=mixup, cutmix=cutmix, mix_prob=mix_prob, mix_switch_prob=mix_switch_prob)
+
+
+def _runtime_options(
+    device: Device = TRAIN.device, amp: Amp = TRAIN.amp, channels_last: ChannelsLast = TRAIN.channels_last,
+    compile: Compile = TRAIN.compile, deterministic: Deterministic = TRAIN.deterministic,
+    sync_bn: SyncBn = TRAIN.sync_bn,
+    checkpoint_every: CheckpointEvery = TRAIN.checkpoint_every,
+) -> dict[str, Any]:
+    """Where and how fast it runs, and how often its state is saved: TrainConfig's runtime fields."""
+    return dict(device=device, amp=amp, channels_last=channels_last, compile=compile, deterministic=deterministic,
+                sync_bn=sync_bn, checkpoint_every=checkpoint_every)
+
+
+@shared_options(_data_source_options, "source", in_place=True)
+@shared_options(_preprocessing_options, "preprocessing", in_place=True)
+@shared_options(_augmentation_options, "augmentation", in_place=True)
+@shared_options(_optimisation_options, "optimisation", in_place=True)
+@shared_options(_mixing_options, "mixing", in_place=True)
+@shared_options(_runtime_options, "runtime_options", in_place=True)
+def _training_options(
+    out: Out = Path("model.safetensors"), source: dict[str, Any] = _GATHERED,
+    preprocessing: dict[str, Any] = _GATHERED, augmentation: dict[str, Any] = _GATHERED,
+    optimisation: dict[str, Any] = _GATHERED,
+    mixing: dict[str, Any] = _GATHERED, runtime_options: dict[str, Any] = _GATHERED, resume: Resume = False,
+    quiet: Quiet = False, tensorboard: TensorBoard = None, mlflow: Mlflow = None,
 ) -> TrainingRun:
-    """The options every training command shares (one place for their names and help)."""
-    train = TrainConfig(arch=arch, arch_args=parse_arch_args(arch_args), epochs=epochs, batch_size=batch_size, lr=lr,
-                        optimizer=optimizer, weight_decay=weight_decay, label_smoothing=label_smoothing,
-                        warmup_epochs=warmup_epochs, seed=seed, device=device, amp=amp, channels_last=channels_last,
-                        compile=compile, deterministic=deterministic, sync_bn=sync_bn,
-                        checkpoint_every=checkpoint_every, clip_grad_norm=clip_grad_norm, dropout=dropout,
-                        mixup=mixup, cutmix=cutmix, mix_prob=mix_prob, mix_switch_prob=mix_switch_prob,
-                        ema_epochs=ema_epochs)
-    data_cfg = run(lambda: dataclasses.replace(
-        data_config(data, data_dir, download, val_fraction, train_subset, split_seed, no_augment, image_size),
-        hflip=hflip, crop=crop, crop_pad=crop_pad, crop_scale=crop_scale, color_jitter=color_jitter,
-        rand_augment=rand_augment, stream=stream, memory_budget=memory_budget, workers=workers, mean=mean,
-        std=std, max_image_pixels=max_image_pixels, cache_dir=str(cache_dir) if cache_dir else None,
-        crop_pct=crop_pct, resize=resize, interpolation=interpolation))
+    """The options every training command shares, one group per part of the configs (above)."""
+    train = TrainConfig(**optimisation, **mixing, **runtime_options)
+    data_cfg = run(lambda: DataConfig(**source, **preprocessing, **augmentation))
     logdir: Path | None = None  # --tensorboard's folder
     if tensorboard is not None:
         from ..tracking import check_tensorboard
@@ -345,36 +419,6 @@ def _training_options(
         run(lambda: check_apart_from_out(out, {"--mlflow": local_store(mlflow)}))
     return TrainingRun(out=out, data=data_cfg, train=train, resume=resume, quiet=quiet, tensorboard=logdir,
                        mlflow=mlflow)
-
-
-def shared_options(gather: Callable[..., Any], parameter: str, *, in_place: bool
-                   ) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Give a command the options of ``gather``; it receives what ``gather`` returns as ``parameter``.
-
-    The shared options appear in ``--help`` where ``parameter`` stands (``in_place``) or after the command's own.
-    """
-
-    def decorate(fn: Callable[..., None]) -> Callable[..., None]:
-        shared = inspect.signature(gather, eval_str=True).parameters
-        names = list(inspect.signature(fn, eval_str=True).parameters)
-        own = [p for name, p in inspect.signature(fn, eval_str=True).parameters.items() if name != parameter]
-        at = names.index(parameter) if in_place else len(own)
-
-        @functools.wraps(fn)
-        def wrapper(**kwargs: Any) -> None:
-            shared_kwargs = {name: kwargs.pop(name) for name in shared}
-            gathered = run(lambda: gather(**shared_kwargs))
-            return fn(**{parameter: gathered}, **kwargs)
-
-        wrapper.__signature__ = inspect.Signature(  # type: ignore[attr-defined]  # read by Typer
-            own[:at] + list(shared.values()) + own[at:])
-        # evaluated annotations: the command's module does not define the shared option types
-        wrapper.__annotations__ = {
-            k: v for k, v in inspect.get_annotations(fn, eval_str=True).items() if k != parameter} | {
-            k: v for k, v in inspect.get_annotations(gather, eval_str=True).items() if k != "return"}
-        return wrapper
-
-    return decorate
 
 
 # a training command receives its shared options as ``job: TrainingRun``; an analysis command as
