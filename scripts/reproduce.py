@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from modelupdate.atomic import OutputFiles
+
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "modelupdate"]
 SUBSET = "0.3333"
@@ -75,7 +77,7 @@ CHOSEN = "<elodi-variant>"
 
 
 def last_val(out: Path, name: str) -> dict:
-    log = out / f"{name}.log.jsonl"
+    log = OutputFiles(out / f"{name}.safetensors").log
     epochs = [json.loads(line) for line in log.read_text().splitlines() if '"type": "epoch"' in line]
     return {"er": epochs[-1]["val_error_rate"], "nfr": epochs[-1]["val_nfr"]}
 
@@ -340,7 +342,7 @@ def shown(cmd: list[str]) -> str:
 
 def done_record(path: Path) -> dict | None:
     """The "done" record a finished training run wrote to its JSONL log (metrics on test), if any."""
-    log = path.with_name(path.name.removesuffix(".safetensors") + ".log.jsonl")
+    log = OutputFiles(path).log
     if not log.exists():
         return None
     done = [json.loads(line) for line in log.read_text().splitlines() if '"type": "done"' in line]
@@ -518,7 +520,7 @@ def validation_table(runs) -> dict:
     """Last-epoch validation ER / NFR of every run, from its JSONL log: what choices are made on."""
     table = {}
     for name, _, path in runs:
-        log = path.with_name(path.name.removesuffix(".safetensors") + ".log.jsonl")
+        log = OutputFiles(path).log
         if not log.exists():
             continue
         epochs = [json.loads(line) for line in log.read_text().splitlines() if '"type": "epoch"' in line]

@@ -9,10 +9,10 @@ import stat
 import pytest
 
 from modelupdate.atomic import (
+    OutputFiles,
     append_all_or_none,
     atomic_write_bytes,
     atomic_write_many,
-    lock_path_for,
     output_lock,
     sha256_file,
 )
@@ -99,7 +99,7 @@ def test_append_all_or_none(tmp_path):
 def test_output_lock_refuses_a_second_writer_and_is_removed_after(tmp_path, monkeypatch):
     monkeypatch.delenv("RANK", raising=False)  # rank 0 (or no torchrun) holds the lock
     out = tmp_path / "model.safetensors"
-    lock = lock_path_for(out)
+    lock = OutputFiles(out).lock
     assert lock == tmp_path / ".model.safetensors.lock"
     with output_lock(out):
         assert lock.is_file()

@@ -366,12 +366,12 @@ def test_default_lr_scales_with_batch(tiny_train_config):
 
 
 def test_train_workflow_refuses_a_stale_state_without_resume(tiny_data_config, tiny_train_config, tmp_path):
-    from modelupdate.workflows.common import state_path_for
+    from modelupdate.atomic import OutputFiles
     from modelupdate.workflows.train import train
 
     out = tmp_path / "m.safetensors"
-    assert state_path_for(out) == tmp_path / "m.state.safetensors"
-    state_path_for(out).write_bytes(b"left by an interrupted run")
+    assert OutputFiles(out).state == tmp_path / "m.state.safetensors"
+    OutputFiles(out).state.write_bytes(b"left by an interrupted run")
     with pytest.raises(ConfigError, match="pass --resume to continue it"):
         train(tiny_data_config(), tiny_train_config(), out)
     assert not out.exists()

@@ -18,6 +18,7 @@ import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -171,10 +172,42 @@ def remove_stale_temps(path: str | Path) -> list[Path]:
     return removed
 
 
-def lock_path_for(out: str | Path) -> Path:
-    """The lock file of a command writing ``out``: ``.<name>.lock`` beside it."""
-    out = Path(out)
-    return out.with_name(f".{out.name}.lock")
+@dataclass(frozen=True)
+class OutputFiles:
+    """Every path a training command writes for ``out`` (the checkpoint), each derived from its name."""
+
+    out: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out", Path(self.out))
+
+    def _beside(self, suffix: str) -> Path:
+        return self.out.with_name(self.out.name.removesuffix(".safetensors") + suffix)
+
+    @property
+    def state(self) -> Path:
+        """The resumable state of the run."""
+        return self._beside(".state.safetensors")
+
+    @property
+    def log(self) -> Path:
+        """The JSON lines of every step and epoch."""
+        return self._beside(".log.jsonl")
+
+    @property
+    def members(self) -> Path:
+        """The folder ``ensemble-train`` keeps finished members in until the ensemble is written."""
+        return self._beside(".members")
+
+    @property
+    def lock(self) -> Path:
+        """``.<name>.lock``: held while a command writes ``out``."""
+        return self.out.with_name(f".{self.out.name}.lock")
+
+    def by_name(self) -> dict[str, Path]:
+        """Every path, by how messages name it."""
+        return {"--out": self.out, "training state": self.state, "training log": self.log,
+                "members folder": self.members, "lock": self.lock}
 
 
 @contextmanager
@@ -191,7 +224,7 @@ def output_lock(out: str | Path) -> Iterator[None]:
     if int(os.environ.get("RANK", "0")) != 0 or not out.name or not parent.is_dir():
         yield
         return
-    lock = lock_path_for(out)
+    lock = OutputFiles(Path(out)).lock
     if lock.is_symlink() or (lock.exists() and not lock.is_file()):
         kind = "a symbolic link" if lock.is_symlink() else "a folder" if lock.is_dir() else "not a regular file"
         raise OutputError(f"--out {out}: its lock path {lock} is {kind}; expected a regular file or nothing "

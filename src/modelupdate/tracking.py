@@ -393,9 +393,9 @@ class MlflowSink(Sink):
         if out is None:
             return
         self.log(member, tags=[RunTag("modelupdate.checkpoint", str(Path(out).absolute()))])
-        from .workflows.common import log_path_for
+        from .atomic import OutputFiles
 
-        log = log_path_for(Path(out))
+        log = OutputFiles(Path(out)).log
         if log.is_file():
             try:
                 self.client.log_artifact(self.run_id(member), str(log))

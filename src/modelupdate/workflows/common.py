@@ -14,9 +14,9 @@ from torch import nn
 
 from .. import recipe
 from ..atomic import (  # noqa: F401  (output_lock, holds_output_lock: re-exported for the workflows)
+    OutputFiles,
     check_target,
     holds_output_lock,
-    lock_path_for,
     open_for_append,
     output_lock,
     remove_stale_temps,
@@ -65,7 +65,7 @@ def check_output_path(out: Path, *, resume: bool = False, inputs: dict[str, Path
     for option, path in (outputs or {}).items():
         if path is not None:
             check_target(path, option)
-    state = state_path_for(out)
+    state = OutputFiles(out).state
     for path in (out, state, *extra):
         remove_stale_temps(path)
     if state.exists() and not resume:
@@ -83,14 +83,13 @@ def check_out_name(out: Path) -> None:
 
 
 def _has_members_in_progress(out: Path) -> bool:
-    return members_path_for(out).exists()
+    return OutputFiles(out).members.exists()
 
 
 def paths_written_for(out: Path) -> dict[str, Path]:
     """Every path a training command writes for ``out``, by how messages name it."""
     out = Path(out)
-    return {"--out": out, "training state": state_path_for(out), "training log": log_path_for(out),
-            "members folder": members_path_for(out), "lock": lock_path_for(out)}
+    return OutputFiles(out).by_name()
 
 
 def check_apart_from_out(out: Path, others: dict[str, Path | None]) -> None:
@@ -112,24 +111,10 @@ def check_written_beside(out: Path) -> None:
     have it written into another file."""
     for what in ("training state", "training log"):
         check_target(paths_written_for(out)[what], f"--out {out}: its {what}")
-    members = members_path_for(out)
+    members = OutputFiles(out).members
     if members.is_symlink() or (members.exists() and not members.is_dir()):
         kind = "a symbolic link" if members.is_symlink() else "not a folder"
         raise OutputError(f"--out {out}: its members folder {members} is {kind}; expected a folder or nothing")
-
-
-def state_path_for(out: Path) -> Path:
-    """Where a run writing ``out`` keeps its resumable state."""
-    return out.with_name(out.name.removesuffix(".safetensors") + ".state.safetensors")
-
-
-def log_path_for(out: Path) -> Path:
-    return out.with_name(out.name.removesuffix(".safetensors") + ".log.jsonl")
-
-
-def members_path_for(out: Path) -> Path:
-    """Where ``ensemble-train`` keeps the finished members of a run writing ``out``."""
-    return out.with_name(out.name.removesuffix(".safetensors") + ".members")
 
 
 class JsonlLog:
@@ -220,13 +205,13 @@ def train_one(data: Dataset, data_cfg: DataConfig, cfg: TrainConfig, runtime: Ru
     if cfg.dropout is not None:
         set_dropout(model, cfg.dropout)
     extra = {"member_label": label} if label else {}
-    log = JsonlLog(log_path_for(out) if runtime.is_main else None, on_event if runtime.is_main else None, extra)
+    log = JsonlLog(OutputFiles(out).log if runtime.is_main else None, on_event if runtime.is_main else None, extra)
     # the recipe really used (defaults resolved), for trackers' hyperparameters; not written to the JSONL log
     log({"type": "config", "config": {"data": data_cfg.to_dict(), "train": cfg.to_dict() | {"lr": cfg.resolved_lr()},
                                       "update": update or {}}})
 
     result = fit(model, data, cfg, runtime, objective=objective, epoch_metrics=epoch_metrics, on_event=log,
-                 state_path=state_path_for(out), resume=resume, on_cycle_end=on_cycle_end,
+                 state_path=OutputFiles(out).state, resume=resume, on_cycle_end=on_cycle_end,
                  recipe={"data": data_recipe(data_cfg, info), "update": recipe.update_recipe(update)})
 
     shipped = result.averaged if result.averaged is not None else model  # with --ema-epochs: the average
@@ -244,6 +229,6 @@ def train_one(data: Dataset, data_cfg: DataConfig, cfg: TrainConfig, runtime: Ru
     if runtime.is_main:
         save_model(out, shipped, meta)
         log({"type": "done", "out": str(out)} | metrics)
-        state_path_for(out).unlink(missing_ok=True)
+        OutputFiles(out).state.unlink(missing_ok=True)
     return TrainedModel(out=out, meta=meta, history=result.history, seconds=result.seconds,
                         images_per_second=result.images_per_second)

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ..atomic import OutputFiles
 from ..checkpoint import load_checkpoint, save_ensemble, save_model
 from ..config import MEMBER_SEED_OFFSET, DataConfig, TrainConfig, with_update_dropout
 from ..data import load_dataset
@@ -90,10 +91,6 @@ def _train_snapshots(data, data_cfg: DataConfig, cfg: TrainConfig, runtime, memb
     return trained.seconds
 
 
-def members_dir_for(out: Path) -> Path:
-    return out.with_name(out.name.removesuffix(".safetensors") + ".members")
-
-
 @holds_output_lock
 def ensemble_train(data_cfg: DataConfig, cfg: TrainConfig, out: Path, members: int, *, resume: bool = False,
                    on_event: EventHandler | None = None, snapshots: bool = False) -> TrainedEnsemble:
@@ -109,7 +106,7 @@ def ensemble_train(data_cfg: DataConfig, cfg: TrainConfig, out: Path, members: i
     if snapshots:
         cfg = replace(cfg, lr_cycles=members)
     check_output_path(out, resume=resume)
-    member_dir = members_dir_for(out)
+    member_dir = OutputFiles(out).members
     left_over = member_dir.exists()  # every rank looks before any rank creates it (barrier below)
     runtime = setup_runtime(cfg)
     if runtime.distributed:
