@@ -405,14 +405,14 @@ def test_flip_report_json_records_every_input_and_the_gates(tmp_path):
 
     from modelupdate import __version__
     from modelupdate.config import EvalConfig
-    from modelupdate.report import FLIP_REPORT_FORMATS
+    from modelupdate.report import ReportFormat
     from modelupdate.workflows.flip_report import run_flip_report
 
     old, new = write_npz(tmp_path / "old.npz", OLD), write_npz(tmp_path / "new.npz", NEW)
     spec = GateSpec(max_nfr=0.25, gate_on="upper")
 
     def provenance():
-        done = run_flip_report(old, new, EvalConfig(), spec, {"--json": "-"}, FLIP_REPORT_FORMATS)
+        done = run_flip_report(old, new, EvalConfig(), spec, {ReportFormat.JSON: "-"})
         return done.stdout, json.loads(done.stdout)["provenance"]
 
     text, prov = provenance()

@@ -13,7 +13,6 @@ import pytest
 from modelupdate.config import EvalConfig, GateSpec
 from modelupdate.errors import ConfigError
 from modelupdate.predictions import Predictions, write_predictions
-from modelupdate.report import COMPARE_FORMATS
 from modelupdate.workflows.compare import candidate_names, run_compare
 
 TARGETS = [0, 1, 2, 0, 1, 2]
@@ -69,7 +68,7 @@ def test_given_names_one_each_and_unique():
 def test_run_compare_on_prediction_files(files, tmp_path):
     old, wide, deep = files
     report = tmp_path / "compare.json"
-    run = run_compare(old, [wide, deep], [], EvalConfig(), {"--json": report, "--markdown": "-"}, COMPARE_FORMATS,
+    run = run_compare(old, [wide, deep], [], EvalConfig(), {"--json": report, "--markdown": "-"},
                       GateSpec(max_er=0.2))
     result = run.result
     assert result.n == 6 and [row.name for row in result.rows] == ["wide", "deep"]
@@ -104,10 +103,10 @@ def test_run_compare_checks_names_and_outputs_before_reading_any_input(files, tm
     broken.write_bytes(b"not an archive")
     before = {p: p.read_bytes() for p in (old, wide, deep, broken)}
     with pytest.raises(ConfigError, match=r"^--json .*wide\.csv: is one of the inputs; refusing to overwrite it$"):
-        run_compare(old, [wide, broken], [], EvalConfig(), {"--json": wide}, COMPARE_FORMATS)
+        run_compare(old, [wide, broken], [], EvalConfig(), {"--json": wide})
     with pytest.raises(ConfigError, match=r"^--name given 1 times for 2 candidates"):
-        run_compare(old, [deep, broken], ["only"], EvalConfig(), {"--json": tmp_path / "r.json"}, COMPARE_FORMATS)
+        run_compare(old, [deep, broken], ["only"], EvalConfig(), {"--json": tmp_path / "r.json"})
     with pytest.raises(ConfigError, match=r"^a candidate is given twice$"):
-        run_compare(old, [deep, deep], [], EvalConfig(), {"--json": tmp_path / "r.json"}, COMPARE_FORMATS)
+        run_compare(old, [deep, deep], [], EvalConfig(), {"--json": tmp_path / "r.json"})
     assert {p: p.read_bytes() for p in before} == before
     assert sorted(os.listdir(tmp_path)) == ["broken.npz", "deep.npz", "old.npz", "wide.csv"]

@@ -186,14 +186,14 @@ def flip_report_cmd(
     Exit code 0: every gate passes; 1: a gate fails; 2: bad usage or input.
     """
     from ..gates import failed_gates
-    from ..report import FLIP_REPORT_FORMATS, flip_report_rich
+    from ..report import ReportFormat as F
+    from ..report import flip_report_rich
     from ..workflows.flip_report import run_flip_report
 
     options = run(lambda: evaluation.config(data, files))
     done = run(lambda: run_flip_report(old, new, options, gates, {
-        "--json": json_path, "--markdown": markdown_path, "--flips-csv": flips_csv_path, "--html": html_path,
-        "--pr-comment": pr_comment_path},
-        FLIP_REPORT_FORMATS))
+        F.JSON: json_path, F.MARKDOWN: markdown_path, F.FLIPS_CSV: flips_csv_path, F.HTML: html_path,
+        F.PR_COMMENT: pr_comment_path}))
     _show(done.stdout, lambda: flip_report_rich(done.report))
     if not done.report.passed:
         err_console.print(f"gate failed: {', '.join(failed_gates(done.report.gates))}", soft_wrap=True)
@@ -227,13 +227,13 @@ def compare_cmd(
     gate; 2: bad usage or input.
     """
     from ..gates import failed_gates
-    from ..report import COMPARE_FORMATS, compare_rich
+    from ..report import ReportFormat as F
+    from ..report import compare_rich
     from ..workflows.compare import run_compare
 
     options = run(lambda: evaluation.config(data, files))
     done = run(lambda: run_compare(old, candidates, names or [], options, {
-        "--json": json_path, "--markdown": markdown_path, "--html": html_path, "--pr-comment": pr_comment_path},
-        COMPARE_FORMATS, gates))
+        F.JSON: json_path, F.MARKDOWN: markdown_path, F.HTML: html_path, F.PR_COMMENT: pr_comment_path}, gates))
     _show(done.stdout, lambda: compare_rich(done.result))
     if not done.result.passed:
         failed = ", ".join(f"{row.name} ({', '.join(failed_gates(row.gates))})"

@@ -7,6 +7,8 @@ rows they share, so a number reads the same everywhere. The JSON schema is
 documented in ``json_format``.
 """
 
+from enum import StrEnum
+
 from .common import (
     CLASS_HEADER,
     COMPARE_HEADER,
@@ -35,11 +37,24 @@ from .markdown import GATE_HEADER, compare_markdown, compare_pr_comment, flip_re
 from .svg import svg_class_flips, svg_histogram, svg_pareto
 from .text import compare_rich, flip_report_rich, terminal_safe
 
-# the files flip-report and compare can write: option -> renderer
-FLIP_REPORT_FORMATS = {"--json": flip_report_json, "--markdown": flip_report_markdown, "--flips-csv": flips_csv,
-                       "--html": flip_report_html, "--pr-comment": flip_report_pr_comment}
-COMPARE_FORMATS = {"--json": compare_json, "--markdown": compare_markdown, "--html": compare_html,
-                   "--pr-comment": compare_pr_comment}
+
+class ReportFormat(StrEnum):
+    """A report file flip-report and compare can write; its value is the option that asks for it (and
+    names it in messages)."""
+
+    JSON = "--json"
+    MARKDOWN = "--markdown"
+    FLIPS_CSV = "--flips-csv"
+    HTML = "--html"
+    PR_COMMENT = "--pr-comment"
+
+
+# the renderer of each format, per command
+FLIP_REPORT_FORMATS = {ReportFormat.JSON: flip_report_json, ReportFormat.MARKDOWN: flip_report_markdown,
+                       ReportFormat.FLIPS_CSV: flips_csv, ReportFormat.HTML: flip_report_html,
+                       ReportFormat.PR_COMMENT: flip_report_pr_comment}
+COMPARE_FORMATS = {ReportFormat.JSON: compare_json, ReportFormat.MARKDOWN: compare_markdown,
+                   ReportFormat.HTML: compare_html, ReportFormat.PR_COMMENT: compare_pr_comment}
 
 __all__ = [
     "CLASS_HEADER",
@@ -53,6 +68,7 @@ __all__ = [
     "PAIRWISE_HEADER",
     "PAIR_HEADER",
     "RATE_LABELS",
+    "ReportFormat",
     "SUMMARY_HEADER",
     "compare_html",
     "compare_json",

@@ -8,7 +8,7 @@ Pareto front, pairwise tests), and write every report asked for or none.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from modelupdate.analysis import CompareResult, compare
 from modelupdate.atomic import resolved
 from modelupdate.config import EvalConfig, GateSpec
 from modelupdate.errors import ConfigError
+from modelupdate.report import COMPARE_FORMATS, ReportFormat
 
 
 def candidate_names(paths: list[Path], names: list[str]) -> list[str]:
@@ -42,11 +43,10 @@ class CompareRun:
 
 
 def run_compare(old: Path, candidates: list[Path], names: list[str], eval_cfg: EvalConfig,
-                outputs: dict[str, str | Path | None], formats: Mapping[str, Callable[[CompareResult], str]],
-                gates: GateSpec | None = None) -> CompareRun:
+                outputs: Mapping[ReportFormat, str | Path | None], gates: GateSpec | None = None) -> CompareRun:
     """`modelupdate compare`: name the candidates, check the outputs, load every input (the candidates'
     inference timed), compare and gate (recording each input's path and sha256), write the requested
-    files (``formats``: ``report.COMPARE_FORMATS``)."""
+    report files (``outputs``: each format asked for -> a path, ``'-'`` or None)."""
     from .inputs import cost_columns, load_inputs
     from .outputs import Outputs, deliver, input_record, step_summary_path
 
@@ -60,4 +60,4 @@ def run_compare(old: Path, candidates: list[Path], names: list[str], eval_cfg: E
     records += [input_record("candidate", path, candidate_p[name], name)
                 for name, path in zip(labels, candidates, strict=True)]
     result = dataclasses.replace(result, inputs=tuple(records), reading=eval_cfg.reading())
-    return CompareRun(result, deliver(plan, summary, result, formats))
+    return CompareRun(result, deliver(plan, summary, result, COMPARE_FORMATS))

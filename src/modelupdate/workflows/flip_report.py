@@ -17,6 +17,7 @@ import numpy as np
 
 from modelupdate.analysis import MAX_THUMBNAILS, THUMBNAIL_SIZE, FlipImages, FlipReport, flip_report
 from modelupdate.config import EvalConfig, GateSpec
+from modelupdate.report import FLIP_REPORT_FORMATS, ReportFormat
 
 if TYPE_CHECKING:
     from modelupdate.config import DataConfig
@@ -29,13 +30,11 @@ class FlipReportRun:
 
 
 def run_flip_report(old: Path, new: Path, eval_cfg: EvalConfig, gates: GateSpec,
-                    outputs: dict[str, str | Path | None],
-                    formats: Mapping[str, Callable[[FlipReport], str]]) -> FlipReportRun:
+                    outputs: Mapping[ReportFormat, str | Path | None]) -> FlipReportRun:
     """`modelupdate flip-report`: check the outputs, load both inputs, report (recording each input's
     path and sha256), write the requested files.
 
-    ``outputs``: option (``--json``, ...) -> a path, ``'-'`` or None; ``formats``: option -> its renderer
-    (``report.FLIP_REPORT_FORMATS``).
+    ``outputs``: each report format asked for -> a path, ``'-'`` (stdout) or None.
     """
     from .inputs import load_inputs
     from .outputs import Outputs, deliver, input_record, step_summary_path
@@ -46,11 +45,11 @@ def run_flip_report(old: Path, new: Path, eval_cfg: EvalConfig, gates: GateSpec,
     old_p, new_p = load_inputs([old, new], eval_cfg, datasets=datasets)
     result = flip_report(old_p, new_p, gates)
     images = None
-    if eval_cfg.data is not None and outputs.get("--html") is not None:  # only the HTML page shows images
+    if eval_cfg.data is not None and outputs.get(ReportFormat.HTML) is not None:  # only the HTML page shows images
         images = flip_images(result, eval_cfg.data, eval_cfg.split, datasets)
     result = dataclasses.replace(result, inputs=(input_record("old", old, old_p), input_record("new", new, new_p)),
                                  reading=eval_cfg.reading(), images=images)
-    return FlipReportRun(result, deliver(plan, summary, result, formats))
+    return FlipReportRun(result, deliver(plan, summary, result, FLIP_REPORT_FORMATS))
 
 
 def flip_images(report: FlipReport, data_cfg: DataConfig, split: str, datasets: dict[str, Any] | None = None,

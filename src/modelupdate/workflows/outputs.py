@@ -16,6 +16,7 @@ from ..analysis import InputRecord
 from ..atomic import append_all_or_none, atomic_write_many, check_target, resolved, sha256_file
 from ..errors import ConfigError, OutputError, PredictionFileError
 from ..predictions import Predictions
+from ..report import ReportFormat
 from .inputs import checkpoint_kind
 
 # --------------------------------------------------------------------------- provenance
@@ -51,10 +52,10 @@ SUMMARY = "$GITHUB_STEP_SUMMARY"  # how messages name the step summary (GitHub A
 class Outputs:
     """Where each rendered report goes (option -> path, or stdout), and the step summary, if any."""
 
-    def __init__(self, inputs: list[Path], requested: dict[str, str | Path | None],
+    def __init__(self, inputs: list[Path], requested: Mapping[ReportFormat, str | Path | None],
                  extra_inputs: list[str] | None = None) -> None:
-        self.files: dict[str, Path] = {}
-        self.stdout: str | None = None  # the option whose report goes to stdout
+        self.files: dict[ReportFormat, Path] = {}
+        self.stdout: ReportFormat | None = None  # the report that goes to stdout
         paths: list[str | Path] = [*inputs, *(extra_inputs or [])]
         self._inputs = {resolved(Path(p)) for p in paths}
         for option, value in requested.items():
@@ -73,7 +74,7 @@ class Outputs:
                 raise ConfigError(f"{option} and {SUMMARY} both write {path}")
         return path
 
-    def add(self, option: str, value: str | Path | None) -> None:
+    def add(self, option: ReportFormat, value: str | Path | None) -> None:
         if value is None:
             return
         if str(value) == STDOUT:
@@ -93,7 +94,7 @@ class Outputs:
                 raise ConfigError(f"{other} and {option} both write {path}")
         self.files[option] = path
 
-    def wanted(self, option: str) -> bool:
+    def wanted(self, option: ReportFormat) -> bool:
         return option in self.files or self.stdout == option
 
 
@@ -128,12 +129,12 @@ def append_step_summary(path: Path | None, markdown: str) -> None:
 
 
 def deliver(outputs: Outputs, summary: Path | None, result: Any,
-            renderers: Mapping[str, Callable[[Any], str]]) -> str | None:
+            renderers: Mapping[ReportFormat, Callable[[Any], str]]) -> str | None:
     """Render the requested reports, write the files and append the Markdown to the step summary, all or
     none (the summary is appended once every report's temp file is written, before they are renamed);
     returns the text to print on stdout instead of the tables, if one was asked for."""
     texts = {option: render(result) for option, render in renderers.items()
-             if outputs.wanted(option) or (option == "--markdown" and summary is not None)}
+             if outputs.wanted(option) or (option == ReportFormat.MARKDOWN and summary is not None)}
     files = {path: texts[option].encode("utf-8") for option, path in outputs.files.items()}
-    atomic_write_many(files, before_rename=lambda: append_step_summary(summary, texts.get("--markdown", "")))
+    atomic_write_many(files, before_rename=lambda: append_step_summary(summary, texts.get(ReportFormat.MARKDOWN, "")))
     return texts[outputs.stdout] if outputs.stdout is not None else None
