@@ -185,7 +185,7 @@ def test_clip_grad_norm_option_reaches_the_config(tmp_path):
 
 
 def test_progress_times_are_labelled_and_steady():
-    from modelupdate.progress import clock, remaining_seconds
+    from modelupdate.events.progress import clock, remaining_seconds
 
     assert clock(83) == "1:23" and clock(3723) == "1:02:03" and clock(None) == "?"
     # 30 of 100 steps in 60 s since this run started (a resume's earlier steps do not count)

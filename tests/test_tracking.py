@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from modelupdate.events.tracking import Tracking, flatten, member_of, metric_name, metrics_of, scalars
 from modelupdate.formats import read_meta
-from modelupdate.tracking import Tracking, flatten, member_of, metric_name, metrics_of, scalars
 
 TINY = ["--data", "synthetic", "--arch", "tiny", "--epochs", "2", "--batch-size", "64", "--device", "cpu", "--quiet"]
 # what a plain `train` logs, and what ldi-train's method adds: its loss parts and the flips vs --old

@@ -448,7 +448,7 @@ def test_a_safetensors_file_named_pt_is_not_called_a_pickle(evil, tmp_path):
 
 
 def test_resuming_a_run_saved_after_its_last_epoch_says_so(tmp_path):
-    from modelupdate.progress import _resume_line
+    from modelupdate.events.progress import _resume_line
 
     line = _resume_line("train", {"epoch": 2, "epochs": 2, "step": 0, "path": "m.state.safetensors"})
     assert "every epoch is trained" in line and "epoch 3" not in line

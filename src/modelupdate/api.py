@@ -26,8 +26,8 @@ import torch
 
 from .checkpoint import LoadedModel, load_checkpoint
 from .config import CSV_COLUMNS, DataConfig, EvalConfig, GateSpec, TrainConfig, as_list
-from .engine import EventHandler
 from .errors import ConfigError, ModelUpdateError, PredictionFileError
+from .events import EventHandler
 from .formats import read_meta
 from .gates import GateResult, evaluate_gates, gate_spec
 from .gates import failed_gates as _failed_gates

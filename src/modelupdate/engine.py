@@ -26,14 +26,11 @@ from .config import TrainConfig
 from .data import Batch, Dataset, DatasetInfo, Split, eval_batches, mix_batch, step_seed, train_batches, train_order
 from .ema import WeightEma, ema_decay
 from .errors import CheckpointError, ConfigError, TrainingDiverged
+from .events import Event, EventHandler
 from .losses import Objective, batch_cross_entropy
 from .recipe import check_same, train_recipe
 from .runtime import Runtime, all_reduce_sum, broadcast_from_main, reduce_progress
 from .train_state import load_train_state, read_train_progress, save_train_state, state_is_finite
-
-Event = dict[str, Any]
-EventHandler = Callable[[Event], None]
-
 
 # --------------------------------------------------------------------------- schedule
 

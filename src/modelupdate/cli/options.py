@@ -405,14 +405,14 @@ def _training_options(
     data_cfg = run(lambda: DataConfig(**source, **preprocessing, **augmentation))
     logdir: Path | None = None  # --tensorboard's folder
     if tensorboard is not None:
-        from ..tracking import check_tensorboard
+        from ..events.tracking import check_tensorboard
         from ..workflows.common import check_apart_from_out
 
         run(lambda: check_tensorboard(tensorboard))
         logdir = Path(tensorboard)
         run(lambda: check_apart_from_out(out, {"--tensorboard": logdir}))
     if mlflow is not None:
-        from ..tracking import check_mlflow, local_store
+        from ..events.tracking import check_mlflow, local_store
         from ..workflows.common import check_apart_from_out
 
         run(lambda: check_mlflow(mlflow))

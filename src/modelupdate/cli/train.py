@@ -15,7 +15,7 @@ from .errors import RESUME_HINT, run
 from .options import UPDATE, TrainingRun, csv_column_command, per_method, shared_options, training_command
 
 if TYPE_CHECKING:
-    from ..tracking import Tracking
+    from ..events.tracking import Tracking
 
 
 def _method_default(param: str, none: str = "none") -> str:
@@ -148,7 +148,7 @@ def ldi_train_cmd(
 
 def tracking(job: TrainingRun) -> Tracking:
     """--tensorboard and --mlflow: a run named after --out's stem, closed with the command's outcome."""
-    from ..tracking import Tracking
+    from ..events.tracking import Tracking
 
     return run(lambda: Tracking(job.out.stem, tensorboard=job.tensorboard, mlflow=job.mlflow, out=job.out,
                                 resume=job.resume))
@@ -156,8 +156,8 @@ def tracking(job: TrainingRun) -> Tracking:
 
 def events(job: TrainingRun, label: str, tracked: Tracking):
     """What the engine's records go to: the progress display, and the trackers asked for."""
-    from ..progress import ProgressPrinter
-    from ..tracking import tee
+    from ..events import tee
+    from ..events.progress import ProgressPrinter
 
     return tee(ProgressPrinter(quiet=job.quiet, label=label), tracked if tracked.sinks else None)
 

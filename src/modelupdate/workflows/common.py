@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -24,8 +23,10 @@ from ..atomic import (  # noqa: F401  (output_lock, holds_output_lock: re-export
 )
 from ..config import DataConfig, TrainConfig
 from ..data import Dataset, DatasetInfo
-from ..engine import EventHandler, accuracy_counts, predict_logits
+from ..engine import accuracy_counts, predict_logits
 from ..errors import ConfigError, OutputComplete, OutputError
+from ..events import EventHandler
+from ..events.jsonl import JsonlLog
 from ..formats import ModelMeta
 from ..models import stored_arch_args
 from ..runtime import Runtime
@@ -115,23 +116,6 @@ def check_written_beside(out: Path) -> None:
     if members.is_symlink() or (members.exists() and not members.is_dir()):
         kind = "a symbolic link" if members.is_symlink() else "not a folder"
         raise OutputError(f"--out {out}: its members folder {members} is {kind}; expected a folder or nothing")
-
-
-class JsonlLog:
-    """Per-step and per-epoch JSON lines beside the checkpoint (rank 0 only); forwards every event."""
-
-    def __init__(self, path: Path | None, forward: EventHandler | None, extra: dict[str, Any] | None = None):
-        self.path, self.forward, self.extra = path, forward, extra or {}
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        if self.path is not None and event.get("type") in ("step", "epoch", "resume", "done"):
-            try:  # never through a link or into a FIFO (the check before training looked; this is the backstop)
-                with open(self.path, "a", opener=lambda path, _: open_for_append(path, str(path))) as f:
-                    f.write(json.dumps(self.extra | event, sort_keys=True) + "\n")
-            except OSError as exc:  # e.g. the disk filled up during training
-                raise OutputError(f"{self.path}: cannot write the training log ({exc.strerror})") from None
-        if self.forward is not None:
-            self.forward(self.extra | event)
 
 
 def check_arch(cfg: TrainConfig, info: DatasetInfo) -> None:

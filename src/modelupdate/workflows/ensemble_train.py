@@ -26,8 +26,9 @@ from ..atomic import OutputFiles
 from ..checkpoint import load_checkpoint, save_ensemble, save_model
 from ..config import MEMBER_SEED_OFFSET, DataConfig, TrainConfig, with_update_dropout
 from ..data import load_dataset
-from ..engine import EventHandler, Schedule, accuracy_counts, predict_logits
+from ..engine import Schedule, accuracy_counts, predict_logits
 from ..errors import ConfigError
+from ..events import EventHandler
 from ..formats import ModelMeta, read_meta
 from ..recipe import check_same, recipe_of
 from ..reference import EnsembleReference

@@ -34,8 +34,9 @@ from ..checkpoint import (
 from ..config import CSV_COLUMNS, DataConfig, TrainConfig
 from ..data import Batch, Dataset, load_dataset
 from ..data.transforms import SeenThrough, transform_of, whole_view
-from ..engine import EventHandler, predict_logits
+from ..engine import predict_logits
 from ..errors import ConfigError, MismatchError
+from ..events import EventHandler
 from ..formats import REFERENCE_CACHE_FORMAT
 from ..methods import REGISTRY, UpdateConfig, held_against, make_objective, with_method_defaults
 from ..metrics import flip_counts

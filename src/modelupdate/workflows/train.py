@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..config import DataConfig, TrainConfig
 from ..data import load_dataset
-from ..engine import EventHandler
+from ..events import EventHandler
 from ..runtime import setup_runtime
 from .common import TrainedModel, check_arch, check_output_path, holds_output_lock, train_one
 

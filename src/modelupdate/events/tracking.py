@@ -14,14 +14,13 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .config import MEMBER_SEED_OFFSET
-from .errors import ConfigError, OutputError
+from ..config import MEMBER_SEED_OFFSET
+from ..errors import ConfigError, OutputError
+from . import Event
 
-Event = dict[str, Any]
 INSTALL_HINT = "--tensorboard: needs the tensorboard package; pip install 'modelupdate[tracking]' (or tensorboard)"
 MLFLOW_HINT = "--mlflow: needs the mlflow package; pip install 'modelupdate[mlflow]' (or mlflow-skinny)"
 EXPERIMENT = "modelupdate"  # the MLflow experiment unless MLFLOW_EXPERIMENT_NAME names another
@@ -393,7 +392,7 @@ class MlflowSink(Sink):
         if out is None:
             return
         self.log(member, tags=[RunTag("modelupdate.checkpoint", str(Path(out).absolute()))])
-        from .atomic import OutputFiles
+        from ..atomic import OutputFiles
 
         log = OutputFiles(Path(out)).log
         if log.is_file():
@@ -408,14 +407,3 @@ class MlflowSink(Sink):
                 self.client.set_terminated(self.runs[member], status=status)
             except Exception:  # closing is best effort: the command's own outcome is what is reported
                 pass
-
-
-def tee(*handlers: Callable[[Event], None] | None) -> Callable[[Event], None]:
-    """One handler calling each given handler in turn."""
-    chosen = [h for h in handlers if h is not None]
-
-    def handle(event: Event) -> None:
-        for handler in chosen:
-            handler(event)
-
-    return handle
