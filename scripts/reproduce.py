@@ -573,7 +573,47 @@ def analytic_cost(method: str, epochs: int, members: int = 4) -> float:
     return m + 1 + m / STEP_FORWARDS
 
 
-def baselines_summary(a: argparse.Namespace) -> str:
+def cost_nfr_svg(points: list[tuple[int, str, float, float, float]]) -> str:
+    """A scatter of (epochs, label, cost in plain trainings, test NFR %, test ER %): cost on x, NFR on y,
+    each point labelled with its update and error; one marker per budget."""
+    width, height, left, right, top, bottom = 760, 420, 60, 200, 20, 50
+    xs, ys = [p[2] for p in points], [p[3] for p in points]
+    x_max = max(7.0, max(xs) + 0.5)
+    y_lo, y_hi = min(ys) - 0.05, max(ys) + 0.05
+
+    def x_at(cost: float) -> float:
+        return left + (width - left - right) * cost / x_max
+
+    def y_at(nfr: float) -> float:
+        return top + (height - top - bottom) * (y_hi - nfr) / (y_hi - y_lo)
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+           f'font-size="11">', f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="black"/>',
+           f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="black"/>']
+    for tick in range(int(x_max) + 1):
+        out.append(f'<text x="{x_at(tick):.1f}" y="{height - bottom + 15}" text-anchor="middle">{tick}</text>')
+    steps = 5
+    for i in range(steps + 1):
+        value = y_lo + (y_hi - y_lo) * i / steps
+        out.append(f'<text x="{left - 6}" y="{y_at(value) + 4:.1f}" text-anchor="end">{value:.2f}</text>')
+    out.append(f'<text x="{(left + width - right) / 2}" y="{height - 12}" text-anchor="middle">cost of the whole '
+               f'update (plain trainings of the same budget)</text>')
+    out.append(f'<text x="14" y="{(top + height - bottom) / 2}" text-anchor="middle" '
+               f'transform="rotate(-90 14 {(top + height - bottom) / 2})">test NFR %</text>')
+    colours = {10: "#0072B2", 20: "#D55E00"}  # Okabe-Ito
+    for epochs, label, cost, nfr, er in points:
+        x, y, colour = x_at(cost), y_at(nfr), colours.get(epochs, "black")
+        marker = (f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{colour}"/>' if epochs == 10 else
+                  f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="{colour}"/>')
+        out += [marker, f'<text x="{x + 7:.1f}" y="{y + 4:.1f}" fill="{colour}">{label} ({er:.2f}% err)</text>']
+    for i, (epochs, colour) in enumerate(colours.items()):
+        out.append(f'<text x="{width - right + 30}" y="{top + 14 + 16 * i}" fill="{colour}">'
+                   f'{"●" if epochs == 10 else "■"} {epochs} epochs</text>')
+    return "\n".join(out + ["</svg>"]) + "\n"
+
+
+def baselines_summary(a: argparse.Namespace, points: list | None = None) -> str:
     """Markdown of the baselines study at both budgets: test ER / NFR (mean ± std over seeds), negative flips
     per seed, the analytic cost, validation numbers and per-seed McNemar tests of ELODI against the best
     one-training baseline chosen on validation (ce, or ce with EMA where the rule keeps it)."""
@@ -620,6 +660,9 @@ def baselines_summary(a: argparse.Namespace) -> str:
             lines.append(f"| {label} | {len(found)} | {er_ms['mean']:.2f} ± {er_ms['std']:.2f} | "
                          f"{nfr_ms['mean']:.3f} ± {nfr_ms['std']:.3f} | {', '.join(map(str, flips))} | "
                          f"{cost:.2f} | {val} |")
+            if points is not None:
+                name = "reference" if method == reference else method.replace("elodi-ref-long", "elodi")
+                points.append((epochs, f"{name} ×{len(found)}", cost, nfr_ms["mean"], er_ms["mean"]))
         best = choose_ce_ema(out) if finished(out / "ce-s0.safetensors") else None
         baseline = "ce" if best in (None, "none") else f"ce-ema{best}"
         lines += ["", f"Best one-training baseline on validation (rule above): `{baseline}`.", "",
@@ -665,8 +708,10 @@ def main() -> None:
                 print(f"{name}: {shown(cmd)}")
             return
         failed = [] if a.summary_only else run_all(plan_baselines(a), out, a.jobs, replan=lambda: plan_baselines(a))
-        summary = baselines_summary(a)
+        points: list = []
+        summary = baselines_summary(a, points)
         (out / "baselines.md").write_text(summary)
+        (out / "cost-nfr.svg").write_text(cost_nfr_svg(points))
         print(summary)
         if failed:
             sys.exit("failed steps: " + "; ".join(failed))

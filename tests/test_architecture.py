@@ -87,3 +87,25 @@ def test_every_type_ignore_says_why():
             for i, line in enumerate(path.read_text().splitlines(), 1)
             if "type: ignore" in line and not re.search(r"type: ignore(\[[^\]]*\])?\s+#\s*\S", line)]
     assert not bare, bare
+
+
+def test_no_code_comment_names_a_file_that_is_not_in_the_repository():
+    """A comment's pointer to a module, doc or script must lead somewhere (an example of a user's own file,
+    as in __main__.py's note on shadowing, is named here)."""
+    import io
+    import tokenize
+
+    root = PACKAGE.parent.parent
+    files = [p for p in root.rglob("*") if not {".git", ".venv"} & set(p.parts) and p.is_file()]
+    names, paths = {p.name for p in files}, [p.as_posix() for p in files]
+    examples = {"numpy.py"}
+    missing = []
+    for path in PACKAGE.rglob("*.py"):
+        for token in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
+            if token.type != tokenize.COMMENT:
+                continue
+            for named in re.findall(r"[\w./-]*\w\.(?:py|md|toml|sh|json|txt)\b", token.string):
+                found = any(p.endswith(named) for p in paths) if "/" in named else named in names
+                if not found and named not in examples:
+                    missing.append(f"{path.relative_to(root)}: {named}")
+    assert not missing, missing
