@@ -602,11 +602,16 @@ def cost_nfr_svg(points: list[tuple[int, str, float, float, float]]) -> str:
     out.append(f'<text x="14" y="{(top + height - bottom) / 2}" text-anchor="middle" '
                f'transform="rotate(-90 14 {(top + height - bottom) / 2})">test NFR %</text>')
     colours = {10: "#0072B2", 20: "#D55E00"}  # Okabe-Ito
-    for epochs, label, cost, nfr, er in points:
+    placed: list[tuple[float, float]] = []  # labels drawn so far (x, y): a label near another moves down
+    for epochs, label, cost, nfr, er in sorted(points, key=lambda p: -p[3]):
         x, y, colour = x_at(cost), y_at(nfr), colours.get(epochs, "black")
         marker = (f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{colour}"/>' if epochs == 10 else
                   f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="{colour}"/>')
-        out += [marker, f'<text x="{x + 7:.1f}" y="{y + 4:.1f}" fill="{colour}">{label} ({er:.2f}% err)</text>']
+        text_y = y + 4
+        while any(abs(px - x) < 150 and abs(py - text_y) < 12 for px, py in placed):
+            text_y += 12
+        placed.append((x, text_y))
+        out += [marker, f'<text x="{x + 7:.1f}" y="{text_y:.1f}" fill="{colour}">{label} ({er:.2f}% err)</text>']
     for i, (epochs, colour) in enumerate(colours.items()):
         out.append(f'<text x="{width - right + 30}" y="{top + 14 + 16 * i}" fill="{colour}">'
                    f'{"●" if epochs == 10 else "■"} {epochs} epochs</text>')
