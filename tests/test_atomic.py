@@ -126,3 +126,13 @@ def test_sha256_file_matches_hashlib(tmp_path):
     big.write_bytes(data)
     assert sha256_file(str(big)) == hashlib.sha256(data).hexdigest()
     assert sha256_file(big) != sha256_file(empty)
+
+
+def test_write_many_leaves_no_temp_file_whatever_stops_it(tmp_path):
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    targets = {tmp_path / "a.json": b"{}", tmp_path / "b.md": b"# b"}
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_many(targets, before_rename=interrupted)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

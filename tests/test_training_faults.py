@@ -24,10 +24,10 @@ from modelupdate.config import DataConfig, TrainConfig
 from modelupdate.data import load_dataset
 from modelupdate.engine import fit, make_optimizer
 from modelupdate.errors import OutputError, TrainingDiverged
+from modelupdate.events import jsonl
 from modelupdate.models import build_model
 from modelupdate.runtime import Runtime
 from modelupdate.train_state import load_train_state
-from modelupdate.workflows import common
 
 FAST = ["--arch", "tiny", "--epochs", "2", "--device", "cpu", "--quiet"]  # 14 steps of 128 per epoch
 
@@ -176,7 +176,7 @@ def test_log_write_error_is_one_line(tmp_path, monkeypatch):
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(common, "open", full, raising=False)
+    monkeypatch.setattr(jsonl, "open", full, raising=False)  # the training log's writer
     out = tmp_path / "m.safetensors"
     code, err = invoke("train", *FAST, "--train-subset", "256", "--out", out)
     assert code == 2, err

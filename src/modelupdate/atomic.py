@@ -97,7 +97,7 @@ def _file_mode() -> int:
 
 def _write_temp(path: Path, data: bytes) -> str:
     check_target(path)
-    directory = path.parent if str(path.parent) else Path(".")
+    directory = path.parent
     if not directory.is_dir():
         raise OutputError(f"{path}: cannot write (folder {directory} does not exist)")
     try:
@@ -140,7 +140,7 @@ def atomic_write_many(files: dict[Path, bytes], before_rename: Callable[[], None
             temps.append((_write_temp(Path(path), data), Path(path)))
         if before_rename is not None:
             before_rename()
-    except OutputError:
+    except BaseException:  # whatever stops it (a full disk, a failed append, Ctrl-C): no temp file stays
         for tmp, _ in temps:
             _unlink(tmp)
         raise
@@ -156,7 +156,7 @@ def atomic_write_many(files: dict[Path, bytes], before_rename: Callable[[], None
 def remove_stale_temps(path: str | Path) -> list[Path]:
     """Remove the temp files an interrupted write of ``path`` left beside it (call with ``path`` locked)."""
     path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
+    directory = path.parent
     # the name is matched literally: '*' or '?' in an output's name must not reach other files' temps
     pattern = re.compile(re.escape(f".{path.name}.") + _TEMP_RANDOM + re.escape(TMP_SUFFIX))
     removed: list[Path] = []
@@ -219,7 +219,7 @@ def output_lock(out: str | Path) -> Iterator[None]:
     would otherwise leave the output unlocked.
     """
     out = Path(out)
-    parent = out.parent if str(out.parent) else Path(".")
+    parent = out.parent
     # no folder, or no file name ('', '.'): the output check that follows says so
     if int(os.environ.get("RANK", "0")) != 0 or not out.name or not parent.is_dir():
         yield

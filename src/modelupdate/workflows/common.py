@@ -47,7 +47,7 @@ def check_output_path(out: Path, *, resume: bool = False, inputs: dict[str, Path
         if path is not None and Path(path).exists() and resolved(path) == resolved(out):
             raise ConfigError(f"--out {out}: is the {option} file; refusing to overwrite an input")
     check_apart_from_out(out, outputs or {})
-    parent = out.parent if str(out.parent) else Path(".")
+    parent = out.parent
     if parent.exists() and not parent.is_dir():
         raise OutputError(f"--out {out}: {parent} is a file, not a folder; expected a path in a writable folder")
     if not parent.is_dir():

@@ -83,7 +83,7 @@ class Outputs:
             self.stdout = option
             return
         path = Path(value)
-        parent = path.parent if str(path.parent) else Path(".")
+        parent = path.parent
         if not parent.is_dir():
             raise OutputError(f"{option} {path}: folder {parent} does not exist")
         check_target(path, option)
@@ -105,7 +105,7 @@ def step_summary_path() -> Path | None:
     if not value:
         return None
     path = Path(value)
-    parent = path.parent if str(path.parent) else Path(".")
+    parent = path.parent
     if not parent.is_dir():
         raise OutputError(f"{SUMMARY} {path}: folder {parent} does not exist")
     check_target(path, SUMMARY)

@@ -27,7 +27,7 @@ def check_prediction_output(out: str | Path) -> Path:
     out = Path(out)
     if out.suffix.lower() not in WRITABLE_SUFFIXES:
         raise ConfigError(f"--out {out}: expected a path ending in .npz or .safetensors")
-    parent = out.parent if str(out.parent) else Path(".")
+    parent = out.parent
     if not parent.is_dir():
         raise OutputError(f"--out {out}: folder {parent} does not exist")
     check_target(out, "--out")
