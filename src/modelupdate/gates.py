@@ -85,10 +85,10 @@ class Gate:
         return f"--{self.name}"
 
 
-def _rate(metric: str) -> Measure:
-    """A gate on one of the summary's rates, at its pessimistic end for ``gate_on="upper"``."""
+def _rate(metric: str, end: int = 1) -> Measure:
+    """A gate on one of the summary's rates; ``gate_on="upper"`` reads its pessimistic ``end`` of the interval
+    (1: the upper end, for a max- gate; 0: the lower, for a min- gate)."""
     def measure(summary: FlipSummary, per_class: list[ClassRow], on: str) -> tuple[float | None, str, str]:
-        end = 1 if metric != "btc" else 0  # a lower bound on BTC is the pessimistic one
         return (*_pick(getattr(summary, metric), on, end), "")
 
     return measure
@@ -125,7 +125,7 @@ GATES: tuple[Gate, ...] = (
     Gate("max-er-increase", "Gate: fail when ER new - ER old is above this (negative: require a gain, e.g. "
          "-0.5%).", _er_increase, allows_negative=True),
     Gate("min-btc", "Gate: fail when BTC (share of old-correct samples still correct) is below this.",
-         _rate("btc"), maximum=False),
+         _rate("btc", end=0), maximum=False),
     Gate("max-class-nfr", "Gate: fail when the NFR within any class is above this.", _worst_class_nfr),
     Gate("max-nfi", "Gate: fail when NFI (the share of the new model's errors that are regressions) is above "
          "this.", _rate("nfi")),

@@ -131,7 +131,8 @@ def resolve(method: str, given: Mapping[str, Any]) -> MethodParams:
         unused = [f"--{name.replace('_', '-')}" for name in LOSS_PARAMS if given.get(name) is not None]
         if unused:
             raise ConfigError(f"{', '.join(unused)}: --method {method} is {entry.summary} and uses none of them")
-    values = {k: v for k, v in given.items() if k in {f.name for f in dataclasses.fields(MethodParams)}}
+    fields = {f.name for f in dataclasses.fields(MethodParams)}
+    values = {k: v for k, v in given.items() if k in fields}
     values["method"] = method
     for key in LOSS_PARAMS:
         if values.get(key) is None:

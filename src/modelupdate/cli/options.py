@@ -205,13 +205,6 @@ GateOn = Annotated[str, typer.Option(
 
 
 
-def data_config(data: str, data_dir: Path | None, download: bool, val_fraction: float, train_subset: str | None,
-                split_seed: int, no_augment: bool, image_size: int) -> DataConfig:
-    return DataConfig(name=data, data_dir=str(data_dir) if data_dir else None, download=download,
-                      val_fraction=val_fraction, train_subset=train_subset, split_seed=split_seed,
-                      augment=not no_augment, image_size=image_size)
-
-
 @dataclass
 class Evaluation:
     """The evaluation options of predict, flip-report and compare, less the dataset (whose option differs)."""
@@ -231,8 +224,9 @@ class Evaluation:
         """How checkpoints are evaluated (and ``files``: how prediction files are read); without
         ``--image-size`` an image folder takes each checkpoint's size."""
         size = self.image_size if self.image_size is not None else DATA.image_size
-        data_cfg = None if data is None else dataclasses.replace(
-            data_config(data, self.data_dir, self.download, self.val_fraction, None, self.split_seed, True, size),
+        data_cfg = None if data is None else DataConfig(
+            name=data, data_dir=str(self.data_dir) if self.data_dir else None, download=self.download,
+            val_fraction=self.val_fraction, split_seed=self.split_seed, augment=False, image_size=size,
             max_image_pixels=self.max_image_pixels, cache_dir=str(self.cache_dir) if self.cache_dir else None)
         return EvalConfig(data=data_cfg, split=self.split, device=self.device, batch_size=self.batch_size,
                           image_size_from_checkpoint=self.image_size is None,
