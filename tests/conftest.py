@@ -85,6 +85,19 @@ def run_cli():
 
 
 @pytest.fixture(scope="session")
+def write_unchecked():
+    """Write a model checkpoint exactly as given, metadata that does not fit its weights included: the broken
+    files the loaders must refuse (``checkpoint.save_model`` would refuse to write them)."""
+    from safetensors.torch import save_file
+
+    def write(path: Path, model: torch.nn.Module, meta) -> None:
+        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(path),
+                  metadata=meta.to_header())
+
+    return write
+
+
+@pytest.fixture(scope="session")
 def trained_model(tmp_path_factory) -> Path:
     """A tiny synthetic model trained once per session through the library; returns its checkpoint path."""
     from modelupdate.workflows.train import train

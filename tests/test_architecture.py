@@ -68,6 +68,42 @@ def test_renderers_import_nothing_from_the_workflows():
         assert not [m for m in imported if "workflows" in m], path.name
 
 
+def _layers() -> list[set[str]]:
+    """The rows of docs/architecture.md's layer picture, top first: each the modules (and packages) it names."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    block = text.split("## Layers", 1)[1].split("```", 2)[1]
+    rows = []
+    for line in block.strip().splitlines():
+        names = []
+        for token in line.split():
+            if not re.fullmatch(r"[a-z_]+(\.py|/)", token):
+                break
+            names.append(token.removesuffix(".py").removesuffix("/"))
+        rows.append(set(names))
+    return rows
+
+
+def test_every_import_points_down_the_layer_picture():
+    """A module imports only from its own row or the rows under it (docs/architecture.md, "Layers")."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from import_map import import_map
+
+    rows = _layers()
+    row_of = {name: i for i, row in enumerate(rows) for name in row}
+
+    def row(module: str) -> int | None:
+        parts = module.split(".")[1:]
+        return row_of.get(parts[0]) if parts else None
+
+    placed = {m for m in import_map() if row(m) is not None}
+    unplaced = {m.split(".")[1] for m in import_map() if m.count(".") and row(m) is None} - {"__main__"}
+    assert not unplaced, f"modules missing from the layer picture: {sorted(unplaced)}"
+    upward = [f"{m} -> {t}" for m in sorted(placed) for t in sorted(import_map()[m])
+              if (target := row(t)) is not None and target < row_of[m.split(".")[1]]]
+    assert not upward, upward
+    assert len(rows) >= 8 and {"cli", "workflows", "engine", "errors"} <= set(row_of)
+
+
 def test_no_function_takes_more_than_15_parameters():
     """A function with more parameters wants a config object (the training options come in one group per part
     of the configs)."""

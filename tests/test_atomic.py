@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -13,10 +14,11 @@ from modelupdate.atomic import (
     append_all_or_none,
     atomic_write_bytes,
     atomic_write_many,
+    check_output,
     output_lock,
     sha256_file,
 )
-from modelupdate.errors import OutputError
+from modelupdate.errors import ConfigError, OutputError
 
 
 def test_atomic_write_creates_then_replaces_the_file_by_rename(tmp_path):
@@ -136,3 +138,46 @@ def test_write_many_leaves_no_temp_file_whatever_stops_it(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         atomic_write_many(targets, before_rename=interrupted)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- output paths
+
+
+def test_check_output_accepts_a_new_or_regular_file_in_a_folder(tmp_path):
+    (tmp_path / "old.npz").write_bytes(b"x")
+    assert check_output(tmp_path / "p.NPZ", "--out", suffixes=(".npz", ".safetensors")) == tmp_path / "p.NPZ"
+    assert check_output(str(tmp_path / "old.npz"), "--json", probe=True) == tmp_path / "old.npz"
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("p.txt", "--out {path}: expected a path ending in .npz or .safetensors"),
+    ("missing/p.npz", "--out {path}: folder {parent} does not exist"),
+    ("a_file/p.npz", "--out {path}: {parent} is a file, not a folder; expected a path in a writable folder"),
+    ("folder.npz", "--out {path}: is a folder; expected a regular file path to write"),
+    ("link.npz", "--out {path}: is a symbolic link; expected a regular file path to write"),
+    ("old.npz", "--out {path}: is the --old file; refusing to overwrite an input"),
+])
+def test_check_output_names_the_option_and_what_was_expected(tmp_path, name, expected):
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "folder.npz").mkdir()
+    (tmp_path / "old.npz").write_bytes(b"x")
+    (tmp_path / "link.npz").symlink_to(tmp_path / "old.npz")
+    path = tmp_path / name
+    with pytest.raises((ConfigError, OutputError)) as info:
+        check_output(path, "--out", suffixes=(".npz", ".safetensors"), inputs={"--old": tmp_path / "old.npz",
+                                                                             "--new": None})
+    assert str(info.value) == expected.format(path=path, parent=path.parent)
+
+
+def test_check_output_probes_the_folder_when_asked(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        check_output(folder / "x.json", "--json")  # no probe: the folder exists
+        if os.access(folder, os.W_OK) and os.geteuid() == 0:  # root writes anyway: use a file system that refuses
+            folder = Path("/proc")
+        with pytest.raises(OutputError, match=r"^--json .*x\.json: folder .* is not writable \("):
+            check_output(folder / "x.json", "--json", probe=True)
+    finally:
+        (tmp_path / "ro").chmod(0o700)

@@ -31,7 +31,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from modelupdate.checkpoint import load_checkpoint, save_model
+from modelupdate.checkpoint import load_checkpoint
 from modelupdate.config import DataConfig, TrainConfig
 from modelupdate.models import build_model
 
@@ -46,7 +46,7 @@ MEMORY_LIMIT_MB = 500
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory, single_thread) -> dict[str, Path]:
+def files(tmp_path_factory, single_thread, write_unchecked) -> dict[str, Path]:
     """A good tiny checkpoint on the CLI's default synthetic data, bad variants of it (the same
     metadata), the plain state dicts `import` reads, and a FIFO."""
     from modelupdate.workflows.train import train
@@ -64,7 +64,7 @@ def files(tmp_path_factory, single_thread) -> dict[str, Path]:
         with torch.no_grad():
             change(model.head[-1])
         paths[name] = d / f"{name}.safetensors"
-        save_model(paths[name], model, loaded.meta, verify=False)
+        write_unchecked(paths[name], model, loaded.meta)
         paths[f"{name}_plain"] = d / f"{name}_plain.safetensors"  # what `import --weights` reads
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(paths[f"{name}_plain"]))
 
@@ -86,8 +86,8 @@ def files(tmp_path_factory, single_thread) -> dict[str, Path]:
     save_file({k: v.contiguous() for k, v in small.state_dict().items()}, str(paths["hidden"]),
               metadata=header | {"arch": "cnn-s", "arch_args": json.dumps({"hidden": 4_000_000, "width": 4})})
     paths["nul_class"] = d / "nul_class.safetensors"
-    save_model(paths["nul_class"], loaded.model,
-               dataclasses.replace(loaded.meta, classes=["class0", "class\0one", "class2", "class3"]), verify=False)
+    write_unchecked(paths["nul_class"], loaded.model,
+                    dataclasses.replace(loaded.meta, classes=["class0", "class\0one", "class2", "class3"]))
     for suffix in (".safetensors", ".npz", ".csv", ".txt"):
         paths[f"fifo{suffix}"] = d / f"fifo{suffix}"
         os.mkfifo(paths[f"fifo{suffix}"])
@@ -154,7 +154,7 @@ def test_logits_that_overflow_on_the_first_batch_are_refused(run_cli, files, out
     assert list(out.iterdir()) == []
 
 
-def test_a_kept_ensemble_member_with_nan_weights_is_refused(run_cli, files, tmp_path):
+def test_a_kept_ensemble_member_with_nan_weights_is_refused(run_cli, files, tmp_path, write_unchecked):
     """ensemble-train --resume keeps a finished member only when its weights load: a NaN member file
     (its metadata that of a real member, so the recipe check passes) fails, naming the member."""
     args = ["ensemble-train", "--members", "1", "--out", tmp_path / "e.safetensors", *FAST]
@@ -170,7 +170,7 @@ def test_a_kept_ensemble_member_with_nan_weights_is_refused(run_cli, files, tmp_
                                metrics=ensemble.meta.member_metrics[0], config=config)
     members = tmp_path / "f.members"
     members.mkdir()
-    save_model(members / "member0.safetensors", member, meta, verify=False)
+    write_unchecked(members / "member0.safetensors", member, meta)
     code, _, err = run_cli(*args[:4], tmp_path / "f.safetensors", *args[5:], "--resume")
     one_line_error(code, err, "member0.safetensors", "holds NaN or Inf; expected finite weights")
     assert not (tmp_path / "f.safetensors").exists()

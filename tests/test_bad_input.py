@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from modelupdate.checkpoint import load_checkpoint, save_ensemble, save_model
+from modelupdate.checkpoint import load_checkpoint, save_ensemble
 from modelupdate.cli import app
 from modelupdate.config import DataConfig, TrainConfig
 from modelupdate.models import build_model
@@ -58,7 +58,7 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
 
 
 @pytest.fixture(scope="module")
-def ckpts(tmp_path_factory) -> dict[str, Path]:
+def ckpts(tmp_path_factory, write_unchecked) -> dict[str, Path]:
     """A good tiny checkpoint on the CLI's default synthetic data, and bad variants of it."""
     from modelupdate.workflows.train import train
 
@@ -71,7 +71,7 @@ def ckpts(tmp_path_factory) -> dict[str, Path]:
 
     def variant(name: str, model=None, **changes) -> None:
         paths[name] = d / f"{name}.safetensors"
-        save_model(paths[name], model or loaded.model, dataclasses.replace(meta, **changes), verify=False)
+        write_unchecked(paths[name], model or loaded.model, dataclasses.replace(meta, **changes))
 
     torch.manual_seed(0)
     variant("three_classes", build_model("tiny", 3, meta.input_shape), classes=["class0", "class1", "class2"])

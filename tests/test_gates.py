@@ -158,15 +158,15 @@ def test_max_nfi_gates_the_share_of_new_errors_that_are_regressions():
 
 def test_every_gate_of_the_table_is_a_spec_field_an_option_and_an_api_keyword():
     import dataclasses
-    import inspect
 
     from modelupdate import api
-    from modelupdate.cli.analyze import _gate_options
+    from modelupdate.cli.options import GATE_OPTIONS
     from modelupdate.gates import GATES, gate_spec
 
     fields = [f.name for f in dataclasses.fields(GateSpec) if f.name != "gate_on"]
     assert fields == [g.field for g in GATES]
-    assert [p for p in inspect.signature(_gate_options).parameters if p != "gate_on"] == fields
+    assert [o.param for o in GATE_OPTIONS.options] == fields + ["gate_on"]
+    assert [o.flag.name for o in GATE_OPTIONS.options] == [g.flag for g in GATES] + ["--gate-on"]
     for gate in GATES:  # every gate parses as the API's keyword, and its option's error names the flag
         assert getattr(gate_spec(**{gate.field: "0.5"}), gate.field) == 0.5
         with pytest.raises(ConfigError, match=f"^{gate.flag}: cannot read 'x'"):

@@ -8,11 +8,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from modelupdate.cli.options import per_method
 from modelupdate.config import TrainConfig
 from modelupdate.data import Batch
 from modelupdate.errors import ConfigError
-from modelupdate.methods import REGISTRY, UpdateConfig, held_against, make_objective, using, with_method_defaults
+from modelupdate.methods import (
+    REGISTRY,
+    UpdateConfig,
+    held_against,
+    make_objective,
+    per_method,
+    using,
+    with_method_defaults,
+)
 
 CLI_DOCS = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 

@@ -208,7 +208,7 @@ def test_paired_exact_test_counts_discordant_samples():
     b = np.array([0, 1, 1, 1, 1], dtype=bool)
     test = paired_exact_test(a, b)
     # only a: sample 0; only b: samples 2, 3 -> 2 * P(X <= 1 | n=3) = 2 * 4/8 = 1
-    assert (test.only_a, test.only_b, test.p_value) == (1, 2, 1.0)
+    assert (test.a_only, test.b_only, test.p_value, test.a, test.b) == (1, 2, 1.0, "a", "b")
 
 
 # --------------------------------------------------------------------------- ER increase

@@ -24,6 +24,7 @@ from .metrics import (
     FlipPair,
     FlipSummary,
     MarginAnalysis,
+    PairedTest,
     flip_masks,
     flip_summary,
     margin_analysis,
@@ -197,25 +198,11 @@ class CandidateRow:
 
 
 @dataclass(frozen=True)
-class PairwiseNfrTest:
-    """Do candidates ``a`` and ``b`` differ in negative flips on the same samples?
-
-    ``a_only``: samples that only ``a`` flips negatively; ``b_only`` likewise.
-    """
-
-    a: str
-    b: str
-    a_only: int
-    b_only: int
-    p_value: float
-
-
-@dataclass(frozen=True)
 class CompareResult:
     old_source: str
     n: int
     rows: list[CandidateRow]
-    pairwise: list[PairwiseNfrTest]
+    pairwise: list[PairedTest]  # each pair of candidates: do they differ in negative flips?
     gate_spec: GateSpec = field(default_factory=GateSpec)  # the gates every candidate is held to
     inputs: tuple[InputRecord, ...] = ()  # old, then the candidates, when read from files (``run_compare``)
     # how the prediction files were read (columns, class list): part of the provenance
@@ -275,6 +262,5 @@ def compare(
 
     pairwise = []
     for a, b in combinations(summaries, 2):
-        test = paired_exact_test(negative_flips[a], negative_flips[b])
-        pairwise.append(PairwiseNfrTest(a, b, test.only_a, test.only_b, test.p_value))
+        pairwise.append(paired_exact_test(negative_flips[a], negative_flips[b], (a, b)))
     return CompareResult(old_source=old.source, n=len(old), rows=rows, pairwise=pairwise, gate_spec=gates)

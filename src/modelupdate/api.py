@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from .checkpoint import LoadedModel, load_checkpoint
-from .config import CSV_COLUMNS, DataConfig, EvalConfig, GateSpec, TrainConfig, as_list
+from .config import CSV_COLUMNS, DEFAULT_MEMBERS, DataConfig, EvalConfig, GateSpec, TrainConfig, as_list
+from .data.transforms import normalize_pixels
 from .errors import ConfigError, ModelUpdateError, PredictionFileError
 from .events import EventHandler
 from .formats import read_meta
@@ -37,7 +38,7 @@ from .predictions import Predictions
 from .predictions import read_predictions as _read_predictions
 from .predictions import write_predictions as _write_predictions
 from .workflows.common import TrainedModel
-from .workflows.ensemble_train import DEFAULT_MEMBERS, TrainedEnsemble
+from .workflows.ensemble_train import TrainedEnsemble
 from .workflows.ensemble_train import ensemble_train as _ensemble_train
 from .workflows.inputs import predictions_from_checkpoint
 from .workflows.ldi_train import ldi_train as _ldi_train
@@ -94,14 +95,11 @@ def predict_images(model: LoadedModel, images: torch.Tensor | np.ndarray, *, bat
     if x.is_floating_point() and x.numel() and not (bool(torch.isfinite(x).all()) and x.min() >= 0 and x.max() <= 1):
         raise ConfigError(f"images: float pixels must be finite and in 0..1 (got {float(x.min()):g}.."
                           f"{float(x.max()):g}); pass uint8 for 0..255")
-    mean = torch.tensor(meta.normalization["mean"]).view(1, -1, 1, 1)
-    std = torch.tensor(meta.normalization["std"]).view(1, -1, 1, 1)
-    scale = 255.0 if x.dtype == torch.uint8 else 1.0
+    mean, std = meta.normalization["mean"], meta.normalization["std"]
     outputs = []
     with torch.inference_mode():
         for start in range(0, x.shape[0], batch_size):
-            batch = x[start:start + batch_size].float() / scale
-            outputs.append(model.model((batch - mean) / std).float())
+            outputs.append(model.model(normalize_pixels(x[start:start + batch_size], mean, std)).float())
     return torch.cat(outputs).numpy() if outputs else np.zeros((0, meta.num_classes), np.float32)
 
 

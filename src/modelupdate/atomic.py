@@ -16,13 +16,14 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import OutputError
+from .errors import ConfigError, OutputError
+from .launch import is_rank0
 
 TMP_SUFFIX = ".tmp"
 # what tempfile.mkstemp puts between prefix and suffix (no dot, so another file's temps never match)
@@ -39,6 +40,33 @@ def check_target(path: str | Path, option: str | None = None) -> Path:
     if path.exists() and not path.is_file():
         kind = "a folder" if path.is_dir() else "not a regular file"
         raise OutputError(f"{name}: is {kind}; expected a regular file path to write")
+    return path
+
+
+def check_output(path: str | Path, option: str, *, suffixes: tuple[str, ...] = (),
+                 inputs: Mapping[str, str | Path | None] | None = None, probe: bool = False) -> Path:
+    """Fail before any work when ``path`` cannot take what ``option`` writes: a name ending in one of
+    ``suffixes``, in an existing folder (one a file can be created in: ``probe``), a regular file or nothing
+    there, and none of ``inputs`` (what the command reads, by the option or name that gives it)."""
+    path = Path(path)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise ConfigError(f"{option} {path}: expected a path ending in {' or '.join(suffixes)}")
+    parent = path.parent
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"{option} {path}: {parent} is a file, not a folder; expected a path in a writable folder")
+    if not parent.is_dir():
+        raise OutputError(f"{option} {path}: folder {parent} does not exist")
+    check_target(path, option)
+    for what, given in (inputs or {}).items():
+        if given is not None and Path(given).exists() and resolved(given) == resolved(path):
+            raise ConfigError(f"{option} {path}: is the {what} file; refusing to overwrite an input")
+    if probe:  # a real probe: os.access says yes to root, and on read-only or special file systems (/proc)
+        try:
+            fd, probe_path = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+            os.close(fd)
+            os.unlink(probe_path)
+        except OSError as exc:
+            raise OutputError(f"{option} {path}: folder {parent} is not writable ({exc.strerror})") from None
     return path
 
 
@@ -221,7 +249,7 @@ def output_lock(out: str | Path) -> Iterator[None]:
     out = Path(out)
     parent = out.parent
     # no folder, or no file name ('', '.'): the output check that follows says so
-    if int(os.environ.get("RANK", "0")) != 0 or not out.name or not parent.is_dir():
+    if not is_rank0() or not out.name or not parent.is_dir():
         yield
         return
     lock = OutputFiles(Path(out)).lock

@@ -21,7 +21,9 @@ from torch import nn
 from .atomic import atomic_write_bytes, sha256_file  # noqa: F401  (re-exported)
 from .errors import CheckpointError, MismatchError
 from .formats import ENSEMBLE_FORMAT, ModelMeta, read_header
+from .input_files import first_difference
 from .models import build_model, check_arch_allowed, check_first_logits, check_state, expected_state, without_init_args
+from .runtime import unwrap
 
 
 def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -36,12 +38,10 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
     return tensors, header.get("__metadata__") or {}
 
 
-def save_model(path: str | Path, model: nn.Module, meta: ModelMeta, *, verify: bool = True) -> None:
-    """Write one model checkpoint atomically, once its metadata is known to rebuild this model
-    (``verify=False``: write it as given, e.g. a deliberately broken file for a test)."""
+def save_model(path: str | Path, model: nn.Module, meta: ModelMeta) -> None:
+    """Write one model checkpoint atomically, once its metadata is known to rebuild this model."""
     state = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
-    if verify:
-        check_rebuilds(meta, state)
+    check_rebuilds(meta, state)
     atomic_write_bytes(path, st_save(state, metadata=meta.to_header()))
 
 
@@ -70,12 +70,6 @@ def save_ensemble(path: str | Path, members: list[nn.Module], meta: ModelMeta) -
     atomic_write_bytes(path, st_save(tensors, metadata=meta.to_header()))
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The plain module under DDP / torch.compile wrappers."""
-    model = getattr(model, "module", model)
-    return getattr(model, "_orig_mod", model)
-
-
 @dataclass
 class LoadedModel:
     """A checkpoint rebuilt: ``model`` maps normalised images to logits (an ensemble: mean logits)."""
@@ -87,7 +81,7 @@ class LoadedModel:
     sha256: str
 
 
-def load_checkpoint(path: str | Path, *, ensemble_mode: str = "auto", trusted_arch: str | None = None) -> LoadedModel:
+def load_checkpoint(path: str | Path, *, trusted_arch: str | None = None) -> LoadedModel:
     """Read, validate and rebuild a model or ensemble checkpoint (eval mode, CPU).
 
     The file's ``arch`` must be registered or inside a module the user allowed (``trusted_arch``: the
@@ -109,7 +103,7 @@ def load_checkpoint(path: str | Path, *, ensemble_mode: str = "auto", trusted_ar
             members.append(_rebuild(path, meta, state))
         from .reference import EnsembleReference
 
-        model: nn.Module = EnsembleReference(members, mode=ensemble_mode)
+        model: nn.Module = EnsembleReference(members)
     else:
         model = _rebuild(path, meta, tensors)
         members = [model]
@@ -143,46 +137,17 @@ def state_dict_error(exc: RuntimeError) -> str:
     return (problems[0].rstrip(".") + more) if problems else "state dict mismatch"
 
 
-def check_compatible(a: ModelMeta, a_name: str, b: ModelMeta | Any, b_name: str, *,
-                     preprocessing: bool = True) -> None:
-    """Raise MismatchError naming the first field in which two models (or model and data) disagree.
-
-    ``b`` may be a ModelMeta or a data.DatasetInfo. Without ``preprocessing`` only the classes and the
-    number of channels must agree: each model is then fed through its own transform (data/transforms.py).
-    """
+def check_compatible(a: ModelMeta, a_name: str, b: ModelMeta | Any, b_name: str) -> None:
+    """Raise MismatchError when two models (or a model and data: ``b`` a data.DatasetInfo) disagree on what
+    they classify: the class names, in order, and the number of channels. Sizes and normalisation may
+    differ: each model is fed through its own transform (data/transforms.py)."""
     b_classes = list(b.classes)
-    b_shape = tuple(b.input_shape)
-    b_norm = b.normalization
-    # an image folder's size and normalisation are options of the command (a DatasetInfo's name; a
-    # ModelMeta has no name)
-    b_folder = str(getattr(b, "name", "")).startswith("imagefolder:")
     if list(a.classes) != b_classes:
         if len(a.classes) != len(b_classes):
             raise MismatchError(f"{a_name} has {len(a.classes)} classes but {b_name} has {len(b_classes)}")
-        diff = next(i for i, (x, y) in enumerate(zip(a.classes, b_classes, strict=True)) if x != y)
+        diff = first_difference(a.classes, b_classes)
         raise MismatchError(f"class names differ between {a_name} and {b_name}: class {diff} is "
                             f"{a.classes[diff]!r} vs {b_classes[diff]!r}")
-    if not preprocessing:
-        if a.input_shape[0] != b_shape[0]:
-            raise MismatchError(f"{a_name} expects images of {a.input_shape[0]} channel(s), {b_name} has "
-                                f"{b_shape[0]}")
-        return
-    if tuple(a.input_shape) != b_shape:
-        hint = ""
-        if b_folder and a.input_shape[0] == b_shape[0] and a.input_shape[1] == a.input_shape[2]:
-            hint = f"; pass --image-size {a.input_shape[1]} to resize the images to it"
-        raise MismatchError(f"input shape differs: {a_name} expects {list(a.input_shape)}, {b_name} "
-                            f"{list(b_shape)}{hint}")
-    if not _close(a.normalization, b_norm):
-        hint = ""
-        if b_folder:
-            hint = (f"; pass --mean {','.join(map(str, a.normalization['mean']))} --std "
-                    f"{','.join(map(str, a.normalization['std']))} to use {a_name}'s")
-        raise MismatchError(f"normalisation differs: {a_name} uses {a.normalization}, {b_name} {b_norm}{hint}")
-
-
-def _close(x: dict, y: dict) -> bool:
-    try:
-        return all(abs(float(p) - float(q)) < 1e-6 for k in ("mean", "std") for p, q in zip(x[k], y[k], strict=True))
-    except (KeyError, ValueError, TypeError):
-        return False
+    if a.input_shape[0] != b.input_shape[0]:
+        raise MismatchError(f"{a_name} expects images of {a.input_shape[0]} channel(s), {b_name} has "
+                            f"{b.input_shape[0]}")

@@ -158,7 +158,7 @@ class ModelMeta:
 
 
 def _check_eval_transform(path: Path, value: Any) -> None:
-    from .config import check_crop_pct, check_interpolation
+    from .validation import check_crop_pct, check_interpolation
 
     _expect(path, "eval_transform", value, dict)
     try:

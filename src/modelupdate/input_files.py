@@ -14,6 +14,7 @@ import math
 import os
 import stat
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,12 @@ def check_regular_file(path: str | os.PathLike, error: type[ModelUpdateError], p
     if kind is not None:
         raise error(f"{prefix}{path}: not a regular file ({kind}); expected a file")
     return Path(path)
+
+
+def first_difference(a: Sequence[Any], b: Sequence[Any]) -> int:
+    """The first index at which two lists of class names differ (the shorter's length where one extends the
+    other): what a message about two models' or files' classes points to."""
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
 
 def class_names_problem(names: list[str]) -> str | None:
@@ -95,18 +102,19 @@ def check_npz_sizes(path: Path, source: str) -> None:
                     read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
                     shape, _, dtype = read(member)
                 except (ValueError, SyntaxError, TypeError, EOFError) as exc:
-                    raise _fail(source, f"field '{name}' has no readable .npy header ({exc})") from None
+                    raise file_error(source, f"field '{name}' has no readable .npy header ({exc})") from None
                 if dtype.hasobject:
-                    raise _fail(source, f"field '{name}' holds pickled Python objects; modelupdate never unpickles")
+                    raise file_error(source, f"field '{name}' holds pickled Python objects; modelupdate never "
+                                             "unpickles")
                 declared, held = math.prod(shape) * dtype.itemsize, info.file_size - member.tell()
             if declared != held:
-                raise _fail(source, f"field '{name}' declares shape {tuple(shape)} of {dtype} ({declared:,} bytes) "
-                            f"but its archive member holds {held:,} bytes")
+                raise file_error(source, f"field '{name}' declares shape {tuple(shape)} of {dtype} ({declared:,} "
+                                         f"bytes) but its archive member holds {held:,} bytes")
             total += info.file_size
     if total > max(NPZ_INFLATE_FREE, NPZ_MAX_INFLATION * size):
-        raise _fail(source, f"its arrays inflate to {total:,} bytes from a {size:,}-byte archive (more than "
-                    f"{NPZ_MAX_INFLATION} times; a zip bomb?); expected an archive written by np.savez or "
-                    f"np.savez_compressed")
+        raise file_error(source, f"its arrays inflate to {total:,} bytes from a {size:,}-byte archive (more than "
+                         f"{NPZ_MAX_INFLATION} times; a zip bomb?); expected an archive written by np.savez or "
+                         f"np.savez_compressed")
 
 
 def check_tensor_dtype(source: str, name: str, dtype: str) -> None:
@@ -114,7 +122,7 @@ def check_tensor_dtype(source: str, name: str, dtype: str) -> None:
     allowed, expected = {"logits": (_FLOATS, "F16, F32 or F64"), "ids_utf8": (("U8",), "U8")}.get(
         name, (_INTEGERS, "an integer dtype"))
     if dtype not in allowed:
-        raise _fail(source, f"field '{name}' has dtype {dtype}; expected {expected}")
+        raise file_error(source, f"field '{name}' has dtype {dtype}; expected {expected}")
 
 
 def check_costs(source: str, meta: dict[str, str]) -> None:
@@ -122,17 +130,18 @@ def check_costs(source: str, meta: dict[str, str]) -> None:
     count, ``ms_per_image`` a time, neither negative nor NaN."""
     params, ms = meta.get("params"), meta.get("ms_per_image")
     if params is not None and not (params.isascii() and params.isdigit() and len(params) <= 18):
-        raise _fail(source, f"metadata 'params' is {params!r}; expected a count of parameters (0 or more)")
+        raise file_error(source, f"metadata 'params' is {params!r}; expected a count of parameters (0 or more)")
     if ms is not None:
         try:
             value = float(ms)
         except ValueError:
             value = math.nan
         if not (math.isfinite(value) and value >= 0):
-            raise _fail(source, f"metadata 'ms_per_image' is {ms!r}; expected milliseconds (0 or more)")
+            raise file_error(source, f"metadata 'ms_per_image' is {ms!r}; expected milliseconds (0 or more)")
 
 
-def _fail(source: str, what: str) -> PredictionFileError:
+def file_error(source: str, what: str) -> PredictionFileError:
+    """The error about one input file: ``source: what``, on one line."""
     return PredictionFileError(f"{source}: {what}".replace("\n", " "))
 
 
@@ -141,11 +150,11 @@ def check_npz_magic(path: Path, source: str) -> None:
     with open(path, "rb") as fh:
         magic = fh.read(6)
     if magic.startswith(b"\x93NUMPY"):
-        raise _fail(source, "is a single .npy array; expected an .npz archive of named arrays")
+        raise file_error(source, "is a single .npy array; expected an .npz archive of named arrays")
     if magic[:1] == b"\x80":
-        raise _fail(source, "is a Python pickle; modelupdate never unpickles files")
+        raise file_error(source, "is a Python pickle; modelupdate never unpickles files")
     if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        raise _fail(source, "is not an .npz (zip) archive")
+        raise file_error(source, "is not an .npz (zip) archive")
 
 
 def npz_meta(source: str, value: Any) -> dict[str, str]:
@@ -157,6 +166,6 @@ def npz_meta(source: str, value: Any) -> dict[str, str]:
     except (ValueError, RecursionError):
         meta = None
     if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
-        raise _fail(source, "field 'meta' must be one string holding a JSON object of strings (the provenance)")
+        raise file_error(source, "field 'meta' must be one string holding a JSON object of strings (the provenance)")
     check_costs(source, meta)
     return meta

@@ -24,6 +24,7 @@ import torch
 from . import losses
 from .config import TrainConfig, _JsonMixin, with_update_dropout
 from .errors import ConfigError
+from .fields import field_error, flag
 from .validation import check_field_types, guard_init
 
 if TYPE_CHECKING:
@@ -143,43 +144,81 @@ def resolve(method: str, given: Mapping[str, Any]) -> MethodParams:
 # --------------------------------------------------------------------------- what the user said
 
 
+def per_method(values: Mapping[str, Any], none: str = "none") -> str:
+    """A default that depends on the method, for --help: "0.1 for fd-lm, else 0.5"; every value named when
+    none is shared ("4 for kd, 100 for fd-kl")."""
+    def show(value: Any) -> str:
+        return none if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+    groups: dict[str, list[str]] = {}
+    for name, value in values.items():
+        groups.setdefault(show(value), []).append(name)
+    common = max(groups, key=lambda v: len(groups[v]))
+    if len(groups) == 1:
+        return common
+    if len(groups[common]) == 1:
+        return ", ".join(f"{v} for {names[0]}" for v, names in groups.items())
+    return ", ".join(f"{v} for {', '.join(names)}" for v, names in groups.items() if v != common) + f", else {common}"
+
+
+def set_by_methods(attribute: str) -> str:
+    """"ldi-train's elodi, ldi-old and fd-lm: 5": the methods whose ``attribute`` (clip_grad_norm, ema_epochs)
+    is set, and its value(s); for the help of the TrainConfig field it stands in for."""
+    set_by = {m.name: getattr(m, attribute) for m in REGISTRY.values() if getattr(m, attribute)}
+    return f"ldi-train's {', '.join(set_by)}: {per_method(set_by)}"
+
+
 LDI_WEIGHTINGS = ("uniform", "softmax")
 
 
 @dataclass
 class UpdateConfig(_JsonMixin):
-    """How the new model is held against the old model / reference (docs/method.md)."""
+    """How the new model is held against the old model / reference (docs/method.md): ldi-train's method
+    options, their help and defaults generated from the registry."""
 
-    method: str | None = None  # None: elodi with a reference, else ldi-old (see for_inputs)
-    alpha: float | None = None
-    xi: float | None = None
-    p: float = 2.0
-    topk: int | None = None  # 0: every class
-    exclude_target: bool | None = None
-    weighting: str = "uniform"  # LDI: uniform over S(i), or each class weighted by the reference's softmax
-    tau: float | None = None
-    fd_a: float = 1.0
-    fd_b: float = 5.0
+    # None: elodi with a reference, else ldi-old (see for_inputs)
+    method: str | None = field(default=None, metadata=flag(
+        "--method", "; ".join(f"{m.name}: {m.summary}" for m in REGISTRY.values()),
+        default_text="elodi with --reference, else ldi-old"))
+    alpha: float | None = field(default=None, metadata=flag(
+        "--alpha", "Weight of the method's loss: (1-a)*CE + a*loss", default_text=per_method(using("alpha"))))
+    xi: float | None = field(default=None, metadata=flag(
+        "--xi", "LDI margin: logit differences up to xi cost nothing", default_text=per_method(using("xi"))))
+    p: float = field(default=2.0, metadata=flag("--p", "LDI exponent."))
+    topk: int | None = field(default=None, metadata=flag(  # 0: every class
+        "--topk", "LDI over the union of the top-K classes of reference and student, per sample; 0: every class",
+        default_text=per_method(using("topk"), "every class")))
+    exclude_target: bool | None = field(default=None, metadata=flag(
+        "--exclude-target", "Leave the true class out of the LDI loss.", off="--all-classes"))
+    # LDI: uniform over S(i), or each class weighted by the reference's softmax
+    weighting: str = field(default="uniform", metadata=flag(
+        "--weighting", "LDI: uniform over the classes, or each class weighted by the reference's softmax "
+        "probability."))
+    tau: float | None = field(default=None, metadata=flag(
+        "--tau", "Temperature of kd and fd-kl", default_text=per_method(using("tau"))))
+    fd_a: float = field(default=1.0, metadata=flag("--fd-a", "Focal distillation: weight of every sample."))
+    fd_b: float = field(default=5.0, metadata=flag(
+        "--fd-b", "Focal distillation: extra weight where the old model is right."))
 
     def __post_init__(self) -> None:
         check_field_types(self)
         if self.method is not None:
             method_named(self.method)
         if self.alpha is not None and not 0.0 <= self.alpha <= 1.0:
-            raise ConfigError(f"--alpha: expected a value in [0, 1], got {self.alpha}")
+            raise field_error(self, "alpha", "expected a value in [0, 1]")
         if self.xi is not None and not 0 <= self.xi < math.inf:
-            raise ConfigError(f"--xi: expected a finite value >= 0, got {self.xi}")
+            raise field_error(self, "xi", "expected a finite value >= 0")
         if not 0 < self.p < math.inf:
-            raise ConfigError(f"--p: expected a finite value > 0, got {self.p}")
+            raise field_error(self, "p", "expected a finite value > 0")
         if self.tau is not None and not 0 < self.tau < math.inf:
-            raise ConfigError(f"--tau: expected a finite temperature > 0, got {self.tau}")
-        for option, value in (("--fd-a", self.fd_a), ("--fd-b", self.fd_b)):
-            if not 0 <= value < math.inf:
-                raise ConfigError(f"{option}: expected a finite value >= 0, got {value}")
+            raise field_error(self, "tau", "expected a finite temperature > 0")
+        for name in ("fd_a", "fd_b"):
+            if not 0 <= getattr(self, name) < math.inf:
+                raise field_error(self, name, "expected a finite value >= 0")
         if self.topk is not None and self.topk < 0:
-            raise ConfigError(f"--topk: expected an integer >= 0 (0: every class), got {self.topk}")
+            raise field_error(self, "topk", "expected an integer >= 0 (0: every class)")
         if self.weighting not in LDI_WEIGHTINGS:
-            raise ConfigError(f"--weighting: expected one of {', '.join(LDI_WEIGHTINGS)}, got {self.weighting!r}")
+            raise field_error(self, "weighting", f"expected one of {', '.join(LDI_WEIGHTINGS)}")
 
     def for_inputs(self, *, has_reference: bool, has_old: bool) -> UpdateConfig:
         """The method named, or the default for the inputs given: LDI towards the ensemble when there

@@ -272,24 +272,27 @@ def mcnemar_exact_p(b: int, c: int) -> float:
 
 @dataclass(frozen=True)
 class PairedTest:
-    """Exact paired test of two indicator vectors (e.g. two candidates' negative flips).
+    """Exact paired test of two indicator vectors, e.g. do candidates ``a`` and ``b`` differ in negative flips
+    on the same samples?
 
-    ``only_a``: samples where only ``a`` is set; ``only_b`` likewise.
+    ``a_only``: samples where only ``a`` is set (only candidate ``a`` flips); ``b_only`` likewise.
     """
 
-    only_a: int
-    only_b: int
+    a_only: int
+    b_only: int
     p_value: float
+    a: str = "a"  # what the indicators belong to, for a report
+    b: str = "b"
 
 
-def paired_exact_test(a: np.ndarray, b: np.ndarray) -> PairedTest:
-    """McNemar's exact test on bool ``[N]`` indicators ``a`` and ``b`` of the same samples."""
+def paired_exact_test(a: np.ndarray, b: np.ndarray, names: tuple[str, str] = ("a", "b")) -> PairedTest:
+    """McNemar's exact test on bool ``[N]`` indicators ``a`` and ``b`` of the same samples (``names``: theirs)."""
     a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
     if a.shape != b.shape:
         raise ValueError(f"indicator shapes differ: {a.shape} vs {b.shape}")
     only_a = int(np.count_nonzero(a & ~b))
     only_b = int(np.count_nonzero(~a & b))
-    return PairedTest(only_a, only_b, mcnemar_exact_p(only_a, only_b))
+    return PairedTest(only_a, only_b, mcnemar_exact_p(only_a, only_b), *names)
 
 
 def error_rate_increase(counts: FlipCounts) -> tuple[float | None, tuple[float, float] | None]:

@@ -18,15 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, PredictionFileError
-from .input_files import check_regular_file, class_names_problem
+from .errors import ConfigError
+from .input_files import check_regular_file, class_names_problem, file_error
 
 #: class names shown in a message about an unknown one
 _SHOWN_CLASSES = 8
-
-
-def _fail(source: str, what: str) -> PredictionFileError:
-    return PredictionFileError(f"{source}: {what}".replace("\n", " "))
 
 
 def _find_columns(source: str, header: list[str], columns: tuple[str, ...]) -> list[int]:
@@ -35,13 +31,13 @@ def _find_columns(source: str, header: list[str], columns: tuple[str, ...]) -> l
     missing = [c for c in columns if c.strip().lower() not in lowered]
     if missing:
         shown = ", ".join(repr(h.strip()) for h in header if h.strip()) or "none"
-        raise _fail(source, f"lacks column(s) {', '.join(missing)} (its columns: {shown}); "
-                    "name the columns with --id-column, --label-column, --pred-column")
+        raise file_error(source, f"lacks column(s) {', '.join(missing)} (its columns: {shown}); "
+                         "name the columns with --id-column, --label-column, --pred-column")
     found = []
     for c in columns:
         at = [i for i, h in enumerate(lowered) if h == c.strip().lower()]
         if len(at) > 1:
-            raise _fail(source, f"has column {c!r} {len(at)} times; expected it once")
+            raise file_error(source, f"has column {c!r} {len(at)} times; expected it once")
         found.append(at[0])
     return found
 
@@ -61,7 +57,7 @@ def csv_ids(source: str, values: list[str], rows: Sequence[int]) -> np.ndarray:
         return ints
     for value, row in zip(values, rows, strict=True):
         if not value:
-            raise _fail(source, f"row {row}: the id is empty; expected a sample id")
+            raise file_error(source, f"row {row}: the id is empty; expected a sample id")
     return np.array(values, dtype=str)
 
 
@@ -76,22 +72,22 @@ def csv_labels(source: str, column: str, values: list[str], rows: Sequence[int],
     if ints is not None:
         clash = [name for k, name in enumerate(classes or []) if _as_ints([name]) is not None and int(name) != k]
         if clash:  # "1" could be index 1 or the class named "1": refuse to guess
-            raise _fail(source, f"column '{column}' holds integers, and the class list names classes by integers "
-                        f"that are not their positions ({', '.join(clash[:3])}); write labels as indices "
-                        f"0..{len(classes or ()) - 1} with a class list of words, or drop the class list")
+            raise file_error(source, f"column '{column}' holds integers, and the class list names classes by integers "
+                             f"that are not their positions ({', '.join(clash[:3])}); write labels as indices "
+                             f"0..{len(classes or ()) - 1} with a class list of words, or drop the class list")
         return ints
     if classes is None:
         row, value = next((r, v) for r, v in zip(rows, values, strict=True) if _as_ints([v]) is None)
-        raise _fail(source, f"row {row}: column '{column}' holds {value!r}, not a class index; class "
-                    "names need the class list (--classes, or a checkpoint as the other input)")
+        raise file_error(source, f"row {row}: column '{column}' holds {value!r}, not a class index; class "
+                         "names need the class list (--classes, or a checkpoint as the other input)")
     index = {name: k for k, name in enumerate(classes)}
     labels = np.empty(len(values), dtype=np.int64)
     for i, value in enumerate(values):
         k = index.get(value)
         if k is None:
             shown = ", ".join(list(classes)[:_SHOWN_CLASSES]) + (", ..." if len(classes) > _SHOWN_CLASSES else "")
-            raise _fail(source, f"row {rows[i]}: column '{column}' holds {value!r}, which is not a class "
-                        f"name (classes: {shown})")
+            raise file_error(source, f"row {rows[i]}: column '{column}' holds {value!r}, which is not a class "
+                             f"name (classes: {shown})")
         labels[i] = k
     return labels
 
@@ -117,18 +113,18 @@ def read_csv_columns(path: Path, columns: tuple[str, ...], classes: Sequence[str
                 if not any(f.strip() for f in fields):
                     continue  # blank line (a trailing newline, an editor's empty last row)
                 if len(fields) < width:
-                    raise _fail(source, f"row {reader.line_num}: has {len(fields)} field(s); the header "
-                                f"has {len(header)}")
+                    raise file_error(source, f"row {reader.line_num}: has {len(fields)} field(s); the header "
+                                     f"has {len(header)}")
                 ids.append(fields[where[0]].strip())
                 targets.append(fields[where[1]].strip())
                 preds.append(fields[where[2]].strip())
                 rows.append(reader.line_num)
     except UnicodeDecodeError:
-        raise _fail(source, "is not a UTF-8 text file") from None
+        raise file_error(source, "is not a UTF-8 text file") from None
     except csv.Error as exc:
-        raise _fail(source, f"is not a readable CSV file ({exc})") from None
+        raise file_error(source, f"is not a readable CSV file ({exc})") from None
     if not ids:
-        raise _fail(source, "contains no samples (only a header)")
+        raise file_error(source, "contains no samples (only a header)")
     return (csv_ids(source, ids, rows), csv_labels(source, columns[1], targets, rows, classes),
             csv_labels(source, columns[2], preds, rows, classes))
 

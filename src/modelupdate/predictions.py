@@ -46,6 +46,7 @@ from modelupdate.atomic import atomic_write_bytes
 from modelupdate.config import CSV_COLUMNS
 from modelupdate.errors import MismatchError, PredictionFileError
 from modelupdate.formats import PREDICTIONS_FORMAT, file_kind
+from modelupdate.input_files import file_error, first_difference
 from modelupdate.prediction_csv import read_csv_columns
 
 SUFFIXES = (".npz", ".csv", ".safetensors")
@@ -100,10 +101,6 @@ class Predictions:
 # --------------------------------------------------------------------------- validation
 
 
-def _fail(source: str, what: str) -> PredictionFileError:
-    return PredictionFileError(f"{source}: {what}".replace("\n", " "))
-
-
 def show_id(value) -> str:
     """One sample id as a message shows it: an integer as digits, a string quoted."""
     return repr(str(value)) if isinstance(value, str) else str(int(value))
@@ -121,40 +118,40 @@ def _ids(source: str, array: np.ndarray) -> np.ndarray:
         try:
             array = np.char.decode(array, "utf-8")
         except UnicodeDecodeError:
-            raise _fail(source, "field 'ids' holds bytes that are not UTF-8") from None
+            raise file_error(source, "field 'ids' holds bytes that are not UTF-8") from None
     elif array.dtype.kind == "O" and all(isinstance(v, str) for v in array.reshape(-1).tolist()):
         array = array.astype(str)  # strings built in memory (never read from a file: no pickle)
     if array.dtype.kind != "U":
         return _int_vector(source, "ids", array, "integers or strings")
     if array.ndim != 1:
-        raise _fail(source, f"field 'ids' has shape {array.shape}; expected [N]")
+        raise file_error(source, f"field 'ids' has shape {array.shape}; expected [N]")
     values = array.tolist()
     for i, value in enumerate(values):
         if not value or "\0" in value:
-            raise _fail(source, f"field 'ids' has an {'empty id' if not value else 'id with a NUL'} "
-                        f"at position {i}; expected non-empty names")
+            raise file_error(source, f"field 'ids' has an {'empty id' if not value else 'id with a NUL'} "
+                             f"at position {i}; expected non-empty names")
     return array
 
 
 def _int_vector(source: str, name: str, array: np.ndarray, expected: str = "integers") -> np.ndarray:
     array = np.asarray(array)
     if array.dtype.kind not in "iu":
-        raise _fail(source, f"field '{name}' has dtype {array.dtype}; expected {expected}")
+        raise file_error(source, f"field '{name}' has dtype {array.dtype}; expected {expected}")
     if array.ndim != 1:
-        raise _fail(source, f"field '{name}' has shape {array.shape}; expected [N]")
+        raise file_error(source, f"field '{name}' has shape {array.shape}; expected [N]")
     if array.dtype == np.uint64 and array.size and array.max() > np.iinfo(np.int64).max:
-        raise _fail(source, f"field '{name}' has values above the int64 range")
+        raise file_error(source, f"field '{name}' has values above the int64 range")
     return array.astype(np.int64, copy=False)
 
 
 def _logits(source: str, array: np.ndarray) -> np.ndarray:
     array = np.asarray(array)
     if array.dtype.kind != "f":
-        raise _fail(source, f"field 'logits' has dtype {array.dtype}; expected floats")
+        raise file_error(source, f"field 'logits' has dtype {array.dtype}; expected floats")
     if array.ndim != 2:
-        raise _fail(source, f"field 'logits' has shape {array.shape}; expected [N, C]")
+        raise file_error(source, f"field 'logits' has shape {array.shape}; expected [N, C]")
     if array.shape[1] < 2:
-        raise _fail(source, f"field 'logits' has {array.shape[1]} class(es); expected at least 2")
+        raise file_error(source, f"field 'logits' has {array.shape[1]} class(es); expected at least 2")
     # float64 -> float32 copies; values beyond float32 become Inf and are caught below
     with np.errstate(over="ignore"):
         array = np.ascontiguousarray(array, dtype=np.float32)
@@ -162,7 +159,7 @@ def _logits(source: str, array: np.ndarray) -> np.ndarray:
         finite = np.isfinite(array[start:start + _CHUNK_ROWS]).all(axis=1)
         if not finite.all():
             row = start + int(np.flatnonzero(~finite)[0])
-            raise _fail(source, f"field 'logits' contains NaN or Inf (first in row {row})")
+            raise file_error(source, f"field 'logits' contains NaN or Inf (first in row {row})")
     return array
 
 
@@ -171,9 +168,9 @@ def _check_range(source: str, name: str, labels: np.ndarray, num_classes: int | 
         return
     low, high = int(labels.min()), int(labels.max())
     if low < 0:
-        raise _fail(source, f"field '{name}' has negative class {low}; expected [0, C)")
+        raise file_error(source, f"field '{name}' has negative class {low}; expected [0, C)")
     if num_classes is not None and high >= num_classes:
-        raise _fail(source, f"field '{name}' has class {high}, outside [0, {num_classes})")
+        raise file_error(source, f"field '{name}' has class {high}, outside [0, {num_classes})")
 
 
 def _build(
@@ -189,41 +186,41 @@ def _build(
 ) -> Predictions:
     """Check everything that can be wrong with one prediction set, cheapest first."""
     if ids is None:
-        raise _fail(source, "missing field 'ids'")
+        raise file_error(source, "missing field 'ids'")
     if targets is None:
-        raise _fail(source, "missing field 'targets'")
+        raise file_error(source, "missing field 'targets'")
     if logits is None and preds is None:
-        raise _fail(source, "missing field 'logits' or 'preds' (one of them is needed)")
+        raise file_error(source, "missing field 'logits' or 'preds' (one of them is needed)")
     ids = _ids(source, ids)
     targets = _int_vector(source, "targets", targets)
     if preds is not None:
         preds = _int_vector(source, "preds", preds)
     if ids.size == 0:
-        raise _fail(source, "contains no samples (field 'ids' is empty)")
+        raise file_error(source, "contains no samples (field 'ids' is empty)")
     n = ids.shape[0]
     for name, array in (("targets", targets), ("preds", preds)):
         if array is not None and array.shape[0] != n:
-            raise _fail(source, f"field '{name}' has {array.shape[0]} entries; 'ids' has {n}")
+            raise file_error(source, f"field '{name}' has {array.shape[0]} entries; 'ids' has {n}")
 
     if logits is not None:
         logits = _logits(source, logits)
         if logits.shape[0] != n:
-            raise _fail(source, f"field 'logits' has {logits.shape[0]} rows; 'ids' has {n}")
+            raise file_error(source, f"field 'logits' has {logits.shape[0]} rows; 'ids' has {n}")
         width = logits.shape[1]
         if num_classes is not None and num_classes != width:
-            raise _fail(source, f"field 'num_classes' says {num_classes} but 'logits' has "
-                        f"{width} columns")
+            raise file_error(source, f"field 'num_classes' says {num_classes} but 'logits' has "
+                             f"{width} columns")
         num_classes = width
     if num_classes is not None and num_classes < 1:
-        raise _fail(source, f"field 'num_classes' is {num_classes}; expected >= 1")
+        raise file_error(source, f"field 'num_classes' is {num_classes}; expected >= 1")
     if classes is not None:
         classes = [str(c) for c in classes]
         input_files.check_class_names(classes, PredictionFileError, f"{source}: field 'classes'")
         if num_classes is None:
             num_classes = len(classes)
         if len(classes) != num_classes:
-            raise _fail(source, f"field 'classes' has {len(classes)} names for "
-                        f"{num_classes} classes")
+            raise file_error(source, f"field 'classes' has {len(classes)} names for "
+                             f"{num_classes} classes")
 
     _check_range(source, "targets", targets, num_classes)
     if preds is not None:
@@ -237,8 +234,8 @@ def _build(
             rows = np.arange(n)
             wrong = np.flatnonzero(logits[rows, preds] < logits[rows, argmax])
             if wrong.size:
-                raise _fail(source, f"field 'preds' disagrees with argmax of 'logits' for "
-                            f"{wrong.size} samples (e.g. id {show_id(ids[wrong[0]].item())})")
+                raise file_error(source, f"field 'preds' disagrees with argmax of 'logits' for "
+                                 f"{wrong.size} samples (e.g. id {show_id(ids[wrong[0]].item())})")
 
     # ids already strictly increasing (the usual dataset order) need no sort to be unique
     increasing = bool(np.all(ids[1:] > ids[:-1]))
@@ -246,8 +243,8 @@ def _build(
     repeated = sorted_ids[1:][sorted_ids[1:] == sorted_ids[:-1]]
     if repeated.size:
         unique = np.unique(repeated)
-        raise _fail(source, f"field 'ids' has {unique.size} duplicated ids "
-                    f"(e.g. {_examples(unique)}); ids must be unique")
+        raise file_error(source, f"field 'ids' has {unique.size} duplicated ids "
+                         f"(e.g. {_examples(unique)}); ids must be unique")
     assert preds is not None
     return Predictions(ids=ids, targets=targets, preds=preds, logits=logits,
                        num_classes=num_classes, classes=classes, source=source, meta=dict(meta))
@@ -268,15 +265,15 @@ def read_predictions(path: str | os.PathLike, *, columns: Sequence[str] = CSV_CO
     source = str(path)
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
-        raise _fail(source, f"unknown extension '{path.suffix}'; expected one of "
-                    f"{', '.join(SUFFIXES)}")
+        raise file_error(source, f"unknown extension '{path.suffix}'; expected one of "
+                         f"{', '.join(SUFFIXES)}")
     input_files.check_regular_file(path, PredictionFileError)
     if not path.is_file():
         if path.is_symlink() and not path.exists():
-            raise _fail(source, "is a symbolic link to nothing readable (broken, or a loop)")
-        raise _fail(source, "no such file")
+            raise file_error(source, "is a symbolic link to nothing readable (broken, or a loop)")
+        raise file_error(source, "no such file")
     if path.stat().st_size == 0:
-        raise _fail(source, "file is empty")
+        raise file_error(source, "file is empty")
     if suffix == ".csv":
         ids, targets, preds = read_csv_columns(path, tuple(columns), classes)
         predictions = _build(source, ids=ids, targets=targets, preds=preds, logits=None, num_classes=None,
@@ -294,8 +291,7 @@ def _with_classes(p: Predictions, classes: Sequence[str] | None) -> Predictions:
     if p.classes == classes:
         return p
     if p.classes is not None:
-        first = next((i for i, (a, b) in enumerate(zip(p.classes, classes, strict=False)) if a != b),
-                     min(len(p.classes), len(classes)))
+        first = first_difference(p.classes, classes)
         ours = p.classes[first] if first < len(p.classes) else None
         theirs = classes[first] if first < len(classes) else None
         raise MismatchError(f"{p.source}: its class names differ from the classes it is read with at index "
@@ -316,26 +312,26 @@ def _read_npz(path: Path, source: str) -> Predictions:
                         arrays[name] = npz[name]
                     except ValueError as exc:
                         if "pickle" in str(exc) or "Object arrays" in str(exc):
-                            raise _fail(source, f"field '{name}' holds pickled Python objects; "
-                                        "modelupdate never unpickles") from None
+                            raise file_error(source, f"field '{name}' holds pickled Python objects; "
+                                             "modelupdate never unpickles") from None
                         raise
     except PredictionFileError:
         raise
     except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError,
             NotImplementedError, RuntimeError) as exc:  # what a damaged zip can raise
-        raise _fail(source, f"cannot read .npz archive ({type(exc).__name__}: {exc})") from None
+        raise file_error(source, f"cannot read .npz archive ({type(exc).__name__}: {exc})") from None
     num_classes = None
     if "num_classes" in arrays:
         value = arrays["num_classes"]
         if value.dtype.kind not in "iu" or value.size != 1:
-            raise _fail(source, "field 'num_classes' must be one integer")
+            raise file_error(source, "field 'num_classes' must be one integer")
         num_classes = int(value.reshape(()))
     classes = None
     if "classes" in arrays:
         value = arrays["classes"]
         if value.dtype.kind != "U" or value.ndim != 1:
-            raise _fail(source, f"field 'classes' has dtype {value.dtype} and shape "
-                        f"{value.shape}; expected a 1-D string array")
+            raise file_error(source, f"field 'classes' has dtype {value.dtype} and shape "
+                             f"{value.shape}; expected a 1-D string array")
         classes = [str(c) for c in value]
     meta = input_files.npz_meta(source, arrays.get("meta"))
     return _build(source, ids=arrays.get("ids"), targets=arrays.get("targets"),
@@ -353,9 +349,9 @@ def _read_safetensors(path: Path, source: str) -> Predictions:
         with safe_open(str(path), framework="np") as fh:
             metadata = fh.metadata() or {}
             if metadata.get("format") != PREDICTIONS_FORMAT:
-                raise _fail(source, f"metadata 'format' is {metadata.get('format')!r}; "
-                            f"expected {PREDICTIONS_FORMAT!r} (a model checkpoint is not "
-                            "a prediction file)")
+                raise file_error(source, f"metadata 'format' is {metadata.get('format')!r}; "
+                                 f"expected {PREDICTIONS_FORMAT!r} (a model checkpoint is not "
+                                 "a prediction file)")
             names = [name for name in fh.keys() if name in ("ids", "ids_utf8", "targets", "logits", "preds")]
             for name in names:
                 input_files.check_tensor_dtype(source, name, fh.get_slice(name).get_dtype())
@@ -363,28 +359,28 @@ def _read_safetensors(path: Path, source: str) -> Predictions:
     except PredictionFileError:
         raise
     except (SafetensorError, OSError, ValueError) as exc:
-        raise _fail(source, f"cannot read safetensors file ({exc})") from None
+        raise file_error(source, f"cannot read safetensors file ({exc})") from None
     num_classes = None
     if "num_classes" in metadata:
         try:
             num_classes = int(metadata["num_classes"])
         except ValueError:
-            raise _fail(source, f"metadata 'num_classes' is {metadata['num_classes']!r}; "
-                        "expected an integer") from None
+            raise file_error(source, f"metadata 'num_classes' is {metadata['num_classes']!r}; "
+                             "expected an integer") from None
     classes = None
     if metadata.get("classes"):
         try:
             classes = json.loads(metadata["classes"])
         except json.JSONDecodeError:
-            raise _fail(source, "metadata 'classes' is not valid JSON") from None
+            raise file_error(source, "metadata 'classes' is not valid JSON") from None
         if classes is not None and (not isinstance(classes, list)
                                     or not all(isinstance(c, str) for c in classes)):
-            raise _fail(source, "metadata 'classes' must be a JSON list of strings")
+            raise file_error(source, "metadata 'classes' must be a JSON list of strings")
     meta = {k: v for k, v in metadata.items() if k not in ("format", "num_classes", "classes")}
     input_files.check_costs(source, meta)
     if "ids_utf8" in arrays:
         if "ids" in arrays:
-            raise _fail(source, "has both 'ids' and 'ids_utf8'; expected one of them")
+            raise file_error(source, "has both 'ids' and 'ids_utf8'; expected one of them")
         arrays["ids"] = _decode_string_ids(source, arrays.pop("ids_utf8"))
     return _build(source, ids=arrays.get("ids"), targets=arrays.get("targets"),
                   logits=arrays.get("logits"), preds=arrays.get("preds"),
@@ -394,12 +390,12 @@ def _read_safetensors(path: Path, source: str) -> Predictions:
 def _decode_string_ids(source: str, data: np.ndarray) -> np.ndarray:
     """``ids_utf8`` (uint8 [B]: UTF-8 of the ids joined by NUL) -> unicode [N]."""
     if data.dtype != np.uint8 or data.ndim != 1:
-        raise _fail(source, f"field 'ids_utf8' has dtype {data.dtype} and shape {data.shape}; "
-                    "expected uint8 [bytes]")
+        raise file_error(source, f"field 'ids_utf8' has dtype {data.dtype} and shape {data.shape}; "
+                         "expected uint8 [bytes]")
     try:
         text = data.tobytes().decode("utf-8")
     except UnicodeDecodeError:
-        raise _fail(source, "field 'ids_utf8' is not UTF-8") from None
+        raise file_error(source, "field 'ids_utf8' is not UTF-8") from None
     return np.array(text.split("\0"), dtype=str)
 
 
@@ -523,10 +519,7 @@ def align(old: Predictions, new: Predictions) -> tuple[Predictions, Predictions]
         num_classes = int(max(old.preds.max(), new.preds.max(), old.targets.max())) + 1
 
     if old.classes is not None and new.classes is not None and old.classes != new.classes:
-        pairs = zip(old.classes, new.classes, strict=False)
-        first = next((i for i, (a, b) in enumerate(pairs) if a != b),
-                     min(len(old.classes), len(new.classes)))
-        raise MismatchError(f"class names differ ({names}) at index {first}")
+        raise MismatchError(f"class names differ ({names}) at index {first_difference(old.classes, new.classes)}")
     classes = old.classes if old.classes is not None else new.classes
     if classes is not None and len(classes) != num_classes:
         raise MismatchError(f"{len(classes)} class names for {num_classes} classes ({names})")

@@ -15,7 +15,8 @@ from typing import Any
 
 from .config import AUGMENT_KEYS, DataConfig, TrainConfig
 from .errors import ConfigError
-from .validation import option_for
+from .fields import option_name
+from .methods import UpdateConfig
 
 # TrainConfig fields that change the trained weights (device, compile, eval batch and the like do not)
 TRAIN_KEYS = ("arch", "arch_args", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay",
@@ -25,6 +26,21 @@ TRAIN_KEYS = ("arch", "arch_args", "epochs", "batch_size", "lr", "optimizer", "m
 DATA_KEYS = ("name", "val_fraction", "train_subset", "split_seed", "augment", "image_size", "synthetic_classes",
              "synthetic_size", "synthetic_channels", "synthetic_train", "synthetic_test", *AUGMENT_KEYS,
              "mean", "std", "crop_pct", "resize", "interpolation")
+
+# recipe keys that are no config field with a flag: the option that sets them
+KEY_OPTIONS = {"fingerprint": "--data (the files it holds)", "reference_sha256": "--reference",
+               "parent_sha256": "--old", "parent_predictions_sha256": "--old", "reference_cache": "--reference-cache",
+               "lr_cycles": "--snapshots", **{f"synthetic_{k}": "--data synthetic"
+                                              for k in ("classes", "size", "channels", "train", "test")}}
+
+
+def option_for(key: str) -> str:
+    """The option a recipe key comes from: its field's flag (``fields.py``), else ``KEY_OPTIONS``."""
+    if key in KEY_OPTIONS:
+        return KEY_OPTIONS[key]
+    cls = next((c for c in (TrainConfig, DataConfig, UpdateConfig) if key in c.__dataclass_fields__), None)
+    return option_name(cls, key) if cls is not None else key
+
 
 def train_recipe(train: dict[str, Any]) -> dict[str, Any]:
     """The weight-changing fields of a TrainConfig's dict; a field the dict predates counts as its default."""

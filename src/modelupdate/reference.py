@@ -33,8 +33,8 @@ CPU_LOOP_REASON = "on the CPU the loop is faster than the batched (vmapped) forw
 def batched_pays_off(device: torch.device) -> bool:
     """Whether ``auto`` tries the batched forward for inputs on ``device``.
 
-    On the CPU the vmapped forward measured 1.6-3.8x slower than the loop (see
-    ``EnsembleReference``); an accelerator gains from M times fewer kernel launches.
+    On the CPU the vmapped forward measured slower than the loop (docs/performance.md, "The reference");
+    an accelerator gains from M times fewer kernel launches.
     """
     return device.type != "cpu"
 

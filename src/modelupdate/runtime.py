@@ -15,9 +15,15 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .checkpoint import unwrap
 from .config import TrainConfig
 from .errors import ConfigError
+from .launch import launch
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module under the wrappers the runtime adds: DDP, torch.compile."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
 
 
 @dataclass
@@ -72,9 +78,8 @@ def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
 
 def setup_runtime(cfg: TrainConfig) -> Runtime:
     """Pick the device, join the torchrun process group if there is one, set determinism and AMP."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    started = launch()
+    world, rank, local_rank = started.world, started.rank, started.local_rank
     device = select_device(cfg.device, local_rank)
     if cfg.sync_bn and world > 1 and device.type != "cuda":  # said here, before a members folder or cache exists
         raise ConfigError(f"--sync-bn: SyncBatchNorm needs CUDA devices, not {device.type}; leave it out (each "

@@ -12,9 +12,10 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from .atomic import atomic_write_bytes
-from .checkpoint import read_safetensors, state_dict_error, unwrap
+from .checkpoint import read_safetensors, state_dict_error
 from .errors import CheckpointError
 from .formats import read_header
+from .runtime import unwrap
 
 TRAIN_STATE_FORMAT = "modelupdate-train-state/1"
 

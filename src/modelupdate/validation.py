@@ -1,4 +1,5 @@
-"""Type checks of the library's inputs: the config dataclasses' fields and the API's list arguments.
+"""Type checks of the library's inputs: the config dataclasses' fields and the API's list arguments; and
+the option values typed in formats of their own (--arch-args JSON, --train-subset, --rand-augment, ...).
 
 The CLI's values are right by construction; a Python caller's are checked here, so that a wrong type is a
 ConfigError naming the field (docs/api.md, "Arguments") rather than a TypeError deep in torch.
@@ -9,23 +10,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import json
+import math
 import numbers
 from typing import Any, overload
 
 from .errors import ConfigError
-
-# the command-line option a config field (or a recipe key) comes from, where it is not --field-with-dashes
-OPTIONS = {"name": "--data", "fingerprint": "--data (the files it holds)", "augment": "--no-augment",
-           "exclude_target": "--exclude-target/--all-classes", "reference_sha256": "--reference",
-           "parent_sha256": "--old", "parent_predictions_sha256": "--old", "method": "--method",
-           "synthetic_classes": "--data synthetic", "synthetic_size": "--data synthetic",
-           "synthetic_channels": "--data synthetic", "synthetic_train": "--data synthetic",
-           "synthetic_test": "--data synthetic", "lr_cycles": "--snapshots"}
-
-
-def option_for(key: str) -> str:
-    """The command-line option a config field or recipe key comes from."""
-    return OPTIONS.get(key, "--" + key.replace("_", "-"))
+from .fields import option_name
 
 
 @overload
@@ -110,8 +101,9 @@ def check_field_types(obj: Any) -> None:
         try:
             checked = convert(value)
         except OverflowError:  # the one check a typed command-line value can fail: name its option too
-            raise ConfigError(f"{option_for(f.name)} ({cls}.{f.name}): expected {noun} that fits in 64 bits, got "
-                              f"{_shown(value)}") from None
+            where = option_name(type(obj), f.name)
+            raise ConfigError(f"{where + ' ' if where.startswith('--') else ''}({cls}.{f.name}): expected {noun} that "
+                              f"fits in 64 bits, got {_shown(value)}") from None
         except (TypeError, ValueError):
             raise ConfigError(f"{cls}.{f.name}: expected {noun}, got {_shown(value)}") from None
         if checked is not value:
@@ -176,3 +168,53 @@ def guard_init(cls):
 
     cls.__init__ = __init__
     return cls
+
+
+# --------------------------------------------------------------------------- option values in their own formats
+
+
+def parse_arch_args(text: str) -> dict[str, Any]:
+    """``--arch-args`` as typed: a JSON object (its values are checked against the factory when it is built)."""
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        value = None
+    if not isinstance(value, dict):
+        raise ConfigError(f"--arch-args: expected a JSON object such as '{{\"width\": 32}}', got {text!r}")
+    return value
+
+
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")  # of the evaluation resize (data/transforms.py)
+
+
+def check_crop_pct(option: str, crop_pct: float) -> None:
+    if not (isinstance(crop_pct, int | float) and not isinstance(crop_pct, bool) and 0.0 < crop_pct <= 1.0):
+        raise ConfigError(f"{option}: expected a share of the resized image in (0, 1], got {crop_pct!r}")
+
+
+def check_interpolation(option: str, interpolation: str) -> None:
+    if interpolation not in INTERPOLATIONS:
+        raise ConfigError(f"{option}: expected one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
+
+
+def check_subset_spec(spec: str) -> None:
+    """``--train-subset``: a fraction in (0, 1] or a count >= 1, checked before any data is read (whether
+    the count fits the training split is the loader's to check)."""
+    try:
+        value = float(spec)
+    except ValueError:
+        value = math.nan
+    fraction = 0 < value <= 1 and ("." in spec or value < 1)
+    if not (math.isfinite(value) and (fraction or (value >= 1 and value == int(value)))):
+        raise ConfigError(f"--train-subset: expected a fraction in (0, 1] or a count, got {spec!r}")
+
+
+def parse_rand_augment(text: str) -> tuple[int, int]:
+    """``--rand-augment N,M``: N operations per image at magnitude M (torchvision's RandAugment, M in 0..30)."""
+    try:
+        n, m = (int(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--rand-augment: expected N,M (operations per image, magnitude), got {text!r}") from None
+    if not (1 <= n <= 10 and 0 <= m <= 30):
+        raise ConfigError(f"--rand-augment: expected N in 1..10 and M in 0..30, got {text!r}")
+    return n, m

@@ -17,6 +17,7 @@ from .. import __version__
 from . import analyze, model_import, train
 from .console import out_console
 from .errors import exit_code_of
+from .groups import GroupedCommand
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Replace a deployed classifier with a better one without regressions (ELODI).")
@@ -48,8 +49,6 @@ def main_callback(
         os.environ[ARCH_MODULES_ENV] = ",".join([m for m in current.split(",") if m] + list(allow_arch_module))
 
 
-
-
 def show_warnings_as_lines() -> None:
     """The library's warnings (errors.ModelUpdateWarning) as one line on stderr each, when they are raised."""
     import warnings
@@ -69,32 +68,12 @@ def show_warnings_as_lines() -> None:
     warnings.simplefilter("always", ModelUpdateWarning)
 
 
-def _readable_list_types() -> None:
-    """typer labels a repeatable parameter ``<list[Path]>`` in --help; show ``<path>...`` instead."""
-    import re
-
-    from typer.core import _TyperParameter
-
-    plain = _TyperParameter.display_type
-    if getattr(plain, "readable", False):
-        return
-
-    def display_type(self, ctx) -> str:
-        label = plain(self, ctx)
-        match = re.fullmatch(r"<list\[(\w+)\]>", label)
-        return f"<{match.group(1).lower()}>..." if match else label
-
-    display_type.readable = True  # type: ignore[attr-defined]  # read by Typer's help
-    _TyperParameter.display_type = display_type  # type: ignore[method-assign]  # metavars as <type>
-
-
-_readable_list_types()
 app.callback()(main_callback)
 for name, command in (("models", analyze.models_cmd), ("info", analyze.info_cmd), ("train", train.train_cmd),
                       ("ensemble-train", train.ensemble_train_cmd), ("ldi-train", train.ldi_train_cmd),
                       ("predict", analyze.predict_cmd), ("flip-report", analyze.flip_report_cmd),
                       ("compare", analyze.compare_cmd), ("import", model_import.import_cmd)):
-    app.command(name)(command)
+    app.command(name, cls=GroupedCommand)(command)
 
 
 def main() -> None:

@@ -16,31 +16,21 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ..config import GateSpec
 from .console import err_console, out_console, print_written, progress
 from .errors import run
+from .groups import with_options
 from .options import (
+    EVALUATION,
+    GATE_OPTIONS,
+    PREDICTION_FILES,
     Data,
-    Evaluation,
-    GateOn,
     HtmlPath,
     JsonOut,
     JsonPath,
     MarkdownPath,
-    MaxClassNfr,
-    MaxEr,
-    MaxErIncrease,
-    MaxNfi,
-    MaxNfr,
-    MaxRelNfr,
-    MinBtc,
     OldInput,
     OptionalData,
     PrCommentPath,
-    PredictionFiles,
-    evaluation_command,
-    prediction_file_command,
-    shared_options,
 )
 
 
@@ -111,19 +101,19 @@ def _maybe_json(value: str) -> Any:
         return value
 
 
-@evaluation_command
+@with_options(EVALUATION)
 def predict_cmd(
+    ctx: typer.Context,
     checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A model or ensemble "
                                                "checkpoint (.safetensors).")],
     data: Data,
     out: Annotated[Path, typer.Option("--out", help="Prediction file to write: .npz or "
                                       ".safetensors (logits, preds, targets, ids).")],
-    evaluation: Evaluation = None,  # type: ignore[assignment]  # the shared options, in this place
 ) -> None:
     """Run a checkpoint on a dataset split and write its predictions (for flip-report / compare)."""
     from ..workflows.predict import predict
 
-    options = run(lambda: evaluation.config(data))
+    options = run(lambda: EVALUATION.of(ctx).config(data))
     assert options.data is not None
     with progress(f"predict {checkpoint.name}") as on_batch:
         result = run(lambda: predict(checkpoint, options.data, out, split=options.split,
@@ -143,35 +133,15 @@ def predict_cmd(
     out_console.print(table)
 
 
-
-def _gate_options(
-    max_nfr: MaxNfr = None, max_rel_nfr: MaxRelNfr = None, max_er: MaxEr = None,
-    max_er_increase: MaxErIncrease = None, min_btc: MinBtc = None, max_class_nfr: MaxClassNfr = None,
-    max_nfi: MaxNfi = None, gate_on: GateOn = GateSpec.gate_on,
-) -> GateSpec:
-    """The gate options flip-report and compare share, one per entry of ``gates.GATES`` (flag and help come
-    from there; a test holds this list to the table), parsed by ``gates.gate_spec``: a bad threshold is one
-    line naming the option, exit 2."""
-    from ..gates import gate_spec
-
-    return gate_spec(gate_on, max_nfr=max_nfr, max_rel_nfr=max_rel_nfr, max_er=max_er,
-                     max_er_increase=max_er_increase, min_btc=min_btc, max_class_nfr=max_class_nfr, max_nfi=max_nfi)
-
-
-# a gated command receives its gate options as ``gates: GateSpec``, listed where that parameter stands
-gate_command = shared_options(_gate_options, "gates", in_place=True)
-
-
-@evaluation_command
-@prediction_file_command
-@gate_command
+@with_options(EVALUATION, after="data")
+@with_options(PREDICTION_FILES, after=EVALUATION)
+@with_options(GATE_OPTIONS)
 def flip_report_cmd(
+    ctx: typer.Context,
     old: OldInput,
     new: Annotated[Path, typer.Option("--new", help="The candidate update: a checkpoint, an "
                                       "ensemble or a prediction file.")],
     data: OptionalData = None,
-    evaluation: Evaluation = None,  # type: ignore[assignment]  # the shared options, in this place
-    files: PredictionFiles = None,  # type: ignore[assignment]  # the prediction-file options, here
     json_path: JsonPath = None,
     markdown_path: MarkdownPath = None,
     flips_csv_path: Annotated[Path | None, typer.Option(
@@ -179,7 +149,6 @@ def flip_report_cmd(
         "as CSV.")] = None,
     html_path: HtmlPath = None,
     pr_comment_path: PrCommentPath = None,
-    gates: GateSpec = None,  # type: ignore[assignment]  # the gate options, in this place
 ) -> None:
     """How many regressions does the new model bring, where, and do the gates pass?
 
@@ -190,7 +159,8 @@ def flip_report_cmd(
     from ..report import flip_report_rich
     from ..workflows.flip_report import run_flip_report
 
-    options = run(lambda: evaluation.config(data, files))
+    gates = GATE_OPTIONS.of(ctx)
+    options = run(lambda: EVALUATION.of(ctx).config(data, PREDICTION_FILES.of(ctx)))
     done = run(lambda: run_flip_report(old, new, options, gates, {
         F.JSON: json_path, F.MARKDOWN: markdown_path, F.FLIPS_CSV: flips_csv_path, F.HTML: html_path,
         F.PR_COMMENT: pr_comment_path}))
@@ -200,10 +170,11 @@ def flip_report_cmd(
         raise typer.Exit(1)
 
 
-@evaluation_command
-@prediction_file_command
-@gate_command
+@with_options(EVALUATION, after="data")
+@with_options(PREDICTION_FILES, after=EVALUATION)
+@with_options(GATE_OPTIONS)
 def compare_cmd(
+    ctx: typer.Context,
     candidates: Annotated[list[Path], typer.Argument(
         metavar="CANDIDATE", help="Candidate updates: checkpoints, ensembles or prediction "
         "files.")],
@@ -212,13 +183,10 @@ def compare_cmd(
         "--name", metavar="NAME", help="Name of a candidate, once per candidate in order [default: file "
         "names].")] = None,
     data: OptionalData = None,
-    evaluation: Evaluation = None,  # type: ignore[assignment]  # the shared options, in this place
-    files: PredictionFiles = None,  # type: ignore[assignment]  # the prediction-file options, here
     json_path: JsonPath = None,
     markdown_path: MarkdownPath = None,
     html_path: HtmlPath = None,
     pr_comment_path: PrCommentPath = None,
-    gates: GateSpec = None,  # type: ignore[assignment]  # the gate options, in this place
 ) -> None:
     """Several candidate updates against one old model: error, flips, cost, Pareto front, and the
     gates of flip-report held to each candidate.
@@ -231,7 +199,8 @@ def compare_cmd(
     from ..report import compare_rich
     from ..workflows.compare import run_compare
 
-    options = run(lambda: evaluation.config(data, files))
+    gates = GATE_OPTIONS.of(ctx)
+    options = run(lambda: EVALUATION.of(ctx).config(data, PREDICTION_FILES.of(ctx)))
     done = run(lambda: run_compare(old, candidates, names or [], options, {
         F.JSON: json_path, F.MARKDOWN: markdown_path, F.HTML: html_path, F.PR_COMMENT: pr_comment_path}, gates))
     _show(done.stdout, lambda: compare_rich(done.result))

@@ -33,11 +33,6 @@ out_console = SafeConsole()
 err_console = SafeConsole(stderr=True)
 
 
-def is_rank0() -> bool:
-    """Under torchrun, only rank 0 prints summaries and hints."""
-    return os.environ.get("RANK", "0") == "0"
-
-
 @contextmanager
 def progress(label: str, *, after: float = 2.0, every: float = 10.0) -> Iterator[Callable[[int, int], None]]:
     """A callback ``(done, total)`` showing the progress of long work on stderr: a bar on a terminal, else

@@ -13,7 +13,8 @@ from typing import TypeVar
 import typer
 
 from ..errors import ModelUpdateError
-from .console import err_console, is_rank0
+from ..launch import is_rank0
+from .console import err_console
 
 T = TypeVar("T")
 RESUME_HINT = "interrupted: the resumable state was saved; rerun the same command with --resume"

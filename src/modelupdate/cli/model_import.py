@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..config import parse_arch_args, parse_number_list
+from ..validation import parse_arch_args, parse_number_list
 from .console import err_console, out_console, print_written
 from .errors import run
 

@@ -9,24 +9,23 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from ..methods import REGISTRY, UpdateConfig, held_against, using
-from .console import is_rank0, out_console, print_written
+from ..launch import is_rank0
+from ..methods import held_against
+from .console import out_console, print_written
 from .errors import RESUME_HINT, run
-from .options import UPDATE, TrainingRun, csv_column_command, per_method, shared_options, training_command
+from .groups import with_options
+from .options import CSV_COLUMNS, ENSEMBLE, METHOD, TRAINING, TrainingRun
 
 if TYPE_CHECKING:
     from ..events.tracking import Tracking
 
 
-def _method_default(param: str, none: str = "none") -> str:
-    """The [default: ...] of a loss parameter, per method that reads it (methods.py's registry)."""
-    return f"[default: {per_method(using(param), none)}]"
-
-
-@training_command
-def train_cmd(job: TrainingRun) -> None:
+@with_options(TRAINING)
+def train_cmd(ctx: typer.Context) -> None:
     """Train one model (the old model, or a plain baseline) and write its checkpoint."""
     from ..workflows.train import train
+
+    job = TRAINING.of(ctx)
 
     with tracking(job) as tracked:
         result = run(lambda: train(job.data, job.train, job.out, resume=job.resume,
@@ -36,27 +35,17 @@ def train_cmd(job: TrainingRun) -> None:
         _print_model_summary(result.out, result.meta.metrics, result.seconds)
 
 
-@training_command
-def ensemble_train_cmd(
-    job: TrainingRun,
-    members: Annotated[int | None, typer.Option("--members", "-m", help="Number of members, trained apart (seeds "
-                                                "seed+100..seed+100+M-1: apart from the other commands' "
-                                                "seeds) [default: 4].")] = None,
-    snapshots: Annotated[int | None, typer.Option("--snapshots", metavar="M", help="Instead of --members: M "
-                                                  "snapshots of one run whose cosine schedule restarts M times "
-                                                  "(a reference for the cost of one training).")] = None,
-) -> None:
+@with_options(ENSEMBLE)
+@with_options(TRAINING)
+def ensemble_train_cmd(ctx: typer.Context) -> None:
     """Train M members of one architecture into one ensemble file (the ELODI reference)."""
-    from ..errors import ConfigError
-    from ..workflows.ensemble_train import DEFAULT_MEMBERS, ensemble_train
+    from ..workflows.ensemble_train import ensemble_train
 
-    if members is not None and snapshots is not None:
-        run(lambda: _refuse(ConfigError("--snapshots: replaces --members; give one of them")))
-    members = snapshots if snapshots is not None else (members if members is not None else DEFAULT_MEMBERS)
-
+    job, ensemble = TRAINING.of(ctx), ENSEMBLE.of(ctx)
+    members = ensemble.count
     with tracking(job) as tracked:
         result = run(lambda: ensemble_train(job.data, job.train, job.out, members, resume=job.resume,
-                                        snapshots=snapshots is not None,
+                                            snapshots=ensemble.snapshots is not None,
                                             on_event=events(job, job.train.arch, tracked)),
                      on_interrupt=RESUME_HINT)
         if is_rank0():  # the ensemble's own test metrics, on the run its members' runs belong to
@@ -72,60 +61,23 @@ def ensemble_train_cmd(
         out_console.print(table)
 
 
-def _refuse(error: Exception) -> None:
-    raise error
-
-
 def _percent(rate: float | None) -> str:
     """A rate as a percentage; "—" where there is none (no test split: an image folder of train/ and val/)."""
     return "—" if rate is None else f"{100 * rate:.2f}%"
 
 
-def _method_options(
-    method: Annotated[str | None, typer.Option("--method", help="; ".join(
-        f"{m.name}: {m.summary}" for m in REGISTRY.values()) + " [default: elodi with --reference, else ldi-old]."
-    )] = None,
-    alpha: Annotated[float | None, typer.Option("--alpha", help="Weight of the method's loss: (1-a)*CE + a*loss "
-                                                f"{_method_default('alpha')}.")] = None,
-    xi: Annotated[float | None, typer.Option("--xi", help="LDI margin: logit differences up to xi cost nothing "
-                                             f"{_method_default('xi')}.")] = None,
-    p: Annotated[float, typer.Option("--p", help="LDI exponent.")] = UPDATE.p,
-    topk: Annotated[int | None, typer.Option("--topk", help="LDI over the union of the top-K classes of "
-                                             "reference and student, per sample; 0: every class "
-                                             f"{_method_default('topk', 'every class')}.")] = None,
-    exclude_target: Annotated[bool | None, typer.Option("--exclude-target/--all-classes", help="Leave the true "
-                                                        "class out of the LDI loss.")] = None,
-    weighting: Annotated[str, typer.Option("--weighting", help="LDI: uniform over the classes, or each class "
-                                           "weighted by the reference's softmax probability.")] = UPDATE.weighting,
-    tau: Annotated[float | None, typer.Option("--tau", help="Temperature of kd and fd-kl "
-                                              f"{_method_default('tau')}.")] = None,
-    fd_a: Annotated[float, typer.Option("--fd-a", help="Focal distillation: weight of every sample.")] = UPDATE.fd_a,
-    fd_b: Annotated[float, typer.Option("--fd-b", help="Focal distillation: extra weight where the old model is "
-                                        "right.")] = UPDATE.fd_b,
-) -> UpdateConfig:
-    """ldi-train's method and its parameters; their defaults and help come from methods.py's registry."""
-    return UpdateConfig(method=method, alpha=alpha, xi=xi, p=p, topk=topk, exclude_target=exclude_target,
-                        weighting=weighting, tau=tau, fd_a=fd_a, fd_b=fd_b)
-
-
-# ldi-train receives them as ``update: UpdateConfig``, listed where that parameter stands
-method_command = shared_options(_method_options, "update", in_place=True)
-
-
-@training_command
-@csv_column_command
-@method_command
+@with_options(CSV_COLUMNS, after="old")
+@with_options(METHOD, after="reference")
+@with_options(TRAINING)
 def ldi_train_cmd(
-    job: TrainingRun,
+    ctx: typer.Context,
     old: Annotated[Path | None, typer.Option("--old", help="The deployed (old) model: NFR is measured against it; "
                                              f"the reference of {', '.join(held_against('old'))}. Or only its "
                                              "predictions (.npz, .csv, predictions .safetensors) on the val or "
                                              "test split (an image folder's: both), for the flip metrics "
                                              "alone.")] = None,
-    csv_columns: tuple[str, str, str] = None,  # type: ignore[assignment]  # --old CSV's columns, here
     reference: Annotated[Path | None, typer.Option("--reference", help="Reference ensemble (or model) for "
                                                    f"--method {' or '.join(held_against('reference'))}.")] = None,
-    update: UpdateConfig = None,  # type: ignore[assignment]  # the method's options, in this place (method_command)
     reference_cache: Annotated[Path | None, typer.Option("--reference-cache", help="Precompute the reference's "
                                                          "logits on un-augmented train images into this file "
                                                          "(reused if it exists).")] = None,
@@ -136,6 +88,7 @@ def ldi_train_cmd(
     """Train the new model against a reference ensemble (ELODI) or with a baseline method."""
     from ..workflows.ldi_train import ldi_train
 
+    job, update, csv_columns = TRAINING.of(ctx), METHOD.of(ctx), CSV_COLUMNS.of(ctx)
     with tracking(job) as tracked:
         result = run(lambda: ldi_train(job.data, job.train, update, job.out, old=old, reference=reference,
                                        reference_cache=reference_cache, resume=job.resume,
@@ -150,7 +103,7 @@ def tracking(job: TrainingRun) -> Tracking:
     """--tensorboard and --mlflow: a run named after --out's stem, closed with the command's outcome."""
     from ..events.tracking import Tracking
 
-    return run(lambda: Tracking(job.out.stem, tensorboard=job.tensorboard, mlflow=job.mlflow, out=job.out,
+    return run(lambda: Tracking(job.out.stem, tensorboard=job.logdir, mlflow=job.mlflow, out=job.out,
                                 resume=job.resume))
 
 

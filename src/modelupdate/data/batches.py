@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from .sources import AugmentSpec, DatasetInfo, Split
+from .transforms import normalize_pixels
 
 
 @dataclass
@@ -49,9 +50,7 @@ def step_generator(seed: int, epoch: int, step: int, rank: int = 0, stream: str 
 
 def normalize(images_u8: torch.Tensor, info: DatasetInfo) -> torch.Tensor:
     """uint8 [B, C, H, W] -> float32 [B, C, H, W], ``(x / 255 - mean) / std`` per channel, on the input's device."""
-    mean = torch.tensor(info.mean, device=images_u8.device).view(1, -1, 1, 1)
-    std = torch.tensor(info.std, device=images_u8.device).view(1, -1, 1, 1)
-    return (images_u8.float().div_(255) - mean) / std
+    return normalize_pixels(images_u8, info.mean, info.std)
 
 
 def augment_batch(images: torch.Tensor, spec: AugmentSpec, gen: torch.Generator) -> torch.Tensor:

@@ -20,8 +20,9 @@ from typing import Any, cast
 
 import torch
 
-from ..config import DataConfig, parse_number_list, parse_rand_augment
+from ..config import DataConfig
 from ..errors import DataError
+from ..validation import parse_number_list, parse_rand_augment
 from .folders import (
     check_class_count,
     folder_classes,

@@ -11,13 +11,14 @@ every model of an update keeps its preprocessing (docs/your-models.md, "Preproce
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import torch
 
-from ..config import check_crop_pct, check_interpolation
 from ..errors import ConfigError, ModelUpdateWarning
+from ..validation import check_crop_pct, check_interpolation
 
 # inputs this size and larger are evaluated on a centre crop of CROP_PCT of the resized image, as
 # torchvision's ImageNet reference scripts do; smaller ones (CIFAR, MNIST sizes) on the whole image
@@ -41,6 +42,14 @@ def warn_if_resized_far(native: int | None, size: int, source: str) -> None:
 
 def default_crop_pct(input_shape: tuple[int, ...]) -> float:
     return CROP_PCT if min(input_shape[1:]) >= LARGE_INPUT else 1.0
+
+
+def normalize_pixels(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 pixels (0..255) or floats in 0..1, [B, C, H, W] -> float32 ``(x - mean) / std`` per channel, on the
+    images' device: the one normalisation of training, evaluation and the API."""
+    x = images.float().div_(255) if images.dtype == torch.uint8 else images.float()
+    return (x - torch.tensor(mean, device=x.device).view(1, -1, 1, 1)) / torch.tensor(std, device=x.device).view(
+        1, -1, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -82,9 +91,7 @@ class EvalTransform:
         return TF.center_crop(images, list(size))
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
-        return (images.float().div_(255) - mean) / std
+        return normalize_pixels(images, self.mean, self.std)
 
     def adapt(self, x: torch.Tensor, view: EvalTransform) -> torch.Tensor:
         """A batch normalised by ``view`` (the student's augmented training view, float [B, C, h, w]) as

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +12,7 @@ from torch import nn
 from .. import recipe
 from ..atomic import (  # noqa: F401  (output_lock, holds_output_lock: re-exported for the workflows)
     OutputFiles,
+    check_output,
     check_target,
     holds_output_lock,
     open_for_append,
@@ -43,24 +42,8 @@ def check_output_path(out: Path, *, resume: bool = False, inputs: dict[str, Path
     removed (the workflow holds ``out``'s lock, so no other writer is using them).
     """
     check_out_name(out)
-    for option, path in (inputs or {}).items():
-        if path is not None and Path(path).exists() and resolved(path) == resolved(out):
-            raise ConfigError(f"--out {out}: is the {option} file; refusing to overwrite an input")
+    check_output(out, "--out", suffixes=(".safetensors",), inputs=inputs, probe=True)
     check_apart_from_out(out, outputs or {})
-    parent = out.parent
-    if parent.exists() and not parent.is_dir():
-        raise OutputError(f"--out {out}: {parent} is a file, not a folder; expected a path in a writable folder")
-    if not parent.is_dir():
-        raise OutputError(f"--out {out}: folder {parent} does not exist")
-    try:  # a real probe: os.access says yes to root, and on read-only or special file systems (/proc)
-        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".probe", dir=parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise OutputError(f"--out {out}: folder {parent} is not writable ({exc.strerror})") from None
-    check_target(out, "--out")
-    if out.suffix != ".safetensors":
-        raise ConfigError(f"--out {out}: expected a path ending in .safetensors")
     check_written_beside(out)
     extra = [Path(path) for path in (outputs or {}).values() if path is not None]
     for option, path in (outputs or {}).items():

@@ -43,7 +43,6 @@ from .common import (
     train_one,
 )
 
-DEFAULT_MEMBERS = 4
 # members of one ensemble: each is a model held in memory together with the others at assembly
 MAX_MEMBERS = 1000
 

@@ -191,7 +191,7 @@ def predictions_from_checkpoint(
         data_cfg = dataclasses.replace(data_cfg, mean=",".join(map(repr, norm["mean"])),
                                        std=",".join(map(repr, norm["std"])))
     data = _dataset(data_cfg, datasets)
-    check_compatible(meta, str(path), data.info, f"--data {data.info.name}", preprocessing=False)
+    check_compatible(meta, str(path), data.info, f"--data {data.info.name}")
     samples = data.split(split)
 
     model = loaded.model.to(runtime.device)

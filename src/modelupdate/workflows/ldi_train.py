@@ -204,7 +204,7 @@ def _load_against_data(path: Path | None, option: str, data: Dataset, data_cfg: 
     images were never training images of the model held against."""
     assert path is not None
     loaded = load_checkpoint(path)
-    check_compatible(loaded.meta, f"{option} {path}", data.info, f"--data {data.info.name}", preprocessing=False)
+    check_compatible(loaded.meta, f"{option} {path}", data.info, f"--data {data.info.name}")
     if allow_other_data:
         return loaded
     if not loaded.meta.dataset_fingerprint:

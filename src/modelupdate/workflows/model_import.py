@@ -20,12 +20,12 @@ import torch
 from torch import nn
 
 from ..checkpoint import read_safetensors, save_model, sha256_file, state_dict_error
-from ..config import as_list, check_crop_pct, check_field_types, check_interpolation, guard_init, parse_arch_args
 from ..data.transforms import EvalTransform, default_crop_pct, resolve_crop_pct
 from ..errors import CheckpointError, ConfigError
 from ..formats import PICKLE_SUFFIXES, ModelMeta, read_meta
 from ..input_files import check_regular_file, class_names_problem
 from ..models import ARCHS, build_model, check_forward, count_parameters, stored_arch_args, weights_problem
+from ..validation import as_list, check_crop_pct, check_field_types, check_interpolation, guard_init, parse_arch_args
 from .common import check_output_path, holds_output_lock
 
 # Wrappers a training script leaves around a state dict: DDP's and torch.compile's key prefixes, and the

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis import InputRecord
-from ..atomic import append_all_or_none, atomic_write_many, check_target, resolved, sha256_file
+from ..atomic import append_all_or_none, atomic_write_many, check_output, resolved, sha256_file
 from ..errors import ConfigError, OutputError, PredictionFileError
 from ..predictions import Predictions
 from ..report import ReportFormat
@@ -82,11 +82,7 @@ class Outputs:
                 raise ConfigError(f"{self.stdout} and {option} cannot both write to stdout ('-')")
             self.stdout = option
             return
-        path = Path(value)
-        parent = path.parent
-        if not parent.is_dir():
-            raise OutputError(f"{option} {path}: folder {parent} does not exist")
-        check_target(path, option)
+        path = check_output(value, option)
         if resolved(path) in self._inputs:
             raise ConfigError(f"{option} {path}: is one of the inputs; refusing to overwrite it")
         for other, taken in self.files.items():
@@ -104,11 +100,8 @@ def step_summary_path() -> Path | None:
     value = os.environ.get("GITHUB_STEP_SUMMARY")
     if not value:
         return None
-    path = Path(value)
+    path = check_output(value, SUMMARY)
     parent = path.parent
-    if not parent.is_dir():
-        raise OutputError(f"{SUMMARY} {path}: folder {parent} does not exist")
-    check_target(path, SUMMARY)
     try:  # a real open or probe, not os.access: root passes os.access, and /proc or read-only mounts lie
         if path.exists():
             os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC))

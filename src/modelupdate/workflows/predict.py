@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import check_target, holds_output_lock, remove_stale_temps, resolved
+from ..atomic import check_output, holds_output_lock, remove_stale_temps, resolved
 from ..config import DataConfig
-from ..errors import ConfigError, OutputError
+from ..errors import ConfigError
 from ..predictions import Predictions, is_predictions_file, write_predictions
 from .inputs import predictions_from_checkpoint
 
@@ -24,13 +24,7 @@ WRITABLE_SUFFIXES = (".npz", ".safetensors")
 def check_prediction_output(out: str | Path) -> Path:
     """Fail before any work when ``out`` cannot take a prediction file; remove the temp files a killed
     write of it left (call with ``out`` locked)."""
-    out = Path(out)
-    if out.suffix.lower() not in WRITABLE_SUFFIXES:
-        raise ConfigError(f"--out {out}: expected a path ending in .npz or .safetensors")
-    parent = out.parent
-    if not parent.is_dir():
-        raise OutputError(f"--out {out}: folder {parent} does not exist")
-    check_target(out, "--out")
+    out = check_output(out, "--out", suffixes=WRITABLE_SUFFIXES)
     remove_stale_temps(out)
     return out
 
