@@ -13,7 +13,16 @@ import typer.main
 from typer.testing import CliRunner
 
 from modelupdate.cli import app
-from modelupdate.cli.groups import NESTED, GroupedCommand, OptionGroup, build, option_of, options_of, with_options
+from modelupdate.cli.groups import (
+    FIRST,
+    NESTED,
+    GroupedCommand,
+    OptionGroup,
+    build,
+    option_of,
+    options_of,
+    with_options,
+)
 from modelupdate.cli.options import EVALUATION, METHOD, TRAINING, TrainingRun
 from modelupdate.config import DataConfig, EnsembleConfig, EvalConfig, TrainConfig
 from modelupdate.errors import ConfigError
@@ -21,30 +30,26 @@ from modelupdate.fields import field_error, flag, flag_of, flagged_fields, optio
 from modelupdate.methods import UpdateConfig
 
 
-def _field(cls, name):
-    return cls.__dataclass_fields__[name]
-
-
 def test_an_option_takes_its_flag_help_and_default_from_the_field():
-    option = option_of(_field(TrainConfig, "epochs"))
+    option = option_of(TrainConfig, "epochs")
     assert (option.param, option.flag.name, option.default, option.flag.text) == (
         "epochs", "--epochs", 2, "Training epochs.")
-    hflip = option_of(_field(DataConfig, "hflip"))  # a default the field's None cannot say: shown in the help
+    hflip = option_of(DataConfig, "hflip")  # a default the field's None cannot say: shown in the help
     assert hflip.flag.text == ("Horizontal flip probability; 0: none [default: the dataset's: 0.5, but 0 for mnist "
                                "and synthetic].")
 
 
 def test_a_negated_flag_turns_its_field_off():
-    option = option_of(_field(DataConfig, "augment"))
+    option = option_of(DataConfig, "augment")
     assert (option.param, option.default) == ("no_augment", False)
     assert option.value(True) is False and option.value(False) is True
 
 
 def test_a_field_typed_otherwise_is_converted_once():
-    data_dir = option_of(_field(DataConfig, "data_dir"))
+    data_dir = option_of(DataConfig, "data_dir")
     assert data_dir.typed_as == Path | None and data_dir.value(Path("/data/x")) == "/data/x"
     assert data_dir.value(None) is None
-    arch_args = option_of(_field(TrainConfig, "arch_args"))  # a dict field, typed as JSON text
+    arch_args = option_of(TrainConfig, "arch_args")  # a dict field, typed as JSON text
     assert arch_args.default == "{}" and arch_args.value('{"width": 8}') == {"width": 8}
     with pytest.raises(ConfigError, match=r"^--arch-args: expected a JSON object"):
         arch_args.value("[1]")
@@ -52,8 +57,8 @@ def test_a_field_typed_otherwise_is_converted_once():
 
 def test_a_training_run_holds_every_flagged_field_of_its_configs_in_declaration_order():
     params = [o.param for o in TRAINING.options]
-    expected = (["out"] + [option_of(f).param for f in flagged_fields(DataConfig)]
-                + [option_of(f).param for f in flagged_fields(TrainConfig)]
+    expected = (["out"] + [option_of(DataConfig, f.name).param for f in flagged_fields(DataConfig)]
+                + [option_of(TrainConfig, f.name).param for f in flagged_fields(TrainConfig)]
                 + ["resume", "quiet", "tensorboard", "mlflow"])
     assert params == expected and len(set(params)) == len(params)
 
@@ -66,6 +71,12 @@ def test_build_makes_the_nested_configs_from_the_values():
     assert run.train == TrainConfig(epochs=7) and run.out == Path("model.safetensors")
 
 
+def test_the_training_config_is_checked_before_the_data_config():
+    values = {o.param: o.default for o in TRAINING.options} | {"epochs": 0, "hflip": 2.0}
+    with pytest.raises(ConfigError, match="^--epochs: "):
+        build(TrainingRun, values)
+
+
 def test_the_method_group_is_update_configs_fields():
     assert [o.field for o in METHOD.options] == [f.name for f in dataclasses.fields(UpdateConfig)]
     values = {o.param: o.default for o in METHOD.options} | {"method": "kd", "exclude_target": True}
@@ -76,7 +87,7 @@ def test_the_evaluation_options_are_typed_as_the_configs_fields_are():
     for option in EVALUATION.options:
         source = next(cls for cls in (EvalConfig, DataConfig) if option.field in cls.__dataclass_fields__)
         assert option.flag.name == flag_of(source, option.field).name
-    assert option_of(_field(DataConfig, "image_size")).flag.help != next(
+    assert option_of(DataConfig, "image_size").flag.help != next(
         o for o in EVALUATION.options if o.field == "image_size").flag.help  # its own: the checkpoint's size
 
 
@@ -176,6 +187,34 @@ def test_an_option_given_twice_in_a_command_is_refused_when_it_is_made():
     clash.command("other", cls=GroupedCommand)(lambda: None)
     with pytest.raises(TypeError, match="size given twice"):
         typer.main.get_command(clash).commands["go"]
+
+
+@dataclass
+class Count:
+    count: int = field(default=1, metadata=flag("--count", "How often."))
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise field_error(self, "count", "expected a positive number")
+
+
+COUNT = OptionGroup("count", options_of(Count), lambda values: build(Count, values))
+
+
+def test_groups_are_built_in_the_order_listed_wherever_help_shows_them():
+    small = typer.Typer(add_completion=False, rich_markup_mode=None)
+
+    @with_options(SAMPLE)
+    @with_options(COUNT, after=FIRST)
+    def command(ctx: typer.Context, last: int = typer.Option(0, "--last")):
+        pass
+
+    small.command("go", cls=GroupedCommand)(command)
+    small.command("other", cls=GroupedCommand)(lambda: None)
+    params = [p.name for p in typer.main.get_command(small).commands["go"].params]
+    assert params == ["count", "last", "size", "label", "loud"]
+    result = CliRunner().invoke(small, ["go", "--count", "0", "--size", "0"])
+    assert result.exit_code == 2 and "error: --size: expected a positive number, got 0" in result.output
 
 
 def test_a_variadic_argument_is_labelled_by_its_element_type():

@@ -44,6 +44,8 @@ def test_train_config_refusals_name_the_option(options, message):
     # beyond 64 bits the type check speaks first, naming the field too
     ({"split_seed": 2**63}, "--split-seed (DataConfig.split_seed): expected an integer that fits in 64 bits, got "
                             "9223372036854775808 (int)"),
+    ({"synthetic_train": 2**63}, "DataConfig.synthetic_train: expected an integer that fits in 64 bits, got "
+                                 "9223372036854775808 (int)"),  # no command sets it: its field is named
     ({"workers": 65}, "--workers: expected a number of processes in [0, 64], got 65"),
     ({"crop_pct": 0.9, "resize": 40}, "--resize / --crop-pct: give one of them (--crop-pct = --image-size / --resize)"),
     ({"interpolation": "lanczos"}, "--interpolation: expected one of bilinear, bicubic, nearest, got 'lanczos'"),

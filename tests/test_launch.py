@@ -17,3 +17,16 @@ def test_torchrun_s_variables_place_the_process(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     assert launch() == Launch(rank=3, local_rank=1, world=4, local_world=2) and not is_rank0()
+
+
+def test_a_garbled_variable_is_named_and_is_rank0_never_fails(monkeypatch):
+    import pytest
+
+    from modelupdate.errors import ConfigError
+    from modelupdate.launch import local_world
+
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "x")
+    monkeypatch.setenv("RANK", "")
+    with pytest.raises(ConfigError, match=r"^\$LOCAL_WORLD_SIZE: expected an integer \(torchrun sets it\), got 'x'$"):
+        local_world()
+    assert not is_rank0()  # not "0": this process neither writes nor prints

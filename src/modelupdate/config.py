@@ -97,7 +97,7 @@ def _path_text(path: Path | None) -> str | None:
 @dataclass
 class DataConfig(_JsonMixin):
     """Which dataset, where it lives, how it is split and read; how the model sees an image; how training
-    augments it. Each group of fields is one group of options (docs/architecture.md), in this order."""
+    augments it. The fields come in those groups; --help lists their options in this order."""
 
     # --------------------------------------------------------------- the data source
     name: str = field(default="synthetic", metadata=flag(
@@ -277,7 +277,7 @@ UPDATE_DROPOUT = 0.0
 @dataclass
 class TrainConfig(_JsonMixin):
     """How one model is trained: the model and its optimisation, mixing, and the runtime. Shared by every
-    training command; each group of fields is one group of options, in this order."""
+    training command; the fields come in those groups, and --help lists their options in this order."""
 
     # --------------------------------------------------------------- the model and its optimisation
     arch: str = field(default="cnn-s", metadata=flag(
@@ -296,10 +296,10 @@ class TrainConfig(_JsonMixin):
         "--label-smoothing", "Label smoothing of the cross-entropy."))
     warmup_epochs: float = field(default=0.5, metadata=flag(
         "--warmup-epochs", "Linear warm-up before the cosine decay."))
-    # None or 0: no clipping; else the max L2 norm of all gradients together (None: the method's, methods.py)
+    # None or 0: no clipping; else the max L2 norm of all gradients together. None: the ldi-train method's
+    # (methods.py), which cli/options.py shows as the default
     clip_grad_norm: float | None = field(default=None, metadata=flag(
-        "--clip-grad-norm", "Clip the L2 norm of all gradients together to this value; 0: no clipping",
-        default_text="none, but the ldi-train method's"))
+        "--clip-grad-norm", "Clip the L2 norm of all gradients together to this value; 0: no clipping"))
     # train-time dropout probability of every dropout layer; None: the architecture's own
     dropout: float | None = field(default=None, metadata=flag(
         "--dropout", "Train-time probability of every dropout layer; 0 turns dropout off",
@@ -309,7 +309,7 @@ class TrainConfig(_JsonMixin):
     ema_epochs: float | None = field(default=None, metadata=flag(  # None: the method's (methods.py), else off
         "--ema-epochs", "Keep an exponential moving average of the weights (and BatchNorm statistics) over about "
         "the last H epochs and ship it instead of the last weights; 0: off. Each epoch logs validation metrics "
-        "of both", default_text="off, but the ldi-train method's", metavar="H"))
+        "of both", metavar="H"))
     seed: int = field(default=0, metadata=flag("--seed", "Seed of initialisation, data order and augmentation."))
 
     # --------------------------------------------------------------- mixing

@@ -2,7 +2,8 @@
 
 A config dataclass declares ``epochs: int = field(default=2, metadata=flag("--epochs", "Training epochs."))``;
 the CLI generates its options from these fields (``cli/groups.py``), and an error about a field names the flag
-the user typed (``field_error``). Torch-free: imported by ``config.py`` and ``methods.py``.
+the user typed (``field_error``, ``option_name``). Torch-free, at the bottom of the layers: every config
+module imports it.
 """
 
 from __future__ import annotations

@@ -101,9 +101,9 @@ def check_field_types(obj: Any) -> None:
         try:
             checked = convert(value)
         except OverflowError:  # the one check a typed command-line value can fail: name its option too
-            where = option_name(type(obj), f.name)
-            raise ConfigError(f"{where + ' ' if where.startswith('--') else ''}({cls}.{f.name}): expected {noun} that "
-                              f"fits in 64 bits, got {_shown(value)}") from None
+            where = option_name(type(obj), f.name)  # its flag, or Class.field where no command has one
+            named = f"{where} ({cls}.{f.name})" if where.startswith("--") else where
+            raise ConfigError(f"{named}: expected {noun} that fits in 64 bits, got {_shown(value)}") from None
         except (TypeError, ValueError):
             raise ConfigError(f"{cls}.{f.name}: expected {noun}, got {_shown(value)}") from None
         if checked is not value:

@@ -8,9 +8,9 @@ command works with. A command lists the groups it takes::
     def predict_cmd(ctx: typer.Context, ...) -> None:
         evaluation = EVALUATION.of(ctx)
 
-Every group is built, and so checked, before the command's body runs; a bad value is one line naming its
-flag and exit code 2. Typer itself makes the options (``typer.main.get_command``), so they read in ``--help``
-exactly as a command's own options do.
+The groups are built in the order the decorators are listed, before the command's body runs: a config's
+constructor checks its values, so a bad one is one line naming its flag and exit code 2. Typer itself makes
+the options (``typer.main.get_command``), so they read in ``--help`` exactly as a command's own options do.
 """
 
 from __future__ import annotations
@@ -62,9 +62,10 @@ class FieldOption:
         return inspect.Parameter(self.param, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=self.typed_as)
 
 
-def option_of(field: dataclasses.Field, flag: Flag | None = None, default_text: str | None = None) -> FieldOption:
-    """The option of a flagged field (``flag``: another flag to type it with)."""
-    flag = flag or field.metadata[METADATA_KEY]
+def option_of(cls: type, name: str, default_text: str | None = None) -> FieldOption:
+    """The option of ``cls``'s flagged field ``name`` (``default_text``: its ``[default: ...]``, set by the caller)."""
+    field = cls.__dataclass_fields__[name]  # type: ignore[attr-defined]  # cls is a dataclass
+    flag: Flag = field.metadata[METADATA_KEY]
     if default_text is not None:
         flag = dataclasses.replace(flag, default_text=default_text)
     if flag.negated:
@@ -75,7 +76,8 @@ def option_of(field: dataclasses.Field, flag: Flag | None = None, default_text: 
         raise TypeError(f"{field.name}: a field with a default factory needs its typed_default to be an option")
     else:
         default = field.default
-    return FieldOption(field.name, flag, flag.typed_as if flag.typed_as is not None else field.type, default)
+    typed = flag.typed_as if flag.typed_as is not None else typing.get_type_hints(cls)[name]
+    return FieldOption(field.name, flag, typed, default)
 
 
 def options_of(cls: type, names: Sequence[str] | None = None,
@@ -86,13 +88,10 @@ def options_of(cls: type, names: Sequence[str] | None = None,
     fields = {f.name: f for f in dataclasses.fields(cls)}
     found: list[FieldOption] = []
     for name in names if names is not None else list(fields):
-        field = fields[name]
-        if field.metadata.get("options") == "nested":
+        if fields[name].metadata.get("options") == "nested":
             found.extend(options_of(hints[name], default_texts=default_texts))
-        elif METADATA_KEY in field.metadata:
-            option = option_of(field, default_text=(default_texts or {}).get(name))
-            typed = option.flag.typed_as if option.flag.typed_as is not None else hints[name]
-            found.append(dataclasses.replace(option, typed_as=typed))
+        elif METADATA_KEY in fields[name].metadata:
+            found.append(option_of(cls, name, (default_texts or {}).get(name)))
     return tuple(found)
 
 
@@ -104,7 +103,7 @@ def build(cls: type[T], values: Mapping[str, Any]) -> T:
         if field.metadata.get("options") == "nested":
             kwargs[field.name] = build(hints[field.name], values)
         elif METADATA_KEY in field.metadata:
-            option = option_of(field)
+            option = option_of(cls, field.name)
             if option.param in values:
                 kwargs[field.name] = option.value(values[option.param])
     return cls(**kwargs)
@@ -141,12 +140,15 @@ class _Signature:
         return None
 
 
-_GROUPS: dict[Callable[..., Any], list[tuple[OptionGroup[Any], str | OptionGroup[Any] | None]]] = {}
+Place = str | OptionGroup[Any] | None  # after a parameter, after a group's last option; None: at the end
+FIRST = ""  # a Place: before the command's own options
+_GROUPS: dict[Callable[..., Any], list[tuple[OptionGroup[Any], Place]]] = {}
 
 
-def with_options(group: OptionGroup[Any], *, after: str | OptionGroup[Any] | None = None) -> Callable[[F], F]:
+def with_options(group: OptionGroup[Any], *, after: Place = None) -> Callable[[F], F]:
     """Give a command ``group``'s options, in --help after its option ``after`` (a parameter name, or the last
-    option of another group), else after its own."""
+    option of another group; ``FIRST``: before all), else at the end. Groups are built in the order the
+    decorators are listed, so the first bad value a user sees does not depend on where --help lists it."""
 
     def decorate(fn: F) -> F:
         _GROUPS.setdefault(fn, []).insert(0, (group, after))  # decorators apply bottom-up; keep reading order
@@ -164,7 +166,7 @@ class GroupedCommand(TyperCommand):
         for group, after in self.groups:
             anchor = after.options[-1].param if isinstance(after, OptionGroup) else after
             names = [p.name for p in self.params]
-            at = names.index(anchor) + 1 if anchor is not None else len(names)
+            at = 0 if anchor == FIRST else names.index(anchor) + 1 if anchor is not None else len(names)
             self.params[at:at] = group.params()
         names = [p.name for p in self.params]
         repeated = sorted({n for n in names if names.count(n) > 1 and n is not None})
@@ -182,8 +184,9 @@ class GroupedCommand(TyperCommand):
 
 
 class _Repeated(TyperArgument):
-    """A variadic argument, labelled by its element type as a repeatable option is (``<path>...``); Typer's own
-    label is ``<list[Path]>``."""
+    """A variadic argument labelled by its element type, ``CANDIDATE <path>...``, where Typer labels it
+    ``<list[Path]>``. GroupedCommand gives the arguments it finds this class (an instance's class swapped: Typer
+    has no option for it). Every repeatable option has a metavar of its own."""
 
     def display_type_rich(self, ctx: Any) -> str | None:
         annotation = self.type_descriptor.annotation

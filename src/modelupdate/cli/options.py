@@ -22,7 +22,7 @@ from ..gates import GATES
 from ..methods import UpdateConfig, set_by_methods
 from .groups import NESTED, FieldOption, OptionGroup, build, option_of, options_of
 
-DATA, TRAIN, EVAL = DataConfig(), TrainConfig(), EvalConfig()
+DATA, EVAL = DataConfig(), EvalConfig()
 
 # --------------------------------------------------------------------------- training
 
@@ -32,8 +32,9 @@ class TrainingRun:
     """What a training command runs: where it writes, on which data, how it trains, and how it reports."""
 
     out: Path = field(default=Path("model.safetensors"), metadata=flag("--out", "Output checkpoint (.safetensors)."))
-    data: DataConfig = field(default_factory=DataConfig, metadata=NESTED)
+    # built in this order (a bad --epochs is reported before a bad --hflip); --help lists the data first
     train: TrainConfig = field(default_factory=TrainConfig, metadata=NESTED)
+    data: DataConfig = field(default_factory=DataConfig, metadata=NESTED)
     resume: bool = field(default=False, metadata=flag("--resume", "Continue an interrupted run of the same command."))
     quiet: bool = field(default=False, metadata=flag(
         "--quiet", "Plain per-epoch log lines instead of a progress bar.", short="-q"))
@@ -66,7 +67,8 @@ class TrainingRun:
         return Path(self.tensorboard) if self.tensorboard is not None else None
 
 
-TRAINING = OptionGroup("training", options_of(TrainingRun, default_texts={
+TRAINING = OptionGroup("training", options_of(TrainingRun, [
+    "out", "data", "train", "resume", "quiet", "tensorboard", "mlflow"], default_texts={
     # where the user gives none, ldi-train's methods choose (methods.py's registry)
     "clip_grad_norm": f"none, but {set_by_methods('clip_grad_norm')} (squared logit differences have unbounded "
     "gradients)",
@@ -157,13 +159,13 @@ def _gate_option(gate: Any) -> FieldOption:
 def _gate_spec(values: dict[str, Any]) -> GateSpec:
     from ..gates import gate_spec
 
-    thresholds = dict(values)
+    thresholds = {o.field: values[o.param] for o in GATE_OPTIONS.options}
     return gate_spec(thresholds.pop("gate_on"), **thresholds)
 
 
 # one option per gate of gates.GATES, parsed by gates.gate_spec: a bad threshold is one line naming the option
 GATE_OPTIONS = OptionGroup("gates", tuple(_gate_option(g) for g in GATES) + (
-    option_of(GateSpec.__dataclass_fields__["gate_on"]),), _gate_spec)
+    option_of(GateSpec, "gate_on"),), _gate_spec)
 
 # --------------------------------------------------------------------------- options no config holds
 

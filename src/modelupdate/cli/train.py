@@ -13,7 +13,7 @@ from ..launch import is_rank0
 from ..methods import held_against
 from .console import out_console, print_written
 from .errors import RESUME_HINT, run
-from .groups import with_options
+from .groups import FIRST, with_options
 from .options import CSV_COLUMNS, ENSEMBLE, METHOD, TRAINING, TrainingRun
 
 if TYPE_CHECKING:
@@ -35,8 +35,8 @@ def train_cmd(ctx: typer.Context) -> None:
         _print_model_summary(result.out, result.meta.metrics, result.seconds)
 
 
-@with_options(ENSEMBLE)
 @with_options(TRAINING)
+@with_options(ENSEMBLE, after=FIRST)
 def ensemble_train_cmd(ctx: typer.Context) -> None:
     """Train M members of one architecture into one ensemble file (the ELODI reference)."""
     from ..workflows.ensemble_train import ensemble_train
@@ -66,9 +66,9 @@ def _percent(rate: float | None) -> str:
     return "—" if rate is None else f"{100 * rate:.2f}%"
 
 
+@with_options(TRAINING)
 @with_options(CSV_COLUMNS, after="old")
 @with_options(METHOD, after="reference")
-@with_options(TRAINING)
 def ldi_train_cmd(
     ctx: typer.Context,
     old: Annotated[Path | None, typer.Option("--old", help="The deployed (old) model: NFR is measured against it; "

@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..errors import DataError
-from ..launch import launch
+from ..launch import local_world
 from .folders import MAX_IMAGE_PIXELS, list_split, read_square
 
 MAX_DEFAULT_WORKERS = 8
@@ -50,7 +50,7 @@ def default_workers(cpus: int | None = None, local_processes: int | None = None)
     if cpus is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if local_processes is None:
-        local_processes = launch().local_world
+        local_processes = local_world()
     return max(1, min(MAX_DEFAULT_WORKERS, cpus // max(1, local_processes) - 1))
 
 
