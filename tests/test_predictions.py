@@ -18,7 +18,9 @@ from modelupdate.formats import PREDICTIONS_FORMAT
 from modelupdate.predictions import (
     Predictions,
     align,
+    comparable_ids,
     is_predictions_file,
+    positions,
     read_predictions,
     write_predictions,
 )
@@ -455,3 +457,19 @@ def test_read_class_list(tmp_path):
     listing.write_text("only\n")
     with pytest.raises(ConfigError, match="lists 1 class name"):
         read_class_list(str(listing))
+
+
+def test_positions_finds_each_wanted_id_or_says_it_is_missing():
+    have = np.array([30, 10, 20])
+    rows, found = positions(have, np.array([20, 30, 99, 10]))
+    assert found.tolist() == [True, True, False, True]
+    assert rows[found].tolist() == [2, 0, 1]
+    rows, found = positions(np.array([], dtype=np.int64), np.array([1, 2]))
+    assert found.tolist() == [False, False]
+
+
+def test_integer_ids_match_their_digits_in_a_file_of_string_ids():
+    a, b = comparable_ids(np.array([7, 12]), np.array(["12", "7"]))
+    assert a.tolist() == ["7", "12"] and b.tolist() == ["12", "7"]
+    ints = np.array([1, 2])
+    assert comparable_ids(ints, np.array([2, 1]))[0] is ints  # one kind: nothing converted

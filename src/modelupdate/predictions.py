@@ -466,9 +466,21 @@ def _take(p: Predictions, index: np.ndarray) -> Predictions:
     )
 
 
-def _string_ids(p: Predictions) -> Predictions:
-    """``p`` with integer ids written as their decimal digits (to match a file of string ids)."""
-    return p if p.ids.dtype.kind == "U" else dataclasses.replace(p, ids=p.ids.astype(str))
+def comparable_ids(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two id arrays that can be compared: integer ids match their decimal digits in a file of string ids."""
+    if (a.dtype.kind == "U") != (b.dtype.kind == "U"):
+        return a.astype(str), b.astype(str)
+    return a, b
+
+
+def positions(have: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of ``wanted`` is in ``have`` (unique ids of one kind, see ``comparable_ids``): its row, and
+    whether it is there at all (where not, the row is meaningless)."""
+    if len(have) == 0:
+        return np.zeros(len(wanted), dtype=np.int64), np.zeros(len(wanted), dtype=bool)
+    order = np.argsort(have, kind="stable")
+    at = np.minimum(np.searchsorted(have[order], wanted), len(have) - 1)
+    return order[at], have[order][at] == wanted
 
 
 def align(old: Predictions, new: Predictions) -> tuple[Predictions, Predictions]:
@@ -480,8 +492,9 @@ def align(old: Predictions, new: Predictions) -> tuple[Predictions, Predictions]
     id sets differ, targets differ for an id, or the class counts/names disagree.
     """
     names = f"old {old.source} vs new {new.source}"
-    if (old.ids.dtype.kind == "U") != (new.ids.dtype.kind == "U"):
-        old, new = _string_ids(old), _string_ids(new)
+    old_ids, new_ids = comparable_ids(old.ids, new.ids)
+    if old_ids is not old.ids:  # integer ids written as digits, to match a file of string ids
+        old, new = dataclasses.replace(old, ids=old_ids), dataclasses.replace(new, ids=new_ids)
     if not np.array_equal(old.ids, new.ids):
         sorted_old, sorted_new = np.sort(old.ids), np.sort(new.ids)
         if not np.array_equal(sorted_old, sorted_new):
@@ -492,8 +505,7 @@ def align(old: Predictions, new: Predictions) -> tuple[Predictions, Predictions]
                 f"(e.g. {_examples(only_old) or 'none'}), {only_new.size} only in new "
                 f"(e.g. {_examples(only_new) or 'none'}); both must cover the same samples"
             )
-        order_new = np.argsort(new.ids, kind="stable")
-        new = _take(new, order_new[np.searchsorted(new.ids[order_new], old.ids)])
+        new = _take(new, positions(new.ids, old.ids)[0])
 
     differ = np.flatnonzero(old.targets != new.targets)
     if differ.size:

@@ -40,7 +40,7 @@ from ..events import EventHandler
 from ..formats import REFERENCE_CACHE_FORMAT
 from ..methods import REGISTRY, UpdateConfig, held_against, make_objective, with_method_defaults
 from ..metrics import flip_counts
-from ..predictions import Predictions, is_predictions_file, read_predictions, show_id
+from ..predictions import Predictions, comparable_ids, is_predictions_file, positions, read_predictions, show_id
 from ..reference import CachedReference
 from ..runtime import Runtime, all_reduce_sum, setup_runtime
 from .common import TrainedModel, check_arch, check_output_path, holds_output_lock, train_one
@@ -171,18 +171,12 @@ def old_labels_on_splits(old: Predictions, data: Dataset, splits: Sequence[str] 
         split = getattr(data, name)
         if len(split) == 0:
             continue
-        wanted = np.asarray(split.sample_ids())
-        have = old.ids
-        if (wanted.dtype.kind == "U") != (have.dtype.kind == "U"):  # integer ids match their digits
-            wanted, have = wanted.astype(str), have.astype(str)
-        order = np.argsort(have, kind="stable")
-        at = np.minimum(np.searchsorted(have[order], wanted), len(have) - 1)
-        found = have[order][at] == wanted
+        wanted, have = comparable_ids(np.asarray(split.sample_ids()), old.ids)
+        rows, found = positions(have, wanted)
         if not found.all():
             missing = wanted[~found]
             reasons.append(f"{name}: {missing.size} of {wanted.size} ids missing, e.g. {show_id(missing[0].item())}")
             continue
-        rows = order[at]
         differ = np.flatnonzero(old.targets[rows] != split.targets.numpy())
         if differ.size:
             i = int(differ[0])
@@ -299,7 +293,6 @@ def flip_metrics_on(old: LoadedModel | np.ndarray, data: Dataset, split_name: st
     (int64 [N], in the split's order: ``old_labels_on_splits``)."""
     split = data.split(split_name)
     cached: dict[str, torch.Tensor] = {}
-    split_order = np.argsort(split.ids.numpy(), kind="stable")
 
     def predictions(model: torch.nn.Module, **kw: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         logits, targets, ids = predict_logits(model, split, data.info, runtime, batch_size=cfg.eval_batch_size, **kw)
@@ -308,7 +301,7 @@ def flip_metrics_on(old: LoadedModel | np.ndarray, data: Dataset, split_name: st
 
     def old_predictions(ids: torch.Tensor) -> np.ndarray:
         if isinstance(old, np.ndarray):  # this shard's samples, looked up by id
-            return old[split_order[np.searchsorted(split.ids.numpy()[split_order], ids.numpy())]]
+            return old[positions(split.ids.numpy(), ids.numpy())[0]]
         if "old" not in cached:  # through its own preprocessing, from the clean images
             cached["old"], _, _ = predictions(old.model, transform=transform_of(old.meta))
         return cached["old"].numpy()
