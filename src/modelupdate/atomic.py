@@ -60,14 +60,20 @@ def check_output(path: str | Path, option: str, *, suffixes: tuple[str, ...] = (
     for what, given in (inputs or {}).items():
         if given is not None and Path(given).exists() and resolved(given) == resolved(path):
             raise ConfigError(f"{option} {path}: is the {what} file; refusing to overwrite an input")
-    if probe:  # a real probe: os.access says yes to root, and on read-only or special file systems (/proc)
+    if probe:
         try:
-            fd, probe_path = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
-            os.close(fd)
-            os.unlink(probe_path)
+            probe_folder(path)
         except OSError as exc:
             raise OutputError(f"{option} {path}: folder {parent} is not writable ({exc.strerror})") from None
     return path
+
+
+def probe_folder(path: Path) -> None:
+    """Create and remove a temp file beside ``path``; OSError where its folder takes none. A real probe:
+    os.access says yes to root, and read-only or special file systems (/proc) say yes too."""
+    fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+    os.close(fd)
+    os.unlink(probe)
 
 
 def open_for_append(path: str | Path, name: str) -> int:

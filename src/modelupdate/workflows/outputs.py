@@ -7,13 +7,12 @@ names exactly the files it was made from."""
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..analysis import InputRecord
-from ..atomic import append_all_or_none, atomic_write_many, check_output, resolved, sha256_file
+from ..atomic import append_all_or_none, atomic_write_many, check_output, probe_folder, resolved, sha256_file
 from ..errors import ConfigError, OutputError, PredictionFileError
 from ..predictions import Predictions
 from ..report import ReportFormat
@@ -101,14 +100,11 @@ def step_summary_path() -> Path | None:
     if not value:
         return None
     path = check_output(value, SUMMARY)
-    parent = path.parent
     try:  # a real open or probe, not os.access: root passes os.access, and /proc or read-only mounts lie
         if path.exists():
             os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC))
         else:
-            fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
-            os.close(fd)
-            os.unlink(probe)
+            probe_folder(path)
     except OSError as exc:
         raise OutputError(f"{SUMMARY} {path}: cannot append ({exc.strerror})") from None
     return path
