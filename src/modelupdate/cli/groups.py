@@ -96,7 +96,8 @@ def options_of(cls: type, names: Sequence[str] | None = None,
 
 
 def build(cls: type[T], values: Mapping[str, Any]) -> T:
-    """``cls`` from the options' values (keyed by ``param``), its ``NESTED`` configs built first, in order."""
+    """``cls`` from the options' values (keyed by ``param``): its fields in declaration order, each ``NESTED``
+    config built where it stands (so its constructor's checks run in that order)."""
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for field in dataclasses.fields(cls):  # type: ignore[arg-type]  # cls is a dataclass
