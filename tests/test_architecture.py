@@ -47,14 +47,15 @@ def test_the_cli_layer_holds_no_library_logic():
         assert "raise ConfigError" not in source and "raise OutputError" not in source, path.name
 
 
-def test_code_comments_name_only_files_in_the_repository():
-    """Comments point to the project's own docs; a design note outside the repository is no reference."""
+def test_docstrings_and_comments_name_only_documents_in_the_repository():
+    """The code points to the project's own docs (docs/...md, README.md); a note kept outside the repository is
+    no reference for a reader of the code."""
     root = PACKAGE.parent.parent
+    documents = [p.relative_to(root).as_posix() for p in root.rglob("*.md") if not {".git", ".venv"} & set(p.parts)]
     missing = {}
     for path in PACKAGE.rglob("*.py"):
-        text = path.read_text()
-        named = set(re.findall(r"docs/[\w./-]+\.md", text)) | ({"DESIGN.md"} if "DESIGN" in text else set())
-        gone = sorted(n for n in named if not (root / n).exists())
+        named = set(re.findall(r"[\w./-]*\w\.md\b", path.read_text()))
+        gone = sorted(n for n in named if not any(d == n or d.endswith("/" + n) for d in documents))
         if gone:
             missing[str(path.relative_to(root))] = gone
     assert not missing, missing
