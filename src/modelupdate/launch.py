@@ -16,7 +16,6 @@ class Launch:
     rank: int  # RANK: 0 alone
     local_rank: int  # LOCAL_RANK: the device index on this machine
     world: int  # WORLD_SIZE: 1 alone
-    local_world: int  # LOCAL_WORLD_SIZE: the processes on this machine
 
 
 def _number(name: str, default: int) -> int:
@@ -31,8 +30,7 @@ def _number(name: str, default: int) -> int:
 
 def launch() -> Launch:
     """This process's rank and world as torchrun set them; a process started alone is rank 0 of 1."""
-    return Launch(rank=_number("RANK", 0), local_rank=_number("LOCAL_RANK", 0), world=_number("WORLD_SIZE", 1),
-                  local_world=_number("LOCAL_WORLD_SIZE", 1))
+    return Launch(rank=_number("RANK", 0), local_rank=_number("LOCAL_RANK", 0), world=_number("WORLD_SIZE", 1))
 
 
 def local_world() -> int:

@@ -34,6 +34,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 NESTED = {"options": "nested"}  # a field's metadata: its dataclass's options are the group's too
 
 
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    """A config class's field types, resolved once (every option of it asks)."""
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
 @dataclass(frozen=True)
 class FieldOption:
     """One generated option: ``param`` is its name in click (from the flag: --no-augment -> no_augment),
@@ -76,7 +86,7 @@ def option_of(cls: type, name: str, default_text: str | None = None) -> FieldOpt
         raise TypeError(f"{field.name}: a field with a default factory needs its typed_default to be an option")
     else:
         default = field.default
-    typed = flag.typed_as if flag.typed_as is not None else typing.get_type_hints(cls)[name]
+    typed = flag.typed_as if flag.typed_as is not None else _hints(cls)[name]
     return FieldOption(field.name, flag, typed, default)
 
 
@@ -84,7 +94,7 @@ def options_of(cls: type, names: Sequence[str] | None = None,
                default_texts: Mapping[str, str] | None = None) -> tuple[FieldOption, ...]:
     """The options of ``cls``'s flagged fields in declaration order (``names``: only these, in this order),
     those of its ``NESTED`` configs in place; ``default_texts``: a field's ``[default: ...]`` set by the caller."""
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     found: list[FieldOption] = []
     for name in names if names is not None else list(fields):
@@ -98,7 +108,7 @@ def options_of(cls: type, names: Sequence[str] | None = None,
 def build(cls: type[T], values: Mapping[str, Any]) -> T:
     """``cls`` from the options' values (keyed by ``param``): its fields in declaration order, each ``NESTED``
     config built where it stands (so its constructor's checks run in that order)."""
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     kwargs: dict[str, Any] = {}
     for field in dataclasses.fields(cls):  # type: ignore[arg-type]  # cls is a dataclass
         if field.metadata.get("options") == "nested":

@@ -18,7 +18,7 @@ import typer
 
 from ..config import DataConfig, EnsembleConfig, EvalConfig, GateSpec, TrainConfig, check_csv_columns
 from ..fields import Flag, flag, flag_of, like
-from ..gates import GATES
+from ..gates import GATES, Gate
 from ..methods import UpdateConfig, set_by_methods
 from .groups import NESTED, FieldOption, OptionGroup, build, option_of, options_of
 
@@ -151,7 +151,7 @@ PREDICTION_FILES = OptionGroup("prediction_files", options_of(
     EvalConfig, ["id_column", "label_column", "pred_column", "classes", "allow_other_data"]), _prediction_files)
 
 
-def _gate_option(gate: Any) -> FieldOption:
+def _gate_option(gate: Gate) -> FieldOption:
     """A gate's option, from its entry in ``gates.GATES``: a threshold typed as 0.02 or 2%."""
     return FieldOption(gate.field, Flag(gate.flag, gate.help + " Accepts 0.02 or 2%."), str | None, None)
 
