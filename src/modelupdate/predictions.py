@@ -496,16 +496,16 @@ def align(old: Predictions, new: Predictions) -> tuple[Predictions, Predictions]
     if old_ids is not old.ids:  # integer ids written as digits, to match a file of string ids
         old, new = dataclasses.replace(old, ids=old_ids), dataclasses.replace(new, ids=new_ids)
     if not np.array_equal(old.ids, new.ids):
-        sorted_old, sorted_new = np.sort(old.ids), np.sort(new.ids)
-        if not np.array_equal(sorted_old, sorted_new):
-            only_old = np.setdiff1d(sorted_old, sorted_new, assume_unique=True)
-            only_new = np.setdiff1d(sorted_new, sorted_old, assume_unique=True)
+        rows, found = positions(new.ids, old.ids)
+        if len(old) != len(new) or not found.all():  # ids are unique in a file: else the same set
+            only_old = np.setdiff1d(old.ids, new.ids, assume_unique=True)
+            only_new = np.setdiff1d(new.ids, old.ids, assume_unique=True)
             raise MismatchError(
                 f"sample ids differ ({names}): {only_old.size} only in old "
                 f"(e.g. {_examples(only_old) or 'none'}), {only_new.size} only in new "
                 f"(e.g. {_examples(only_new) or 'none'}); both must cover the same samples"
             )
-        new = _take(new, positions(new.ids, old.ids)[0])
+        new = _take(new, rows)
 
     differ = np.flatnonzero(old.targets != new.targets)
     if differ.size:
